@@ -1,0 +1,36 @@
+# Two commands matter: `make run` and `make test`. Both set up .venv on their own.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CONFIG ?= config.yaml
+
+.PHONY: run test lint bench bench-peers clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+# Reinstall only when setup.py changes; the package is installed editable.
+$(STAMP): setup.py | $(PY)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m daemon --config $(CONFIG)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+bench-peers: $(STAMP)
+	$(PY) -m bench.peers
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""coinspiders: a Scrapy project that collects CoinMarketCap coin data into job folders."""

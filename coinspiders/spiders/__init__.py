@@ -1,0 +1,1 @@
+"""The spiders: `coin` (detail pages) and `cmc_api` (the Pro API)."""

@@ -1,0 +1,70 @@
+"""What every coinspiders spider shares: its job id, its arguments, and its verdict.
+
+The pipelines write the job folder; the spider only says what the job was asked, what
+went wrong, and how its records make up `data.json`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Self
+
+import scrapy
+from scrapy.crawler import Crawler
+
+from coinspiders.jobfolder import resolve_job_id
+
+
+class JobSpider(scrapy.Spider):
+    """A spider whose output is one job folder `DATA_DIR/<job_id>/`."""
+
+    # "page" or "api": the `source` field of every item this spider yields.
+    source: str = ""
+
+    def __init__(self, *args: Any, payload: str | dict | None = None, **kwargs: Any) -> None:
+        # scrapy-do passes every argument as one JSON object in `payload`; plain `-a`
+        # arguments win over the payload's keys when both are given.
+        merged = dict(_parse_payload(payload))
+        merged.update({k: v for k, v in kwargs.items() if k not in ("name",)})
+        super().__init__(*args, **kwargs)
+        self.arguments: dict[str, Any] = merged
+        self.job_id: str = ""
+        # Job-level errors (a fatal API code, a blocked site): {"code", "message"}.
+        self.job_errors: list[dict[str, Any]] = []
+        # Extra keys for job.json (e.g. the API's credit_count total).
+        self.manifest_extra: dict[str, Any] = {}
+        # Set by JobFolderPipeline at close; read by the `crawl` command for the exit status.
+        self.job_failed: bool = False
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        spider.job_id = resolve_job_id(crawler.settings.get("JOB_ID"))
+        return spider
+
+    def record_job_error(self, message: str, code: int | str | None = None) -> None:
+        """Remember an error of the whole job for job.json (never a secret in `message`)."""
+        self.job_errors.append({"code": code, "message": message})
+        self.logger.error("job error%s: %s", f" {code}" if code is not None else "", message)
+
+    def result_document(self, records: list[dict[str, Any]]) -> Any:
+        """What data.json holds; spiders override it to order and shape their records."""
+        return records
+
+    def job_succeeded(self, items_ok: int, item_errors: int) -> bool:
+        """A job that collected nothing, or hit a fatal error, did not do its work."""
+        return items_ok > 0 and not self.job_errors
+
+
+def _parse_payload(payload: str | dict | None) -> dict[str, Any]:
+    if payload is None or payload == "":
+        return {}
+    if isinstance(payload, dict):
+        return payload
+    try:
+        value = json.loads(payload)
+    except ValueError as exc:
+        raise ValueError(f"payload is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError("payload must be a JSON object")
+    return value

@@ -1,0 +1,31 @@
+"""Install both halves of coinspiders: the Scrapy project and the crawl daemon."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="coinspiders",
+    version="0.1.0",
+    description="CoinMarketCap spiders and the crawl daemon that runs and schedules them",
+    python_requires=">=3.11",
+    packages=find_packages(include=["coinspiders", "coinspiders.*", "daemon", "daemon.*"]),
+    package_data={"daemon": ["openapi.json"]},
+    install_requires=[
+        "scrapy>=2.13,<3",
+        "twisted>=24.7",
+        "klein>=23.12",
+        "croniter>=2.0,<8",
+        "psutil>=5.9",
+        "pyyaml>=6.0",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-timeout>=2.3",
+            "ruff>=0.6",
+        ],
+    },
+    entry_points={
+        "console_scripts": ["coinspiders-daemon=daemon.__main__:main"],
+        "scrapy": ["settings = coinspiders.settings"],
+    },
+)
