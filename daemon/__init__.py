@@ -1,0 +1,1 @@
+"""Crawl daemon: runs and schedules Scrapy projects behind scrapy-do's REST API."""
