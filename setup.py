@@ -21,6 +21,8 @@ setup(
         "test": [
             "pytest>=8",
             "pytest-timeout>=2.3",
+            # scrapy-do's own client, to prove our API is a drop-in for it.
+            "scrapy-do==0.5.0",
             "ruff>=0.6",
         ],
     },
