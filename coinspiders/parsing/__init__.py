@@ -1,0 +1,1 @@
+"""Pure functions from CoinMarketCap pages and API payloads to plain dicts (no network)."""
