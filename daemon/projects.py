@@ -1,0 +1,504 @@
+"""The project store: pushed archives unpacked once, local projects from the config.
+
+Layout under the store root (nothing is ever written outside it)::
+
+    projects/<name>.json        the commit record of a pushed project: its version folder,
+                                spiders and push time; replaced atomically (write + rename)
+    versions/<name>/<version>/  an unpacked project (scrapy.cfg at its top), the crawl cwd
+    tmp/                        scratch space for metadata writes
+
+A push unpacks into a fresh version folder, lists its spiders there and only then
+replaces `projects/<name>.json` with one rename. Until that rename the previous version
+is untouched; after it the previous folder is deleted. Whatever a crash leaves behind
+(a version folder no record names, a half-written record) is swept on the next start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import defer, protocol, threads
+from twisted.internet.interfaces import IReactorProcess, IReactorTime
+from twisted.python.failure import Failure
+
+from daemon.archive import (
+    ArchiveError,
+    ArchiveLimits,
+    ProjectArchive,
+    check_project_name,
+    iter_member_chunks,
+    open_zip,
+    read_archive,
+)
+
+log = logging.getLogger(__name__)
+
+#: guard(name, spiders_after) -> a message to refuse the change, or None to allow it.
+#: For a removal `spiders_after` is empty, so one guard serves push and remove.
+Guard = Callable[[str, list[str]], "str | None"]
+
+_STDOUT_CAP = 1024 * 1024
+_STDERR_TAIL = 4000
+#: Variables of the daemon's own environment that would make Scrapy ignore the
+#: project's scrapy.cfg.
+_DROPPED_ENV = ("SCRAPY_SETTINGS_MODULE", "SCRAPY_PROJECT")
+#: Runs the command in a new session so a time limit can kill everything it started.
+_SETSID = "import os, sys; os.setsid(); os.execv(sys.argv[1], sys.argv[1:])"
+
+
+class ProjectError(Exception):
+    """A refused project operation; `http_status` is what the API should answer."""
+
+    def __init__(self, message: str, http_status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.http_status = http_status
+
+
+@dataclass(frozen=True)
+class LocalProject:
+    """A project used in place (not pushed), e.g. the repo's own coinspiders."""
+
+    path: Path
+    settings: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Pushed:
+    name: str
+    version: str
+    spiders: tuple[str, ...]
+    pushed: str
+
+
+def _no_guard(name: str, spiders: list[str]) -> str | None:
+    return None
+
+
+def _tail(data: bytes) -> str:
+    text = data.decode("utf-8", "replace").strip()
+    if len(text) > _STDERR_TAIL:
+        text = "..." + text[-_STDERR_TAIL:]
+    return text
+
+
+class _ListProtocol(protocol.ProcessProtocol):
+    """Collects `scrapy list` output with bounded memory and enforces its time limit."""
+
+    def __init__(self, clock: IReactorTime, timeout: float, label: str) -> None:
+        self.done: defer.Deferred[list[str]] = defer.Deferred()
+        self.clock = clock
+        self.timeout = timeout
+        self.label = label
+        self.out = bytearray()
+        self.err = bytearray()
+        self.timed_out = False
+        self.pgid: int | None = None
+        self.timer: Any = None
+
+    def connectionMade(self) -> None:
+        self.pgid = self.transport.pid
+        self.transport.closeStdin()
+        self.timer = self.clock.callLater(self.timeout, self._expire)
+
+    def _expire(self) -> None:
+        self.timer = None
+        self.timed_out = True
+        self._kill_group()
+        # In case the child had not reached setsid yet.
+        with contextlib.suppress(Exception):
+            self.transport.signalProcess("KILL")
+
+    def _kill_group(self) -> None:
+        if self.pgid is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pgid, signal.SIGKILL)
+
+    def outReceived(self, data: bytes) -> None:
+        if len(self.out) < _STDOUT_CAP:
+            self.out += data[: _STDOUT_CAP - len(self.out)]
+
+    def errReceived(self, data: bytes) -> None:
+        self.err += data
+        if len(self.err) > 2 * _STDERR_TAIL:
+            del self.err[: -_STDERR_TAIL - 1]
+
+    def processExited(self, reason: Failure) -> None:
+        # Anything the project left running would keep the pipes open; end it too.
+        self._kill_group()
+
+    def processEnded(self, reason: Failure) -> None:
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        self.timer = None
+        value = reason.value
+        code = getattr(value, "exitCode", None)
+        sig = getattr(value, "signal", None)
+        tail = _tail(bytes(self.err))
+        if self.timed_out:
+            msg = f"listing the spiders of {self.label} took longer than {self.timeout:g} s"
+            self.done.errback(ProjectError(msg + (f"; its output: {tail}" if tail else ""), 400))
+            return
+        if code != 0 or sig is not None:
+            how = f"was killed by signal {sig}" if sig is not None else f"exited with {code}"
+            msg = f"listing the spiders of {self.label} failed: scrapy list {how}"
+            self.done.errback(ProjectError(msg + (f": {tail}" if tail else ""), 400))
+            return
+        lines = bytes(self.out).decode("utf-8", "replace").splitlines()
+        self.done.callback(sorted({line.strip() for line in lines if line.strip()}))
+
+
+def _write_json_atomic(path: Path, scratch: Path, data: dict[str, Any]) -> None:
+    tmp = scratch / f"{path.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def unpack_archive(data: bytes, archive: ProjectArchive, dest: Path, limits: ArchiveLimits) -> None:
+    """Write the checked members into `dest`, a folder that must not exist yet.
+
+    Bytes are counted again while writing; files are created exclusively and never
+    through a link, with plain permissions whatever the zip says.
+    """
+    dest.mkdir(mode=0o755, parents=True)
+    base = dest.resolve()
+    total = 0
+    with open_zip(data) as zf:
+        infos = zf.infolist()
+        for m in archive.members:
+            target = base.joinpath(*m.path.parts)
+            if not target.resolve().is_relative_to(base):
+                raise ArchiveError(f"entry {m.zip_name!r} points outside the project folder")
+            if m.is_dir:
+                target.mkdir(mode=0o755, parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+            fd = os.open(target, flags, 0o644)
+            with os.fdopen(fd, "wb") as fh:
+                for chunk in iter_member_chunks(zf, infos[m.index], limits, total):
+                    fh.write(chunk)
+                    total += len(chunk)
+
+
+class ProjectStore:
+    """Pushed and local Scrapy projects: validate, unpack, list spiders, replace, remove.
+
+    Use it from the reactor thread only; slow work goes to threads and child processes.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        local: Mapping[str, LocalProject] | None = None,
+        *,
+        limits: ArchiveLimits | None = None,
+        list_timeout: float = 60.0,
+        reactor: Any = None,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        self._reactor = reactor
+        self.limits = limits or ArchiveLimits()
+        self.list_timeout = list_timeout
+        self.root = Path(root).resolve()
+        self._records = self.root / "projects"
+        self._versions = self.root / "versions"
+        self._tmp = self.root / "tmp"
+        for folder in (self.root, self._records, self._versions, self._tmp):
+            folder.mkdir(mode=0o755, parents=True, exist_ok=True)
+        self._local: dict[str, LocalProject] = {}
+        for name, proj in (local or {}).items():
+            try:
+                check_project_name(name)
+            except ArchiveError as exc:
+                raise ProjectError(f"local project: {exc.message}", 500) from None
+            path = Path(proj.path).resolve()
+            if not (path / "scrapy.cfg").is_file():
+                raise ProjectError(f"local project {name}: no scrapy.cfg in {path}", 500)
+            self._local[name] = LocalProject(path, dict(proj.settings))
+        self._local_spiders: dict[str, list[str]] = {}
+        self._pushed: dict[str, _Pushed] = {}
+        self._commit_lock = defer.DeferredLock()
+        self._load()
+
+    # -- reading ---------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        """Every project the daemon can run, local and pushed, sorted."""
+        return sorted(set(self._local) | set(self._pushed))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._local or name in self._pushed
+
+    def is_local(self, name: str) -> bool:
+        return name in self._local
+
+    def spiders(self, name: str) -> list[str] | None:
+        """Cached spider names; None for a local project not listed yet (see get_spiders)."""
+        if name in self._pushed:
+            return list(self._pushed[name].spiders)
+        if name in self._local:
+            cached = self._local_spiders.get(name)
+            return None if cached is None else list(cached)
+        raise self._unknown(name)
+
+    def get_spiders(self, name: str, refresh: bool = False) -> defer.Deferred[list[str]]:
+        """Spider names of a project, listing a local one on first use (or on refresh)."""
+        try:
+            cached = self.spiders(name)
+        except ProjectError as exc:
+            return defer.fail(exc)
+        if cached is not None and not (refresh and name in self._local):
+            return defer.succeed(cached)
+        d = self.list_spiders_of(self._local[name].path, label=f"local project {name}")
+
+        def remember(spiders: list[str]) -> list[str]:
+            self._local_spiders[name] = spiders
+            return list(spiders)
+
+        return d.addCallback(remember)
+
+    def path(self, name: str) -> Path:
+        """The folder to run crawls of `name` in (holds its scrapy.cfg)."""
+        if name in self._pushed:
+            return self._versions / name / self._pushed[name].version
+        if name in self._local:
+            return self._local[name].path
+        raise self._unknown(name)
+
+    def settings(self, name: str) -> dict[str, str]:
+        """Default Scrapy settings for crawls of `name` (from the config; none if pushed)."""
+        if name in self._local:
+            return dict(self._local[name].settings)
+        if name in self._pushed:
+            return {}
+        raise self._unknown(name)
+
+    def pushed_at(self, name: str) -> str | None:
+        """ISO-8601 UTC time of the last push, None for a local project."""
+        if name in self._pushed:
+            return self._pushed[name].pushed
+        if name in self._local:
+            return None
+        raise self._unknown(name)
+
+    # -- changing --------------------------------------------------------------------
+
+    def push(
+        self, archive: bytes, guard: Guard | None = None
+    ) -> defer.Deferred[tuple[str, list[str]]]:
+        """Check, unpack and list a pushed zip, then make it the project's current version.
+
+        Fails with ProjectError: 413 over a size cap, 400 bad archive or failing
+        `scrapy list`, 409 for a local project's name or when `guard` refuses.
+        """
+        return defer.ensureDeferred(self._push(archive, guard or _no_guard))
+
+    def remove(self, name: str, guard: Guard | None = None) -> defer.Deferred[None]:
+        """Forget a pushed project and delete its files; 404 unknown, 409 local or guarded."""
+        return defer.ensureDeferred(self._remove(name, guard or _no_guard))
+
+    def list_spiders_of(self, path: Path, label: str | None = None) -> defer.Deferred[list[str]]:
+        """Run `python -m scrapy list` in `path` as a child process with the time limit."""
+        path = Path(path)
+        proto = _ListProtocol(self._reactor, self.list_timeout, label or str(path))
+        env = {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV}
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(path), os.environ.get("PYTHONPATH", "")) if p
+        )
+        args = [sys.executable, "-c", _SETSID, sys.executable, "-m", "scrapy", "list"]
+        try:
+            IReactorProcess(self._reactor).spawnProcess(
+                proto, sys.executable, args, env=env, path=str(path)
+            )
+        except OSError as exc:
+            return defer.fail(ProjectError(f"cannot start scrapy list in {label}: {exc}", 500))
+        return proto.done
+
+    # -- internals -------------------------------------------------------------------
+
+    def _unknown(self, name: str) -> ProjectError:
+        return ProjectError(f"Unknown project: {name}", 404)
+
+    async def _push(self, data: bytes, guard: Guard) -> tuple[str, list[str]]:
+        if len(data) > self.limits.max_archive_bytes:
+            raise ProjectError(
+                f"archive is {len(data)} bytes; the limit is {self.limits.max_archive_bytes}",
+                413,
+            )
+        try:
+            archive = await threads.deferToThreadPool(
+                self._reactor, self._reactor.getThreadPool(), read_archive, data, self.limits
+            )
+        except ArchiveError as exc:
+            raise ProjectError(exc.message, exc.http_status) from None
+        name = archive.name
+        if name in self._local:
+            raise ProjectError(
+                f"{name} is a local project from the config; it cannot be pushed", 409
+            )
+        version = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
+        parent = self._versions / name
+        dest = parent / version
+        committed = False
+        try:
+            await self._in_thread(self._unpack, data, archive, dest)
+            spiders = await self.list_spiders_of(dest, label=f"project {name}")
+            await self._commit_lock.acquire()
+            try:
+                refusal = guard(name, list(spiders))
+                if refusal:
+                    raise ProjectError(refusal, 409)
+                old = self._pushed.get(name)
+                record = _Pushed(name, version, tuple(spiders), _now())
+                _write_json_atomic(self._records / f"{name}.json", self._tmp, _as_json(record))
+                self._pushed[name] = record
+                committed = True
+            finally:
+                self._commit_lock.release()
+            if old is not None and old.version != version:
+                await self._discard(parent / old.version)
+            log.info("pushed project %s with spiders %s", name, ", ".join(spiders))
+            return name, list(spiders)
+        finally:
+            if not committed:
+                await self._discard(dest)
+                await self._in_thread(_rmdir_if_empty, parent)
+
+    def _unpack(self, data: bytes, archive: ProjectArchive, dest: Path) -> None:
+        try:
+            unpack_archive(data, archive, dest, self.limits)
+        except ArchiveError as exc:
+            raise ProjectError(exc.message, exc.http_status) from None
+        except OSError as exc:
+            raise ProjectError(f"cannot unpack the archive: {exc.strerror or exc}", 400) from None
+
+    async def _remove(self, name: str, guard: Guard) -> None:
+        if name in self._local:
+            raise ProjectError(
+                f"{name} is a local project from the config; it cannot be removed", 409
+            )
+        await self._commit_lock.acquire()
+        try:
+            record = self._pushed.get(name)
+            if record is None:
+                raise self._unknown(name)
+            refusal = guard(name, [])
+            if refusal:
+                raise ProjectError(refusal, 409)
+            (self._records / f"{name}.json").unlink(missing_ok=True)
+            del self._pushed[name]
+        finally:
+            self._commit_lock.release()
+        # Only this version: a push of the same name may be unpacking beside it.
+        await self._discard(self._versions / name / record.version)
+        await self._in_thread(_rmdir_if_empty, self._versions / name)
+        log.info("removed project %s", name)
+
+    def _in_thread(self, fn: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
+        return threads.deferToThreadPool(self._reactor, self._reactor.getThreadPool(), fn, *args)
+
+    async def _discard(self, folder: Path) -> None:
+        """Delete a folder of the store; a failure is logged and swept at the next start."""
+        if not folder.resolve().is_relative_to(self.root):
+            raise AssertionError(f"refusing to delete {folder} outside the store")
+        try:
+            await self._in_thread(shutil.rmtree, folder, True)
+        except Exception:
+            log.exception("could not delete %s", folder)
+
+    def _load(self) -> None:
+        """Read the commit records and sweep what an interrupted push or removal left.
+
+        Runs once at start, before the daemon serves requests.
+        """
+        for tmp in self._tmp.iterdir():
+            _remove_path(tmp)
+        unreadable: set[str] = set()
+        for rec in sorted(self._records.iterdir()):
+            stem = rec.name.removesuffix(".json")
+            if rec.is_dir() or not rec.name.endswith(".json"):
+                log.warning("ignoring %s in the project store", rec)
+                continue
+            try:
+                record = _from_json(json.loads(rec.read_text(encoding="utf-8")))
+                check_project_name(record.name)
+                if record.name != stem or not record.version or "/" in record.version:
+                    raise ValueError("record does not match its file name")
+            except (OSError, ValueError, KeyError, TypeError, ArchiveError) as exc:
+                log.error(
+                    "project record %s is unreadable (%s); project %s skipped", rec, exc, stem
+                )
+                unreadable.add(stem)
+                continue
+            if not (self._versions / record.name / record.version / "scrapy.cfg").is_file():
+                log.error("project %s has lost its files; dropping its record", record.name)
+                rec.unlink(missing_ok=True)
+                continue
+            if record.name in self._local:
+                log.warning("pushed project %s is hidden by the local project", record.name)
+            self._pushed[record.name] = record
+        for parent in self._versions.iterdir():
+            if parent.name in unreadable:
+                continue
+            current = self._pushed.get(parent.name)
+            if current is None or not parent.is_dir():
+                _remove_path(parent)
+                continue
+            for version in parent.iterdir():
+                if version.name != current.version:
+                    _remove_path(version)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _as_json(record: _Pushed) -> dict[str, Any]:
+    return {
+        "name": record.name,
+        "version": record.version,
+        "spiders": list(record.spiders),
+        "pushed": record.pushed,
+    }
+
+
+def _from_json(data: dict[str, Any]) -> _Pushed:
+    spiders = data["spiders"]
+    if not isinstance(spiders, list) or not all(isinstance(s, str) for s in spiders):
+        raise ValueError("spiders is not a list of names")
+    return _Pushed(str(data["name"]), str(data["version"]), tuple(spiders), str(data["pushed"]))
+
+
+def _remove_path(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _rmdir_if_empty(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.rmdir()
