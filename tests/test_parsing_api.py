@@ -188,45 +188,40 @@ def test_info_weth_contracts_links_and_logo(info_weth):
     assert by_name["Everscale"].startswith("0:59b6")
     # The same address on two chains is two contracts.
     assert by_name["EthereumPoW"] == by_name["Ethereum"]
-    assert coin["official_links"][0] == {"name": "website", "link": "https://weth.io/"}
-    explorers = [x["link"] for x in coin["official_links"] if x["name"] == "explorer"]
-    assert len(explorers) == 5
+    # Explorers are neither official links nor socials; WETH has no socials.
+    assert coin["official_links"] == [{"name": "website", "link": "https://weth.io/"}]
     assert coin["socials"] == []
     # No quote in this listing: figures unknown, identity kept.
     assert coin["price"] is None and coin["market_cap_rank"] == 20
 
 
-def test_links_name_chat_by_host_and_whitepaper():
+def test_info_urls_become_official_links_and_socials():
     info = {
+        "id": 5,
         "urls": {
-            "website": ["https://a.example/", " "],
+            "website": ["https://a.example/"],
             "technical_doc": ["https://a.example/wp.pdf"],
             "source_code": ["https://github.com/a/a"],
             "twitter": ["https://twitter.com/a"],
-            "chat": ["https://t.me/a", "https://discord.gg/xyz", "https://matrix.to/#/a"],
+            "chat": ["https://t.me/a", "https://discord.gg/xyz"],
             "reddit": ["https://reddit.com/r/a"],
-            "facebook": ["https://facebook.com/a"],
-            "unknown_kind": ["https://x.example/"],
-            "announcement": "https://a.example/news",
-        }
+            "explorer": ["https://etherscan.io/token/0xabc"],
+        },
     }
-    official, socials = api.links(info)
-    assert official == [
+    coin = api.coin_from_api({"id": 5}, info, "USD", LOGO, NOW)
+    assert coin["official_links"] == [
         {"name": "website", "link": "https://a.example/"},
         {"name": "whitepaper", "link": "https://a.example/wp.pdf"},
         {"name": "source_code", "link": "https://github.com/a/a"},
     ]
-    assert [s["name"] for s in socials] == [
-        "twitter",
-        "telegram",
-        "discord",
-        "chat",
-        "reddit",
-        "facebook",
-        "announcement",
+    assert coin["socials"] == [
+        {"name": "twitter", "url": "https://twitter.com/a"},
+        {"name": "telegram", "url": "https://t.me/a"},
+        {"name": "discord", "url": "https://discord.gg/xyz"},
+        {"name": "reddit", "url": "https://reddit.com/r/a"},
     ]
-    assert api.links(None) == ([], [])
-    assert api.links({"urls": None}) == ([], [])
+    bare = api.coin_from_api({"id": 5}, {"id": 5, "urls": None}, "USD", LOGO, NOW)
+    assert bare["official_links"] == [] and bare["socials"] == []
 
 
 def test_untracked_zero_figures_are_unknown():

@@ -2,8 +2,9 @@
 
 Kept free of Scrapy and of the network so every recorded API response can be checked
 directly, and so the spider and its rate-limit middleware judge a response the same way.
-The API reports errors in the body's `status` block, sometimes on HTTP 200, so the
-verdict always reads `error_code` and only falls back to the HTTP status without one.
+Links are sorted by `parsing.links`, shared with the page parser, so both spiders name
+them alike. The API reports errors in the body's `status` block, sometimes on HTTP 200,
+so the verdict reads `error_code` first and falls back to the HTTP status without one.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, TypeVar
+
+from coinspiders.parsing.links import official_links, socials
+
+T = TypeVar("T")
 
 # The kinds of verdict a response gets.
 OK = "ok"
@@ -175,13 +179,13 @@ def info_entries(payload: Mapping[str, Any]) -> dict[int, dict[str, Any]]:
     return entries
 
 
-def chunked(ids: Iterable[int], size: int = INFO_MAX_IDS) -> Iterator[list[int]]:
-    """Ids in info calls of at most `size` (the API's limit is 100)."""
+def chunked(things: Iterable[T], size: int = INFO_MAX_IDS) -> Iterator[list[T]]:
+    """Consecutive batches of at most `size` (info takes at most 100 ids a call)."""
     if size < 1:
         raise ValueError("batch size must be at least 1")
-    batch: list[int] = []
-    for coin_id in ids:
-        batch.append(coin_id)
+    batch: list[T] = []
+    for thing in things:
+        batch.append(thing)
         if len(batch) == size:
             yield batch
             batch = []
@@ -249,64 +253,6 @@ def _contracts(entry: Mapping[str, Any], info: Mapping[str, Any] | None) -> list
     return found
 
 
-# info `urls` keys -> (list in the item, name in that list). Telegram and Discord share
-# `chat`, so chat links are named by their host.
-_LINK_KINDS: dict[str, tuple[str, str]] = {
-    "website": ("official_links", "website"),
-    "technical_doc": ("official_links", "whitepaper"),
-    "source_code": ("official_links", "source_code"),
-    "explorer": ("official_links", "explorer"),
-    "twitter": ("socials", "twitter"),
-    "chat": ("socials", "chat"),
-    "reddit": ("socials", "reddit"),
-    "facebook": ("socials", "facebook"),
-    "message_board": ("socials", "message_board"),
-    "announcement": ("socials", "announcement"),
-}
-_CHAT_HOSTS: tuple[tuple[str, str], ...] = (
-    ("t.me", "telegram"),
-    ("telegram.me", "telegram"),
-    ("telegram.org", "telegram"),
-    ("discord.gg", "discord"),
-    ("discord.com", "discord"),
-    ("discordapp.com", "discord"),
-)
-
-
-def chat_name(url: str) -> str:
-    """`telegram`, `discord`, or `chat` for another chat service."""
-    host = (urlsplit(url).hostname or "").lower()
-    for suffix, name in _CHAT_HOSTS:
-        if host == suffix or host.endswith("." + suffix):
-            return name
-    return "chat"
-
-
-def links(info: Mapping[str, Any] | None) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
-    """(official_links `[{name, link}]`, socials `[{name, url}]`) from info `urls`."""
-    official: list[dict[str, str]] = []
-    socials: list[dict[str, str]] = []
-    urls = info.get("urls") if info is not None else None
-    if not isinstance(urls, Mapping):
-        return official, socials
-    seen: set[str] = set()
-    for key, values in urls.items():
-        kind = _LINK_KINDS.get(key)
-        if kind is None:
-            continue
-        target, name = kind
-        for url in values if isinstance(values, list) else [values]:
-            if not isinstance(url, str) or not url.strip() or url.strip() in seen:
-                continue
-            url = url.strip()
-            seen.add(url)
-            if target == "official_links":
-                official.append({"name": name, "link": url})
-            else:
-                socials.append({"name": chat_name(url) if key == "chat" else name, "url": url})
-    return official, socials
-
-
 def coin_from_api(
     entry: Mapping[str, Any],
     info: Mapping[str, Any] | None,
@@ -319,7 +265,7 @@ def coin_from_api(
     if coin_id is None:
         raise ValueError("listing entry has no numeric id")
     quote = _quote(entry, convert)
-    official, socials = links(info)
+    urls = info.get("urls") if info is not None else None
     logo = info.get("logo") if info is not None else None
     if not isinstance(logo, str) or not logo.strip():
         logo = logo_url_template.format(id=coin_id)
@@ -340,8 +286,8 @@ def coin_from_api(
         "max_supply": _number(entry.get("max_supply")),
         "diluted_market_cap": _known(quote.get("fully_diluted_market_cap")),
         "contracts": _contracts(entry, info),
-        "official_links": official,
-        "socials": socials,
+        "official_links": official_links(urls),
+        "socials": socials(urls),
         "logo": logo.strip(),
         "logo_path": None,
         "last_updated": entry.get("last_updated") or quote.get("last_updated"),
