@@ -1,0 +1,247 @@
+"""Klein routes of the coin API: start/status (seed 000) and the coin data (seed 004 style).
+
+Thin: read and check the request, call the coin service, shape the JSON. Start/status
+answer errors as seed 000 does (`{"error": "<message>"}`); the data endpoints as seed 004
+does (`{"error": true, "message": ...}`). Lists are always lists.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from klein import Klein
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.logger import Logger
+
+from daemon.coin_index import CoinFilter
+from daemon.coin_records import (
+    JOB_ID_RE,
+    RequestError,
+    parse_coins,
+    parse_task_ids,
+    parse_time,
+)
+from daemon.coin_service import CoinApiError, CoinService
+
+log = Logger()
+
+JSON_TYPE = b"application/json"
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+MAX_OFFSET = 10_000_000
+SOURCES = ("page", "api")
+
+
+def _send(request: Any, data: Any, code: int = 200) -> bytes:
+    body = (json.dumps(data, ensure_ascii=False) + "\n").encode("utf-8")
+    request.setResponseCode(code)
+    request.setHeader(b"Content-Type", JSON_TYPE)
+    request.setHeader(b"Content-Length", str(len(body)).encode())
+    request.setHeader(b"Cache-Control", b"no-store")
+    return body
+
+
+def _seed000_error(request: Any, message: str, code: int = 400) -> bytes:
+    return _send(request, {"error": message}, code)
+
+
+def _data_error(request: Any, message: str, code: int = 400) -> bytes:
+    return _send(request, {"error": True, "message": message}, code)
+
+
+def _param(request: Any, name: str) -> str | None:
+    """One GET/form parameter as text; given twice or not UTF-8 is a RequestError."""
+    values = (request.args or {}).get(name.encode(), [])
+    if not values:
+        return None
+    if len(values) > 1:
+        raise RequestError(f"Parameter {name!r} is given more than once")
+    try:
+        value = values[0].decode("utf-8")
+    except UnicodeDecodeError:
+        raise RequestError(f"Parameter {name!r} is not valid UTF-8") from None
+    if "\x00" in value:
+        raise RequestError(f"Parameter {name!r} holds a NUL byte")
+    return value
+
+
+def _int_param(request: Any, name: str, default: int, low: int, high: int) -> int:
+    raw = _param(request, name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise RequestError(f"Parameter {name!r} must be an integer, got {raw[:40]!r}") from None
+    if not low <= value <= high:
+        raise RequestError(f"Parameter {name!r} must be between {low} and {high}")
+    return value
+
+
+def _time_param(request: Any, name: str) -> str | None:
+    raw = _param(request, name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return parse_time(raw)
+    except ValueError:
+        raise RequestError(
+            f"Parameter {name!r} must be an ISO 8601 date or time, got {raw[:40]!r}"
+        ) from None
+
+
+def _coin_key(key: str) -> str:
+    """A coin's CMC id or slug from the URL; anything else cannot name a coin."""
+    if not key or len(key) > 200 or any(ch in key for ch in "/\\\x00"):
+        raise RequestError("A coin is named by its CMC id or its slug")
+    return key
+
+
+def _coins_of_body(request: Any) -> Any:
+    """`coins` from a JSON body, or from a form (repeated or comma-separated)."""
+    ctype = (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
+    if ctype == JSON_TYPE or ctype.endswith(b"+json"):
+        request.content.seek(0)
+        raw = request.content.read()
+        try:
+            body = json.loads(raw or b"null")
+        except ValueError:
+            raise RequestError("Invalid JSON body") from None
+        if body is None:
+            return None
+        if not isinstance(body, dict):
+            raise RequestError('The JSON body must be an object like {"coins": ["BTC"]}')
+        return body.get("coins")
+    values = (request.args or {}).get(b"coins", [])
+    try:
+        return [v.decode("utf-8") for v in values]
+    except UnicodeDecodeError:
+        raise RequestError("Parameter 'coins' is not valid UTF-8") from None
+
+
+def _deferred_reply(
+    request: Any, d: Deferred[Any], shape: Callable[[Any], bytes], error: Callable[..., bytes]
+) -> Deferred[bytes]:
+    def failed(failure: Any) -> bytes:
+        if failure.check(CoinApiError):
+            return error(request, failure.value.message, failure.value.http_status)
+        if failure.check(RequestError):
+            return error(request, str(failure.value), 400)
+        log.failure("coin API request failed", failure)
+        return error(request, "Internal error", 500)
+
+    return d.addCallbacks(shape, failed)
+
+
+def install_routes(app: Klein, service: CoinService) -> None:
+    """Add the coin API's routes to the daemon's Klein app."""
+
+    @app.route("/api/crypto/start_scraping/", methods=["POST"])
+    def start_scraping(request: Any) -> bytes:
+        try:
+            coins = parse_coins(_coins_of_body(request))
+            started = service.start(coins)
+        except RequestError as exc:
+            return _seed000_error(request, str(exc), 400)
+        except CoinApiError as exc:
+            return _seed000_error(request, exc.message, exc.http_status)
+        return _send(request, {"job_id": started.job_id, "task_ids": json.dumps(started.task_ids)})
+
+    @app.route("/api/crypto/scraping_status/<string:job_id>/", methods=["GET"])
+    def scraping_status(request: Any, job_id: str) -> Any:
+        try:
+            raw = _param(request, "task_ids")
+            if not JOB_ID_RE.match(job_id):
+                raise CoinApiError(f"Job {job_id[:80]} not found", 404)
+            coins = parse_task_ids(raw)
+            d = service.status(job_id, coins)
+        except RequestError as exc:
+            return _seed000_error(request, str(exc), 400)
+        except CoinApiError as exc:
+            return _seed000_error(request, exc.message, exc.http_status)
+        return _deferred_reply(request, d, lambda doc: _send(request, doc), _seed000_error)
+
+    @app.route("/api/coins/", methods=["GET"])
+    def coin_list(request: Any) -> Any:
+        def run() -> Deferred[list[dict[str, Any]]]:
+            source = _param(request, "source") or None
+            if source is not None and source not in SOURCES:
+                raise RequestError("Parameter 'source' must be 'page' or 'api'")
+            job = _param(request, "job") or None
+            if job is not None and not JOB_ID_RE.match(job):
+                raise RequestError("Parameter 'job' is not a job id")
+            filters = CoinFilter(
+                symbol=_param(request, "symbol") or None,
+                slug=_param(request, "slug") or None,
+                platform=_param(request, "platform") or None,
+                source=source,
+                job=job,
+            )
+            limit = _int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+            offset = _int_param(request, "offset", 0, 0, MAX_OFFSET)
+            return service.coins(filters, limit, offset)
+
+        return _deferred_reply(
+            request, maybeDeferred(run), lambda rows: _send(request, rows), _data_error
+        )
+
+    @app.route("/api/coins/<string:key>/", methods=["GET"])
+    def coin_detail(request: Any, key: str) -> Any:
+        def shape(doc: dict[str, Any] | None) -> bytes:
+            if doc is None:
+                return _data_error(request, f"Coin {key[:80]!r} was never collected", 404)
+            return _send(request, doc)
+
+        d = maybeDeferred(lambda: service.coin(_coin_key(key)))
+        return _deferred_reply(request, d, shape, _data_error)
+
+    @app.route("/api/coins/<string:key>/history/", methods=["GET"])
+    def coin_history(request: Any, key: str) -> Any:
+        def run() -> Deferred[list[dict[str, Any]] | None]:
+            since = _time_param(request, "since")
+            until = _time_param(request, "until")
+            limit = _int_param(request, "limit", MAX_LIMIT, 1, 10 * MAX_LIMIT)
+            offset = _int_param(request, "offset", 0, 0, MAX_OFFSET)
+            return service.history(_coin_key(key), since, until, limit, offset)
+
+        def shape(rows: list[dict[str, Any]] | None) -> bytes:
+            if rows is None:
+                return _data_error(request, f"Coin {key[:80]!r} was never collected", 404)
+            return _send(request, rows)
+
+        return _deferred_reply(request, maybeDeferred(run), shape, _data_error)
+
+    @app.route("/api/coins/<string:key>/logo.png", methods=["GET"])
+    def coin_logo(request: Any, key: str) -> Any:
+        def shape(data: bytes | None) -> bytes:
+            if data is None:
+                return _data_error(request, f"No stored logo for coin {key[:80]!r}", 404)
+            request.setHeader(b"Content-Type", b"image/png")
+            request.setHeader(b"Content-Length", str(len(data)).encode())
+            request.setHeader(b"X-Content-Type-Options", b"nosniff")
+            return data
+
+        d = maybeDeferred(lambda: service.logo(_coin_key(key)))
+        return _deferred_reply(request, d, shape, _data_error)
+
+    @app.route("/api/jobs/<string:job_id>/data/", methods=["GET"])
+    def job_data(request: Any, job_id: str) -> Any:
+        def run() -> Deferred[tuple[bool, Any]]:
+            if not JOB_ID_RE.match(job_id):
+                raise CoinApiError(f"Job {job_id[:80]} not found", 404)
+            return service.job_data(job_id)
+
+        def shape(result: tuple[bool, Any]) -> bytes:
+            complete, doc = result
+            request.setHeader(b"X-Job-Data", b"complete" if complete else b"partial")
+            if complete:
+                request.setResponseCode(200)
+                request.setHeader(b"Content-Type", JSON_TYPE)
+                request.setHeader(b"Content-Length", str(len(doc)).encode())
+                request.setHeader(b"Cache-Control", b"no-store")
+                return doc
+            return _send(request, doc)
+
+        return _deferred_reply(request, maybeDeferred(run), shape, _data_error)

@@ -1,0 +1,545 @@
+"""The coin index: every coin record of every job folder, in `<data_dir>/coins.sqlite`.
+
+A derived index: `data/<job>/items.jl` files are the truth, and the index can always be
+rebuilt from them, so it lives in its own SQLite file apart from the job store. It is fed
+incrementally (each job's items.jl is read from the byte offset where the last read
+stopped, complete lines only) and answers the coin API's questions with indexed queries
+instead of scanning folders.
+
+Thread-safe: each thread gets its own connection (WAL lets readers run while one writer
+writes); writes are serialised by a lock. Every call blocks, so the daemon runs them in
+a thread pool, never on the reactor thread. All SQL of the coin API is in this module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from daemon.coin_records import JOB_ID_RE, complete_lines, rows_of, utc_now
+
+INDEX_FILE = "coins.sqlite"
+ITEMS_FILE = "items.jl"
+SCHEMA_VERSION = "1"
+# Bytes read from one items.jl per step; bounds memory on a huge file.
+READ_CHUNK = 4 * 1024 * 1024
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sources (
+    job_id TEXT PRIMARY KEY,
+    offset INTEGER NOT NULL,
+    records INTEGER NOT NULL,
+    updated TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS records (
+    id INTEGER PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    pos INTEGER NOT NULL,
+    coin_id INTEGER,
+    symbol TEXT,
+    slug TEXT,
+    query TEXT,
+    query_key TEXT,
+    source TEXT,
+    rank_key INTEGER NOT NULL,
+    ts TEXT NOT NULL,
+    price REAL,
+    market_cap REAL,
+    volume REAL,
+    logo_path TEXT,
+    error INTEGER NOT NULL,
+    doc TEXT NOT NULL,
+    UNIQUE (job_id, pos)
+);
+CREATE INDEX IF NOT EXISTS records_coin_ts ON records (coin_id, ts, id);
+CREATE INDEX IF NOT EXISTS records_job_coin ON records (job_id, coin_id, id);
+CREATE INDEX IF NOT EXISTS records_job_query ON records (job_id, query_key);
+CREATE TABLE IF NOT EXISTS platforms (
+    platform TEXT NOT NULL,
+    record_id INTEGER NOT NULL,
+    PRIMARY KEY (platform, record_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS latest (
+    coin_id INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    record_id INTEGER NOT NULL,
+    ts TEXT NOT NULL,
+    newest INTEGER NOT NULL,
+    symbol TEXT,
+    slug TEXT,
+    rank_key INTEGER NOT NULL,
+    PRIMARY KEY (coin_id, source)
+);
+CREATE INDEX IF NOT EXISTS latest_newest_rank ON latest (newest, rank_key, coin_id);
+CREATE INDEX IF NOT EXISTS latest_source_rank ON latest (source, rank_key, coin_id);
+CREATE INDEX IF NOT EXISTS latest_symbol ON latest (symbol, rank_key);
+CREATE INDEX IF NOT EXISTS latest_slug ON latest (slug);
+CREATE INDEX IF NOT EXISTS latest_record ON latest (record_id);
+"""
+
+
+@dataclass(frozen=True)
+class CoinFilter:
+    """Filters of the coin list; None means "any"."""
+
+    symbol: str | None = None
+    slug: str | None = None
+    platform: str | None = None
+    source: str | None = None
+    job: str | None = None
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    job_id: str
+    records: int
+    offset: int
+
+
+class CoinIndex:
+    """The coin records of all job folders under `data_dir`, indexed in SQLite."""
+
+    def __init__(self, data_dir: Path, path: Path | None = None) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.path = Path(path) if path is not None else self.data_dir / INDEX_FILE
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        self._conn_lock = threading.Lock()
+        # True when the file had to be created: the caller rebuilds from data/ then.
+        self.created = False
+
+    # -- connections -------------------------------------------------------------
+
+    def open(self) -> bool:
+        """Create the file and schema when missing; True when the index must be rebuilt."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.created = not self.path.exists()
+        conn = self._conn()
+        with self._write_lock, conn:
+            conn.executescript(_SCHEMA)
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            stale = row is not None and row[0] != SCHEMA_VERSION
+            if stale:
+                self._wipe(conn)
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,)
+            )
+            if self.created:
+                conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('built', '0')")
+            built = conn.execute("SELECT value FROM meta WHERE key = 'built'").fetchone()
+        return self.created or stale or (built is not None and built[0] != "1")
+
+    def close(self) -> None:
+        with self._conn_lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+            with self._conn_lock:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        with self._write_lock, conn:
+            yield conn
+
+    # -- ingest ------------------------------------------------------------------
+
+    def job_folders(self) -> list[str]:
+        """The job ids of every folder under data_dir that holds an items.jl."""
+        found = []
+        try:
+            entries = list(os.scandir(self.data_dir))
+        except FileNotFoundError:
+            return []
+        for entry in entries:
+            if (
+                entry.is_dir(follow_symlinks=False)
+                and JOB_ID_RE.match(entry.name)
+                and os.path.isfile(os.path.join(entry.path, ITEMS_FILE))
+            ):
+                found.append(entry.name)
+        return sorted(found)
+
+    def ingest_job(self, job_id: str) -> IngestResult:
+        """Read what was appended to `data_dir/<job_id>/items.jl` since the last call.
+
+        Only complete lines count; a line still being written is read next time. A file
+        shorter than the stored offset was replaced: its records are read again from 0.
+        """
+        if not JOB_ID_RE.match(job_id):
+            raise ValueError(f"not a job id: {job_id!r}")
+        path = self.data_dir / job_id / ITEMS_FILE
+        conn = self._conn()
+        row = conn.execute("SELECT offset FROM sources WHERE job_id = ?", (job_id,)).fetchone()
+        offset = row[0] if row else 0
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return IngestResult(job_id, 0, offset)
+        if size == offset:
+            return IngestResult(job_id, 0, offset)
+        added = 0
+        with self._write_lock:
+            # Re-read under the lock: another thread may have ingested meanwhile.
+            row = conn.execute("SELECT offset FROM sources WHERE job_id = ?", (job_id,)).fetchone()
+            offset = row[0] if row else 0
+            if size < offset:
+                with conn:
+                    self._forget(conn, job_id)
+                offset = 0
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                while True:
+                    buf = fh.read(READ_CHUNK)
+                    if not buf:
+                        break
+                    lines, next_offset = complete_lines(buf, offset)
+                    if next_offset == offset:
+                        if len(buf) < READ_CHUNK:
+                            break
+                        # One line longer than a chunk: read it whole.
+                        buf += fh.read()
+                        lines, next_offset = complete_lines(buf, offset)
+                        if next_offset == offset:
+                            break
+                    with conn:
+                        added += self._insert(conn, job_id, rows_of(lines, utc_now()))
+                        self._set_offset(conn, job_id, next_offset, added)
+                    offset = next_offset
+                    fh.seek(offset)
+        return IngestResult(job_id, added, offset)
+
+    def _set_offset(self, conn: sqlite3.Connection, job_id: str, offset: int, added: int) -> None:
+        conn.execute(
+            "INSERT INTO sources (job_id, offset, records, updated) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (job_id) DO UPDATE SET offset = excluded.offset, "
+            "records = records + ?, updated = excluded.updated",
+            (job_id, offset, added, utc_now(), added),
+        )
+
+    def _insert(self, conn: sqlite3.Connection, job_id: str, rows: Iterable[Any]) -> int:
+        added = 0
+        touched: set[int] = set()
+        for pos, row in rows:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO records (job_id, pos, coin_id, symbol, slug, query, "
+                "query_key, source, rank_key, ts, price, market_cap, volume, logo_path, error, "
+                "doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job_id,
+                    pos,
+                    row.coin_id,
+                    row.symbol,
+                    row.slug,
+                    row.query,
+                    row.query.casefold() if row.query else None,
+                    row.source,
+                    row.rank_key,
+                    row.ts,
+                    row.price,
+                    row.market_cap,
+                    row.volume,
+                    row.logo_path,
+                    int(row.error),
+                    row.doc,
+                ),
+            )
+            if cur.rowcount != 1:
+                continue
+            added += 1
+            record_id = cur.lastrowid
+            if row.error or row.coin_id is None:
+                continue
+            conn.executemany(
+                "INSERT OR IGNORE INTO platforms (platform, record_id) VALUES (?, ?)",
+                [(p, record_id) for p in row.platforms],
+            )
+            # The latest record of this coin from this source, if this one is newer.
+            conn.execute(
+                "INSERT INTO latest (coin_id, source, record_id, ts, newest, symbol, slug, "
+                "rank_key) VALUES (?, ?, ?, ?, 0, ?, ?, ?) "
+                "ON CONFLICT (coin_id, source) DO UPDATE SET record_id = excluded.record_id, "
+                "ts = excluded.ts, symbol = excluded.symbol, slug = excluded.slug, "
+                "rank_key = excluded.rank_key "
+                "WHERE excluded.ts > latest.ts OR "
+                "(excluded.ts = latest.ts AND excluded.record_id > latest.record_id)",
+                (
+                    row.coin_id,
+                    row.source or "",
+                    record_id,
+                    row.ts,
+                    row.symbol,
+                    row.slug,
+                    row.rank_key,
+                ),
+            )
+            touched.add(row.coin_id)
+        for coin_id in touched:
+            self._mark_newest(conn, coin_id)
+        return added
+
+    def _mark_newest(self, conn: sqlite3.Connection, coin_id: int) -> None:
+        conn.execute(
+            "UPDATE latest SET newest = (record_id = (SELECT record_id FROM latest "
+            "WHERE coin_id = ?1 ORDER BY ts DESC, record_id DESC LIMIT 1)) WHERE coin_id = ?1",
+            (coin_id,),
+        )
+
+    def _forget(self, conn: sqlite3.Connection, job_id: str) -> None:
+        coins = [
+            r[0]
+            for r in conn.execute(
+                "SELECT DISTINCT coin_id FROM records WHERE job_id = ? AND coin_id IS NOT NULL",
+                (job_id,),
+            )
+        ]
+        conn.execute(
+            "DELETE FROM platforms WHERE record_id IN (SELECT id FROM records WHERE job_id = ?)",
+            (job_id,),
+        )
+        conn.execute("DELETE FROM records WHERE job_id = ?", (job_id,))
+        conn.execute("DELETE FROM sources WHERE job_id = ?", (job_id,))
+        for coin_id in coins:
+            conn.execute("DELETE FROM latest WHERE coin_id = ?", (coin_id,))
+            # Rebuild this coin's latest rows from the records that remain.
+            for src in conn.execute(
+                "SELECT id, source, ts, symbol, slug, rank_key FROM records r "
+                "WHERE coin_id = ? AND error = 0 AND id = (SELECT id FROM records r2 "
+                "WHERE r2.coin_id = r.coin_id AND r2.error = 0 "
+                "AND COALESCE(r2.source, '') = COALESCE(r.source, '') "
+                "ORDER BY ts DESC, id DESC LIMIT 1)",
+                (coin_id,),
+            ).fetchall():
+                conn.execute(
+                    "INSERT OR REPLACE INTO latest (coin_id, source, record_id, ts, newest, "
+                    "symbol, slug, rank_key) VALUES (?, ?, ?, ?, 0, ?, ?, ?)",
+                    (coin_id, src[1] or "", src[0], src[2], src[3], src[4], src[5]),
+                )
+            self._mark_newest(conn, coin_id)
+
+    def forget_job(self, job_id: str) -> None:
+        """Drop a job's records (its folder was removed)."""
+        with self._write() as conn:
+            self._forget(conn, job_id)
+
+    def rebuild(self) -> int:
+        """Empty the index and read every job folder again; the number of records read."""
+        with self._write() as conn:
+            self._wipe(conn)
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('built', '0')")
+        total = sum(self.ingest_job(job_id).records for job_id in self.job_folders())
+        with self._write() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('built', '1')")
+        return total
+
+    def catch_up(self) -> int:
+        """Read whatever was appended to any items.jl while nobody was looking."""
+        return sum(self.ingest_job(job_id).records for job_id in self.job_folders())
+
+    def _wipe(self, conn: sqlite3.Connection) -> None:
+        for table in ("platforms", "latest", "records", "sources"):
+            conn.execute(f"DELETE FROM {table}")  # fixed table names
+
+    # -- queries -----------------------------------------------------------------
+
+    def coins(self, filters: CoinFilter, limit: int, offset: int) -> list[dict[str, Any]]:
+        """The latest record of every coin matching `filters`, by market cap rank.
+
+        With `job`, "latest" means the latest record of each coin within that job.
+        """
+        where: list[str] = []
+        args: list[Any] = []
+        if filters.job is not None:
+            base = "records t"
+            where.append(
+                "t.job_id = ? AND t.error = 0 AND t.coin_id IS NOT NULL AND t.id = "
+                "(SELECT MAX(id) FROM records t2 WHERE t2.job_id = t.job_id "
+                "AND t2.coin_id = t.coin_id AND t2.error = 0)"
+            )
+            args.append(filters.job)
+            record_col = "t.id"
+            source_col = "COALESCE(t.source, '')"
+        else:
+            base = "latest t"
+            record_col = "t.record_id"
+            source_col = "t.source"
+            if filters.source is None:
+                where.append("t.newest = 1")
+        if filters.source is not None:
+            where.append(f"{source_col} = ?")
+            args.append(filters.source)
+        if filters.symbol is not None:
+            where.append("t.symbol = ?")
+            args.append(filters.symbol.upper())
+        if filters.slug is not None:
+            where.append("t.slug = ?")
+            args.append(filters.slug.casefold())
+        if filters.platform is not None:
+            where.append(f"{record_col} IN (SELECT record_id FROM platforms WHERE platform = ?)")
+            args.append(filters.platform.strip().casefold())
+        sql = (
+            f"SELECT r.job_id, r.doc FROM {base} JOIN records r ON r.id = {record_col} "
+            f"WHERE {' AND '.join(where) or '1'} ORDER BY t.rank_key, t.coin_id LIMIT ? OFFSET ?"
+        )
+        args += [limit, offset]
+        rows = self._conn().execute(sql, args).fetchall()
+        return [_coin_doc(r["job_id"], r["doc"]) for r in rows]
+
+    def _coin_id(self, key: str) -> int | None:
+        """A coin's CMC id from its id or its slug, when it was ever collected."""
+        conn = self._conn()
+        if key.isdigit():
+            row = conn.execute(
+                "SELECT coin_id FROM latest WHERE coin_id = ? LIMIT 1", (int(key),)
+            ).fetchone()
+        else:
+            row = conn.execute(
+                "SELECT coin_id FROM latest WHERE slug = ? ORDER BY newest DESC, ts DESC LIMIT 1",
+                (key.casefold(),),
+            ).fetchone()
+        return row[0] if row else None
+
+    def coin(self, key: str) -> dict[str, Any] | None:
+        """The latest record of one coin (by CMC id or slug)."""
+        coin_id = self._coin_id(key)
+        if coin_id is None:
+            return None
+        row = (
+            self._conn()
+            .execute(
+                "SELECT r.job_id, r.doc FROM latest t JOIN records r ON r.id = t.record_id "
+                "WHERE t.coin_id = ? AND t.newest = 1",
+                (coin_id,),
+            )
+            .fetchone()
+        )
+        return _coin_doc(row["job_id"], row["doc"]) if row else None
+
+    def history(
+        self, key: str, since: str | None, until: str | None, limit: int, offset: int
+    ) -> list[dict[str, Any]] | None:
+        """Every record of one coin over time, oldest first; None for an unknown coin."""
+        coin_id = self._coin_id(key)
+        if coin_id is None:
+            return None
+        where = ["coin_id = ?", "error = 0"]
+        args: list[Any] = [coin_id]
+        if since is not None:
+            where.append("ts >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("ts <= ?")
+            args.append(until)
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT ts, price, market_cap, volume, rank_key, source, job_id FROM records "
+                f"WHERE {' AND '.join(where)} ORDER BY ts, id LIMIT ? OFFSET ?",
+                [*args, limit, offset],
+            )
+            .fetchall()
+        )
+        return [
+            {
+                "time": r["ts"],
+                "price": r["price"],
+                "market_cap": r["market_cap"],
+                "volume": r["volume"],
+                "market_cap_rank": r["rank_key"] if r["rank_key"] < (1 << 62) else None,
+                "source": r["source"],
+                "job_id": r["job_id"],
+            }
+            for r in rows
+        ]
+
+    def latest_logo(self, key: str) -> tuple[str, str] | None:
+        """(job id, logo path inside the job folder) of the newest stored logo of a coin."""
+        coin_id = self._coin_id(key)
+        if coin_id is None:
+            return None
+        row = (
+            self._conn()
+            .execute(
+                "SELECT job_id, logo_path FROM records WHERE coin_id = ? AND error = 0 "
+                "AND logo_path IS NOT NULL ORDER BY ts DESC, id DESC LIMIT 1",
+                (coin_id,),
+            )
+            .fetchone()
+        )
+        return (row[0], row[1]) if row else None
+
+    def job_records(self, job_id: str) -> list[dict[str, Any]]:
+        """Every record of one job, in the order of its items.jl."""
+        rows = self._conn().execute(
+            "SELECT doc FROM records WHERE job_id = ? ORDER BY pos", (job_id,)
+        )
+        return [json.loads(r[0]) for r in rows]
+
+    def job_known(self, job_id: str) -> bool:
+        row = self._conn().execute("SELECT 1 FROM sources WHERE job_id = ?", (job_id,)).fetchone()
+        return row is not None
+
+    def task_records(self, job_id: str, coins: list[str]) -> dict[str, dict[str, Any]]:
+        """The record of each asked coin of a job, matched on the record's `query`.
+
+        An exact match wins; otherwise the match ignores case (the spider echoes the coin
+        as it was asked, the client may echo it differently). A coin with several records
+        (a retry after an error) shows the last one.
+        """
+        keys = list(dict.fromkeys(coin.casefold() for coin in coins))
+        marks = ", ".join("?" * len(keys))
+        rows = self._conn().execute(
+            f"SELECT query, doc FROM records WHERE job_id = ? AND query_key IN ({marks}) "
+            "ORDER BY pos",
+            [job_id, *keys],
+        )
+        exact: dict[str, str] = {}
+        folded: dict[str, str] = {}
+        for r in rows:
+            exact[r[0]] = r[1]
+            folded[r[0].casefold()] = r[1]
+        found: dict[str, dict[str, Any]] = {}
+        for coin in coins:
+            doc = exact.get(coin) or folded.get(coin.casefold())
+            if doc is not None:
+                found[coin] = json.loads(doc)
+        return found
+
+    def stats(self) -> dict[str, int]:
+        conn = self._conn()
+        return {
+            "records": conn.execute("SELECT COUNT(*) FROM records").fetchone()[0],
+            "coins": conn.execute("SELECT COUNT(DISTINCT coin_id) FROM latest").fetchone()[0],
+            "jobs": conn.execute("SELECT COUNT(*) FROM sources").fetchone()[0],
+        }
+
+
+def _coin_doc(job_id: str, doc: str) -> dict[str, Any]:
+    record = json.loads(doc)
+    record.pop("query", None)
+    record.pop("error", None)
+    if not record.get("candidates"):
+        record.pop("candidates", None)
+    record["job_id"] = job_id
+    return record

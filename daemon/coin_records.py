@@ -1,0 +1,273 @@
+"""Pure helpers of the coin API: items.jl lines to index rows, and request values checked.
+
+Kept apart from the SQLite index and the HTTP routes so that every rule (what counts as a
+complete line, which record is a coin, how a coin list or a time is read) is one function
+that tests call directly.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+# A job id names a folder (same rule as coinspiders.jobfolder): it can never climb out.
+JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+# Coins asked in one start request, and the length of one coin name.
+MAX_COINS = 500
+MAX_COIN_LEN = 100
+# Keys of an items.jl record that are bookkeeping, not the coin's figures.
+_NOT_FIGURES = ("query", "error", "candidates")
+# Sorts coins without a market cap rank after every ranked one.
+UNRANKED = 1 << 62
+
+NOT_COMPLETED = "Task not completed yet"
+
+
+class RequestError(ValueError):
+    """A request value we refuse; the message is shown to the client as is."""
+
+
+@dataclass(frozen=True)
+class Line:
+    """One complete line of items.jl and the byte offset where it starts."""
+
+    pos: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Row:
+    """What the index keeps of one items.jl record."""
+
+    coin_id: int | None
+    symbol: str | None
+    slug: str | None
+    query: str | None
+    source: str | None
+    rank_key: int
+    ts: str
+    price: float | None
+    market_cap: float | None
+    volume: float | None
+    logo_path: str | None
+    error: bool
+    platforms: tuple[str, ...]
+    doc: str
+
+
+def complete_lines(buf: bytes, base: int) -> tuple[list[Line], int]:
+    """The complete lines of `buf` (read from byte `base` of a file) and the next offset.
+
+    A last line without its newline is a line still being written (or torn by a killed
+    crawl): it is left for the next read, so the offset stops before it.
+    """
+    end = buf.rfind(b"\n")
+    if end < 0:
+        return [], base
+    lines: list[Line] = []
+    start = 0
+    while start <= end:
+        nl = buf.index(b"\n", start)
+        chunk = buf[start:nl]
+        if chunk.strip():
+            lines.append(Line(base + start, chunk))
+        start = nl + 1
+    return lines, base + end + 1
+
+
+def parse_time(value: str) -> str:
+    """An ISO 8601 date or time as the index's sortable UTC form, or ValueError.
+
+    Naive times are taken as UTC; a bare date is its midnight.
+    """
+    text = value.strip()
+    if not text:
+        raise ValueError("empty time")
+    moment = datetime.fromisoformat(text.replace("z", "Z"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return format_time(moment)
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
+        f"{moment.astimezone(UTC).microsecond // 1000:03d}Z"
+    )
+
+
+def utc_now() -> str:
+    return format_time(datetime.now(UTC))
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def record_row(record: Any, fallback_ts: str) -> Row | None:
+    """The index row of one items.jl record, or None when it is neither a coin nor an error.
+
+    `ts` (when the figures were true) is the record's `scraped_at`, else `last_updated`,
+    else `fallback_ts` (when the line was read), so "latest" never depends on the order
+    in which job folders happen to be read.
+    """
+    if not isinstance(record, dict):
+        return None
+    error = bool(record.get("error"))
+    coin_id = _int(record.get("id"))
+    if coin_id is None and not error:
+        return None
+    ts = fallback_ts
+    for key in ("scraped_at", "last_updated"):
+        raw = record.get(key)
+        if isinstance(raw, str):
+            try:
+                ts = parse_time(raw)
+                break
+            except ValueError:
+                continue
+    rank = _int(record.get("market_cap_rank"))
+    platforms: list[str] = []
+    contracts = record.get("contracts")
+    if isinstance(contracts, list) and not error:
+        for contract in contracts:
+            name = contract.get("name") if isinstance(contract, dict) else None
+            if isinstance(name, str) and name.strip():
+                platforms.append(name.strip().casefold())
+    symbol = _text(record.get("symbol"))
+    slug = _text(record.get("slug"))
+    return Row(
+        coin_id=coin_id,
+        symbol=symbol.upper() if symbol else None,
+        slug=slug.casefold() if slug else None,
+        query=_text(record.get("query")),
+        source=_text(record.get("source")),
+        rank_key=rank if rank is not None and rank > 0 else UNRANKED,
+        ts=ts,
+        price=_number(record.get("price")),
+        market_cap=_number(record.get("market_cap")),
+        volume=_number(record.get("volume")),
+        logo_path=_text(record.get("logo_path")) if not error else None,
+        error=error,
+        platforms=tuple(dict.fromkeys(platforms)),
+        doc=json.dumps(record, ensure_ascii=False, separators=(",", ":")),
+    )
+
+
+def rows_of(lines: Iterable[Line], fallback_ts: str) -> Iterator[tuple[int, Row]]:
+    """(offset, row) for every line that is a JSON coin or error record; others are skipped."""
+    for line in lines:
+        try:
+            record = json.loads(line.data)
+        except ValueError:
+            continue
+        row = record_row(record, fallback_ts)
+        if row is not None:
+            yield line.pos, row
+
+
+def coin_output(record: Mapping[str, Any]) -> dict[str, Any]:
+    """What the status endpoint shows for one scraped coin: its figures, or its error."""
+    if record.get("error"):
+        out: dict[str, Any] = {"error": record["error"]}
+        if record.get("candidates"):
+            out["candidates"] = record["candidates"]
+        return out
+    out = {k: v for k, v in record.items() if k not in _NOT_FIGURES}
+    if record.get("candidates"):
+        out["candidates"] = record["candidates"]
+    return out
+
+
+def parse_coins(value: Any) -> list[str]:
+    """The coins of a start request, each asked once (case-insensitive, first spelling kept).
+
+    Accepts a JSON list of strings, or (from a form) a list of strings that may hold
+    comma-separated names. Raises RequestError with the message the client sees.
+    """
+    if value is None or value == [] or value == "":
+        raise RequestError("No coins provided")
+    if not isinstance(value, list):
+        raise RequestError('"coins" must be a list of strings, e.g. ["BTC", "ETH"]')
+    coins: dict[str, str] = {}
+    for entry in value:
+        if not isinstance(entry, str):
+            raise RequestError('"coins" must be a list of strings, e.g. ["BTC", "ETH"]')
+        for name in entry.split(","):
+            coin = name.strip()
+            if not coin:
+                continue
+            if len(coin) > MAX_COIN_LEN:
+                raise RequestError(f"A coin name is longer than {MAX_COIN_LEN} characters")
+            if any(ord(ch) < 32 or ord(ch) == 127 for ch in coin):
+                raise RequestError(f"Coin {coin[:40]!r} holds a control character")
+            coins.setdefault(coin.casefold(), coin)
+    if not coins:
+        raise RequestError("No coins provided")
+    if len(coins) > MAX_COINS:
+        raise RequestError(f"At most {MAX_COINS} coins per job ({len(coins)} given)")
+    return list(coins.values())
+
+
+def task_id(job_id: str, coin: str) -> str:
+    """A stable id for one coin of one job: the same job and coin always give the same id."""
+    try:
+        namespace = uuid.UUID(job_id)
+    except ValueError:
+        namespace = uuid.uuid5(uuid.NAMESPACE_URL, f"coinspiders:job:{job_id}")
+    return str(uuid.uuid5(namespace, coin.casefold()))
+
+
+def parse_task_ids(raw: str | None) -> list[str]:
+    """The coins named by a status request's `task_ids`, in the order given.
+
+    `task_ids` is the JSON string the start request answered (`{"coin": "<task id>"}`);
+    a JSON list of coins is accepted too.
+    """
+    if raw is None or not raw.strip():
+        raise RequestError("No task_ids provided")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise RequestError("Invalid task_ids format") from None
+    if isinstance(value, dict):
+        coins = list(value)
+        if not all(isinstance(v, str) for v in value.values()):
+            raise RequestError("Invalid task_ids format")
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        coins = list(value)
+    else:
+        raise RequestError("Invalid task_ids format")
+    if not coins:
+        raise RequestError("No task_ids provided")
+    if len(coins) > MAX_COINS:
+        raise RequestError(f"At most {MAX_COINS} task_ids per request")
+    return coins
+
+
+def check_job_id(job_id: str) -> str:
+    if not JOB_ID_RE.match(job_id):
+        raise RequestError(f"Invalid job id {job_id[:80]!r}")
+    return job_id

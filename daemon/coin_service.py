@@ -1,0 +1,294 @@
+"""The coin service: keeps the coin index fed from job folders and answers the coin API.
+
+The index is fed on job events (a run started or ended) and on request (a status poll
+reads whatever the running crawl appended since the last poll), so a coin shows up as
+soon as its line is in items.jl. Every index call, file read included, runs in a small
+thread pool of its own: the reactor thread only routes and shapes JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+
+from daemon.coin_index import CoinFilter, CoinIndex
+from daemon.coin_records import NOT_COMPLETED, coin_output, task_id
+
+log = Logger()
+T = TypeVar("T")
+
+DATA_FILE = "data.json"
+FINAL_STATUSES = ("SUCCESSFUL", "FAILED", "CANCELED")
+# Largest data.json served whole (a 5,000-coin listing is about 10 MB).
+MAX_DATA_BYTES = 64 * 1024 * 1024
+
+
+class JobLike(Protocol):
+    id: str
+    status: str
+    reason: str | None
+
+
+class JobsLike(Protocol):
+    """What the coin service needs of the jobs service (daemon/jobs.py)."""
+
+    def submit(
+        self, project: str, spider: str, *, description: str = ..., payload: str = ...
+    ) -> Any: ...
+
+    def get(self, job_id: str) -> JobLike | None: ...
+
+    def list(self, statuses: Iterable[str] | None, *args: Any, **kwargs: Any) -> list[Any]: ...
+
+    def subscribe(self, listener: Callable[[Any], None]) -> None: ...
+
+
+class CoinApiError(Exception):
+    """A request the coin API refuses; `http_status` is the reply's status."""
+
+    def __init__(self, message: str, http_status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.http_status = http_status
+
+
+@dataclass(frozen=True)
+class Started:
+    job_id: str
+    task_ids: dict[str, str]
+
+
+class CoinService(Service):
+    """One per daemon: owns the coin index and the thread pool that touches it."""
+
+    name = "coins"
+
+    def __init__(
+        self,
+        data_dir: Path,
+        jobs: JobsLike,
+        reactor: Any = None,
+        *,
+        project: str = "coinspiders",
+        spider: str = "coin",
+        threads: int = 2,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        self.reactor = reactor
+        self.data_dir = Path(data_dir).resolve()
+        self.jobs = jobs
+        self.project = project
+        self.spider = spider
+        self.index = CoinIndex(self.data_dir)
+        self.pool = ThreadPool(minthreads=1, maxthreads=threads, name="coin-index")
+        # Runs whose items.jl may still grow: read again before answering a list query.
+        self.active: set[str] = set()
+        self._ready = False
+        self._waiting: list[Deferred[None]] = []
+
+    # -- service life --------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()
+        self.pool.start()
+        self.jobs.subscribe(self._on_job)
+        for job in self.jobs.list(["RUNNING"], limit=10_000):
+            self.active.add(job.id)
+        d = deferToThreadPool(self.reactor, self.pool, self._open)
+        d.addErrback(lambda f: log.failure("coin index could not be opened", f))
+        d.addBoth(self._set_ready)
+
+    def stopService(self) -> Deferred[None] | None:
+        super().stopService()
+        self.pool.stop()
+        self.index.close()
+        return None
+
+    def _open(self) -> None:
+        if self.index.open():
+            count = self.index.rebuild()
+            log.info("coin index rebuilt from {dir}: {n} records", dir=self.data_dir, n=count)
+        else:
+            count = self.index.catch_up()
+            if count:
+                log.info("coin index caught up: {n} new records", n=count)
+
+    def _set_ready(self, _: Any) -> None:
+        self._ready = True
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(None)
+
+    def when_ready(self) -> Deferred[None]:
+        """Fires once the index is open (and rebuilt, if it had to be)."""
+        if self._ready:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._waiting.append(d)
+        return d
+
+    def _run(self, fn: Callable[..., T], *args: Any) -> Deferred[T]:
+        """Run `fn(*args)` in the index's thread pool once the index is ready."""
+        d = self.when_ready()
+        d.addCallback(lambda _: deferToThreadPool(self.reactor, self.pool, fn, *args))
+        return d
+
+    # -- job events ----------------------------------------------------------
+
+    def _on_job(self, job: Any) -> None:
+        if job.status == "RUNNING":
+            self.active.add(job.id)
+        elif job.status in FINAL_STATUSES:
+            self.active.discard(job.id)
+            d = self._run(self.index.ingest_job, job.id)
+            d.addErrback(lambda f: log.failure("coin index: ingest of {job} failed", f, job=job.id))
+
+    def _refresh(self, job_ids: Iterable[str]) -> None:
+        """In the pool: read what running crawls appended (a stat each when nothing did)."""
+        for job_id in job_ids:
+            self.index.ingest_job(job_id)
+
+    # -- start / status (seed 000) -------------------------------------------
+
+    def start(self, coins: list[str]) -> Started:
+        """One `coin` crawl for `coins`, started now; the task ids are stable per coin."""
+        try:
+            job = self.jobs.submit(
+                self.project,
+                self.spider,
+                description=f"coin API: {', '.join(coins)[:200]}",
+                payload=json.dumps({"coins": coins}, ensure_ascii=False),
+            )
+        except Exception as exc:
+            status = getattr(exc, "http_status", 500)
+            message = getattr(exc, "message", None) or "The job could not be started"
+            raise CoinApiError(message, status) from None
+        self.active.add(job.id)
+        return Started(job.id, {coin: task_id(job.id, coin) for coin in coins})
+
+    def _job(self, job_id: str) -> JobLike | None:
+        try:
+            return self.jobs.get(job_id)
+        except Exception:  # a malformed id is simply not a job
+            return None
+
+    def job_exists(self, job_id: str) -> bool:
+        return self._job(job_id) is not None or (self.data_dir / job_id).is_dir()
+
+    def status(self, job_id: str, coins: list[str]) -> Deferred[dict[str, Any]]:
+        """Each asked coin's output: its figures or error once its line is in items.jl."""
+        job = self._job(job_id)
+        if job is None and not (self.data_dir / job_id).is_dir():
+            raise CoinApiError(f"Job {job_id} not found", 404)
+
+        def read() -> dict[str, dict[str, Any]]:
+            self.index.ingest_job(job_id)
+            return self.index.task_records(job_id, coins)
+
+        def shape(found: dict[str, dict[str, Any]]) -> dict[str, Any]:
+            # Asked again after the reply: a run that just ended may have had its last
+            # lines read by `read` already, so "ended" is decided after reading.
+            current = self._job(job_id)
+            ended = current is not None and current.status in FINAL_STATUSES
+            tasks = []
+            for coin in coins:
+                record = found.get(coin)
+                if record is not None:
+                    output: Any = coin_output(record)
+                elif ended:
+                    why = f": {current.reason}" if current and current.reason else ""
+                    output = {"error": f"Not collected, the job ended {current.status}{why}"}
+                else:
+                    output = NOT_COMPLETED
+                tasks.append({"coin": coin, "output": output})
+            return {"job_id": job_id, "tasks": tasks}
+
+        return self._run(read).addCallback(shape)
+
+    # -- coin data (seed 004 style) ------------------------------------------
+
+    def coins(self, filters: CoinFilter, limit: int, offset: int) -> Deferred[list[dict]]:
+        active = sorted(self.active)
+
+        def read() -> list[dict[str, Any]]:
+            self._refresh(active)
+            return self.index.coins(filters, limit, offset)
+
+        return self._run(read)
+
+    def coin(self, key: str) -> Deferred[dict[str, Any] | None]:
+        active = sorted(self.active)
+
+        def read() -> dict[str, Any] | None:
+            self._refresh(active)
+            return self.index.coin(key)
+
+        return self._run(read)
+
+    def history(
+        self, key: str, since: str | None, until: str | None, limit: int, offset: int
+    ) -> Deferred[list[dict[str, Any]] | None]:
+        active = sorted(self.active)
+
+        def read() -> list[dict[str, Any]] | None:
+            self._refresh(active)
+            return self.index.history(key, since, until, limit, offset)
+
+        return self._run(read)
+
+    def logo(self, key: str) -> Deferred[bytes | None]:
+        """The newest stored logo of a coin; None when there is none."""
+        active = sorted(self.active)
+
+        def read() -> bytes | None:
+            self._refresh(active)
+            found = self.index.latest_logo(key)
+            if found is None:
+                return None
+            job_id, relpath = found
+            folder = (self.data_dir / job_id).resolve()
+            path = (folder / relpath).resolve()
+            # A record names the file; it must still be a file inside its job folder.
+            if not path.is_relative_to(folder) or not path.is_file():
+                return None
+            return path.read_bytes()
+
+        return self._run(read)
+
+    def job_data(self, job_id: str) -> Deferred[tuple[bool, Any]]:
+        """(complete, document): data.json's bytes, else the records read so far."""
+        if not self.job_exists(job_id):
+            raise CoinApiError(f"Job {job_id} not found", 404)
+
+        def read() -> tuple[bool, Any]:
+            path = self.data_dir / job_id / DATA_FILE
+            try:
+                with path.open("rb") as fh:
+                    raw = fh.read(MAX_DATA_BYTES + 1)
+                if len(raw) <= MAX_DATA_BYTES:
+                    return True, raw
+            except FileNotFoundError:
+                pass
+            self.index.ingest_job(job_id)
+            return False, [_data_entry(r) for r in self.index.job_records(job_id)]
+
+        return self._run(read)
+
+
+def _data_entry(record: dict[str, Any]) -> dict[str, Any]:
+    """A record as data.json shows it: `{"coin", "output"}` for a coin asked by name."""
+    if record.get("query") is not None:
+        return {"coin": record["query"], "output": coin_output(record)}
+    return record
