@@ -1,0 +1,275 @@
+"""scrapy-do's REST API (seed 003): same paths, parameters and JSON keys, so scrapy-do's
+own client works unchanged; extra keys and parameters only where users asked for them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psutil
+from klein import Klein
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.web.static import File
+
+from daemon.api.http import ApiError, arg, arg_int, arg_list, ok, required
+from daemon.launcher import RESERVED_SETTINGS
+from daemon.store import ACTIVE_STATUSES, ALL_STATUSES, COMPLETED_STATUSES, Job
+
+VERSION = "0.1.0"
+MAX_PAYLOAD_BYTES = 64 * 1024
+MAX_DESCRIPTION = 2000
+MAX_SETTINGS = 100
+LIST_LIMIT_DEFAULT = 1000
+LIST_LIMIT_MAX = 10000
+_SETTING_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+_LOG_NAME_RE = re.compile(
+    r"^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.(out|err)$"
+)
+
+
+# -- pure helpers (tested directly) -----------------------------------------------------
+
+
+def format_uptime(seconds: float) -> str:
+    """scrapy-do's uptime form: '1d 12m 24s' (zero parts left out)."""
+    seconds = int(max(seconds, 0))
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        amount, seconds = divmod(seconds, size)
+        if amount:
+            parts.append(f"{amount}{unit}")
+    if seconds or not parts:
+        parts.append(f"{seconds}s")
+    return " ".join(parts)
+
+
+def parse_status(raw: str) -> tuple[str, ...]:
+    """A list-jobs status (case-insensitive) -> the statuses it stands for."""
+    value = raw.strip().upper()
+    if value == "ACTIVE":
+        return ACTIVE_STATUSES
+    if value == "COMPLETED":
+        return COMPLETED_STATUSES
+    if value in ALL_STATUSES:
+        return (value,)
+    choices = ", ".join((*ALL_STATUSES, "ACTIVE", "COMPLETED"))
+    raise ApiError(f"Unknown status {raw[:40]!r}; use one of {choices}")
+
+
+def parse_job_id(raw: str) -> str:
+    """The canonical form of a UUID job id, or a 400 naming the problem."""
+    try:
+        return str(uuid.UUID(raw.strip()))
+    except ValueError:
+        raise ApiError(f"Invalid job id {raw[:60]!r}: not a UUID") from None
+
+
+def parse_payload(raw: str | None) -> str:
+    """A JSON object, normalised as scrapy-do stores it; '{}' when absent."""
+    if raw is None or raw.strip() == "":
+        return "{}"
+    if len(raw.encode("utf-8")) > MAX_PAYLOAD_BYTES:
+        raise ApiError(f"payload is longer than {MAX_PAYLOAD_BYTES} bytes")
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ApiError(f"Payload is not a valid JSON string: {exc}") from None
+    if not isinstance(value, dict):
+        raise ApiError("payload must be a JSON object")
+    return json.dumps(value, ensure_ascii=False)
+
+
+def parse_settings(values: list[str]) -> dict[str, str]:
+    """Repeated `setting=KEY=VALUE` (as scrapyd's schedule.json) -> a dict."""
+    if len(values) > MAX_SETTINGS:
+        raise ApiError(f"at most {MAX_SETTINGS} settings per job")
+    settings: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not _SETTING_KEY_RE.match(key):
+            raise ApiError(f"setting {item[:60]!r} is not KEY=VALUE with a plain KEY")
+        if key in RESERVED_SETTINGS:
+            raise ApiError(f"setting {key} is set by the daemon and cannot be given")
+        if "\x00" in value:
+            raise ApiError(f"setting {key} contains a NUL byte")
+        settings[key] = value
+    return settings
+
+
+def _local(ts: float | None, tz: ZoneInfo) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).astimezone(tz)
+
+
+def job_to_dict(job: Job, tz: ZoneInfo) -> dict[str, Any]:
+    """A job as scrapy-do shows it, plus created/started/finished/exit_code/parent/..."""
+    updated = _local(job.updated, tz)
+    duration = None
+    if job.started is not None and job.finished is not None:
+        duration = round(job.finished - job.started)
+
+    def iso(ts: float | None) -> str | None:
+        value = _local(ts, tz)
+        return value.isoformat() if value else None
+
+    return {
+        "identifier": job.id,
+        "status": job.status,
+        "actor": job.actor,
+        "schedule": job.schedule,
+        "project": job.project,
+        "spider": job.spider,
+        "description": job.description,
+        "timestamp": str(updated.replace(tzinfo=None)) if updated else None,
+        "duration": duration,
+        "payload": job.payload,
+        "created": iso(job.created),
+        "started": iso(job.started),
+        "finished": iso(job.finished),
+        "exit_code": job.exit_code,
+        "parent": job.parent,
+        "reason": job.reason,
+        "settings": sorted(job.settings),  # names only: values may be secrets
+        "max_runtime": job.max_runtime,
+        "next_run": iso(job.next_run),
+        "last_fire": iso(job.last_fire),
+        "skipped": job.skipped,
+    }
+
+
+# -- routes -----------------------------------------------------------------------------
+
+
+def register(app: Klein, ctx: Any) -> None:
+    config = ctx.config
+    tz = config.tz
+    proc = psutil.Process(os.getpid())
+    proc.cpu_percent(None)  # primes the counter: the next call measures since now
+    jobs = ctx.jobs
+    projects = ctx.projects
+
+    @app.route("/status.json", methods=["GET"])
+    def status(request: Any) -> bytes:
+        now = datetime.now(tz)
+        return ok(
+            request,
+            **{
+                "memory-usage": proc.memory_info().rss / 1024.0 / 1024.0,
+                "cpu-usage": proc.cpu_percent(None),
+                "time": str(now.replace(tzinfo=None)),
+                "timezone": f"{config.timezone}; {now.tzname()}",
+                "hostname": socket.gethostname(),
+                "uptime": format_uptime(now.timestamp() - ctx.started),
+                **jobs.figures(),
+                "projects": len(projects.names()),
+                "daemon-version": VERSION,
+            },
+        )
+
+    @app.route("/push-project.json", methods=["POST"])
+    def push_project(request: Any) -> Deferred[bytes]:
+        archives = (request.args or {}).get(b"archive", [])
+        if not archives:
+            raise ApiError("Missing argument: archive")
+        if len(archives) > 1:
+            raise ApiError("parameter 'archive' is given more than once")
+        d = projects.push(archives[0], jobs.push_guard)
+        return d.addCallback(lambda res: ok(request, name=res[0], spiders=list(res[1])))
+
+    @app.route("/list-projects.json", methods=["GET"])
+    def list_projects(request: Any) -> bytes:
+        return ok(request, projects=list(projects.names()))
+
+    @app.route("/list-spiders.json", methods=["GET"])
+    def list_spiders(request: Any) -> Deferred[bytes]:
+        name = required(request, "project")
+        d = maybeDeferred(projects.get_spiders, name)
+        return d.addCallback(lambda spiders: ok(request, project=name, spiders=list(spiders)))
+
+    @app.route("/schedule-job.json", methods=["POST"])
+    def schedule_job(request: Any) -> Deferred[bytes]:
+        project = required(request, "project")
+        spider = required(request, "spider")
+        when = required(request, "when")
+        description = arg(request, "description", "") or ""
+        if len(description) > MAX_DESCRIPTION:
+            raise ApiError(f"description is longer than {MAX_DESCRIPTION} characters")
+        payload = parse_payload(arg(request, "payload"))
+        settings = parse_settings(arg_list(request, "setting"))
+        max_runtime = None
+        raw_runtime = arg(request, "max_runtime")
+        if raw_runtime not in (None, ""):
+            try:
+                max_runtime = float(raw_runtime)
+            except ValueError:
+                raise ApiError("max_runtime must be a number of seconds") from None
+            if not 0 <= max_runtime <= 10 * 365 * 86400:
+                raise ApiError("max_runtime must be between 0 and ten years (in seconds)")
+        plan = jobs.plan(when)  # validates `when` before anything is looked up
+
+        def submit(spiders: list[str]) -> bytes:
+            if spider not in spiders:
+                raise ApiError(f"Unknown spider {project}/{spider}", 400)
+            job = jobs.submit(
+                project,
+                spider,
+                plan=plan,
+                description=description,
+                payload=payload,
+                settings=settings,
+                max_runtime=max_runtime,
+            )
+            extra: dict[str, Any] = {}
+            if plan.ignored:
+                extra["ignored"] = list(plan.ignored)
+            if job.next_run is not None:
+                extra["next_run"] = _local(job.next_run, tz).isoformat()
+            return ok(request, identifier=job.id, **extra)
+
+        return maybeDeferred(projects.get_spiders, project).addCallback(submit)
+
+    @app.route("/list-jobs.json", methods=["GET"])
+    def list_jobs(request: Any) -> bytes:
+        job_id = arg(request, "id")
+        status_arg = arg(request, "status")
+        if job_id is None and status_arg is None:
+            raise ApiError("Missing argument: status or id")
+        if job_id is not None:
+            job = jobs.get(parse_job_id(job_id))
+            if job is None:
+                raise ApiError(f"Unknown job: {job_id.strip()}", 404)
+            return ok(request, jobs=[job_to_dict(job, tz)])
+        statuses = parse_status(status_arg or "")
+        limit = arg_int(request, "limit", LIST_LIMIT_DEFAULT, 0, LIST_LIMIT_MAX)
+        offset = arg_int(request, "offset", 0, 0, 10**9)
+        found = jobs.list(statuses, arg(request, "project"), arg(request, "spider"), limit, offset)
+        return ok(request, jobs=[job_to_dict(j, tz) for j in found])
+
+    @app.route("/cancel-job.json", methods=["POST"])
+    def cancel_job(request: Any) -> Deferred[bytes]:
+        job_id = parse_job_id(required(request, "id"))
+        return jobs.cancel(job_id).addCallback(lambda _: ok(request))
+
+    @app.route("/get-log/data/<path:name>", methods=["GET"])
+    def get_log(request: Any, name: str) -> Any:
+        match = _LOG_NAME_RE.match(name)
+        if not match or jobs.get(match.group(1)) is None:
+            raise ApiError(f"Log not found: {name[:80]}", 404)
+        path = jobs.launcher.log_path(match.group(1), match.group(2))
+        if not path.is_file():
+            raise ApiError(f"Log not found: {name[:80]}", 404)
+        request.setHeader(b"Cache-Control", b"no-store")
+        # static.File streams in chunks (no big read on the reactor) and answers Range.
+        return File(str(path), defaultType="text/plain; charset=utf-8")
+
+    @app.route("/remove-project.json", methods=["POST"])
+    def remove_project(request: Any) -> Deferred[bytes]:
+        name = required(request, "name")
+        return projects.remove(name, jobs.remove_guard).addCallback(lambda _: ok(request))

@@ -1,0 +1,215 @@
+"""Wires the daemon: store, projects, launcher, jobs, scheduler and the web listener, one
+Twisted service per concern, started and stopped in order by one MultiService.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from twisted.application.service import MultiService, Service
+from twisted.logger import Logger
+
+from daemon.api import DEFAULT_ROUTE_MODULES, ApiContext, make_app
+from daemon.api.http import GuardedSite
+from daemon.config import Config
+from daemon.jobs import JobsService
+from daemon.launcher import Launcher
+from daemon.store import Store
+
+log = Logger()
+
+
+class WebService(Service):
+    """Listens on host:port (TLS when configured); reports the bound port (port 0)."""
+
+    name = "web"
+
+    def __init__(
+        self, reactor: Any, config: Config, site: GuardedSite | None, port_file: Path | None
+    ) -> None:
+        self.reactor = reactor
+        self.config = config
+        self.site = site
+        self.port_file = port_file
+        self.listening: Any = None
+
+    @property
+    def port(self) -> int:
+        return self.listening.getHost().port
+
+    def startService(self) -> None:
+        super().startService()
+        cfg = self.config
+        if cfg.tls is not None:
+            from twisted.internet import ssl
+
+            context = ssl.DefaultOpenSSLContextFactory(str(cfg.tls.key), str(cfg.tls.cert))
+            self.listening = self.reactor.listenSSL(
+                cfg.port, self.site, context, interface=cfg.host
+            )
+        else:
+            self.listening = self.reactor.listenTCP(cfg.port, self.site, interface=cfg.host)
+        scheme = "https" if cfg.tls else "http"
+        print(f"listening on {scheme}://{cfg.host}:{self.port}", flush=True)
+        if self.port_file is not None:
+            tmp = self.port_file.with_name(self.port_file.name + ".tmp")
+            tmp.write_text(str(self.port))
+            tmp.replace(self.port_file)
+
+    def stopService(self) -> Any:
+        super().stopService()
+        if self.listening is not None:
+            return self.listening.stopListening()
+        return None
+
+
+class SchedulerService(Service):
+    """Runs the scheduler (daemon.scheduler) once the jobs service has settled the store."""
+
+    name = "scheduler"
+
+    def __init__(self, scheduler: Any) -> None:
+        self.scheduler = scheduler
+
+    def startService(self) -> None:
+        super().startService()
+        self.scheduler.start()
+
+    def stopService(self) -> Any:
+        super().stopService()
+        stop = getattr(self.scheduler, "stop", None)
+        return stop() if stop else None
+
+
+def _make_scheduler(reactor: Any, jobs: JobsService, config: Config) -> Any | None:
+    try:
+        module = importlib.import_module("daemon.scheduler")
+    except ModuleNotFoundError as exc:
+        if exc.name == "daemon.scheduler":
+            log.warn("daemon.scheduler is not available: only when=now can be scheduled")
+            return None
+        raise
+    try:
+        return module.Scheduler(reactor, jobs, misfire_grace=config.misfire_grace)
+    except TypeError:
+        return module.Scheduler(reactor, jobs)
+
+
+def _make_projects(reactor: Any, config: Config) -> Any:
+    from daemon.archive import ArchiveLimits
+    from daemon.projects import LocalProject, ProjectStore
+
+    local = {n: LocalProject(p.path, dict(p.settings)) for n, p in config.projects.items()}
+    limits = ArchiveLimits(
+        max_archive_bytes=config.upload_max_bytes,
+        max_unpacked_bytes=config.unpacked_max_bytes,
+        max_files=config.unpacked_max_files,
+    )
+    return ProjectStore(
+        config.projects_dir,
+        local,
+        limits=limits,
+        list_timeout=config.list_spiders_timeout,
+        reactor=reactor,
+    )
+
+
+class Daemon:
+    """The assembled daemon; `services` is started/stopped by the caller (or `run`)."""
+
+    def __init__(
+        self,
+        config: Config,
+        reactor: Any,
+        port_file: Path | None = None,
+        route_modules: Iterable[str] = DEFAULT_ROUTE_MODULES,
+    ) -> None:
+        self.config = config
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        config.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(config.db_path)
+        self.projects = _make_projects(reactor, config)
+        self.launcher = Launcher(reactor, config.data_dir, config.logs_dir, config.cancel_grace)
+        self.jobs = JobsService(
+            self.store,
+            self.launcher,
+            self.projects,
+            slots=config.slots,
+            data_dir=config.data_dir,
+            timezone=config.timezone,
+            max_runtime=config.max_runtime,
+            completed_cap=config.completed_cap,
+        )
+        self.services = MultiService()
+        scheduler = _make_scheduler(reactor, self.jobs, config)
+        self.jobs.scheduler = scheduler
+        # Listen first (a busy port stops the start before any crawl is touched); then
+        # settle and dispatch jobs, arm the schedules, then the route modules' services.
+        # Stopping runs in reverse order.
+        self.web = WebService(reactor, config, None, port_file)
+        self.web.setServiceParent(self.services)
+        self.jobs.setServiceParent(self.services)
+        if scheduler is not None:
+            SchedulerService(scheduler).setServiceParent(self.services)
+        self.context = ApiContext(
+            config=config,
+            jobs=self.jobs,
+            projects=self.projects,
+            store=self.store,
+            started=time.time(),
+            extras={"reactor": reactor, "scheduler": scheduler},
+            services=self.services,
+        )
+        self.app = make_app(self.context, route_modules)
+        self.site = GuardedSite(self.app.resource(), config.auth, config.upload_max_bytes)
+        self.web.site = self.site
+
+
+def setup_logging() -> None:
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stdout,
+        format="%(asctime)s [%(name)s] %(levelname)s: %(message)s",
+    )
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
+
+
+def run(config: Config, port_file: Path | None = None) -> int:
+    """Start everything and run the reactor until SIGTERM/SIGINT; returns the exit code."""
+    from twisted.internet import reactor
+    from twisted.internet.error import CannotListenError
+
+    setup_logging()
+    daemon = Daemon(config, reactor, port_file)
+    failed: list[str] = []
+
+    def start() -> None:
+        try:
+            daemon.services.startService()
+        except CannotListenError as exc:
+            failed.append(f"cannot listen on {config.host}:{config.port}: {exc.socketError}")
+            reactor.stop()
+        except Exception as exc:
+            failed.append(f"cannot start: {exc}")
+            reactor.stop()
+
+    reactor.callWhenRunning(start)
+    reactor.addSystemEventTrigger(
+        "before",
+        "shutdown",
+        lambda: daemon.services.stopService() if daemon.services.running else None,
+    )
+    reactor.run()
+    daemon.store.close()
+    if failed:
+        print(f"error: {failed[0]}", file=sys.stderr)
+        return 2
+    return 0

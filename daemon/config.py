@@ -1,0 +1,253 @@
+"""config.yaml (+ environment and command-line overrides) -> one frozen `Config`.
+
+A daemon that starts with a typo in its config runs with a setting nobody asked for, so
+every unknown or malformed key stops the start with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+PASSWORD_ENV = "COINSPIDERS_PASSWORD"
+_PROJECT_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+
+
+class ConfigError(Exception):
+    """A config file or value the daemon refuses to start with; the message names the key."""
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True)
+class LocalProject:
+    """A project available without a push: a folder holding scrapy.cfg."""
+
+    path: Path
+    settings: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 7654
+    data_dir: Path = Path("data")
+    auth: AuthConfig | None = None
+    tls: TLSConfig | None = None
+    slots: int = 3
+    completed_cap: int = 1000
+    cancel_grace: float = 10.0
+    max_runtime: float = 0.0
+    upload_max_bytes: int = 20 * 1024 * 1024
+    unpacked_max_bytes: int = 100 * 1024 * 1024
+    unpacked_max_files: int = 5000
+    list_spiders_timeout: float = 60.0
+    timezone: str = "UTC"
+    misfire_grace: float = 3600.0
+    projects: Mapping[str, LocalProject] = field(default_factory=dict)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def projects_dir(self) -> Path:
+        return self.data_dir / "projects"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "daemon.sqlite"
+
+
+_SCALARS: dict[str, tuple[type, ...]] = {
+    "host": (str,),
+    "port": (int,),
+    "data_dir": (str,),
+    "slots": (int,),
+    "completed_cap": (int,),
+    "cancel_grace": (int, float),
+    "max_runtime": (int, float),
+    "upload_max_bytes": (int,),
+    "unpacked_max_bytes": (int,),
+    "unpacked_max_files": (int,),
+    "list_spiders_timeout": (int, float),
+    "timezone": (str,),
+    "misfire_grace": (int, float),
+}
+_SECTIONS = {"auth", "tls", "projects"}
+
+
+def _check_type(key: str, value: Any, types: tuple[type, ...]) -> Any:
+    if isinstance(value, bool) or not isinstance(value, types):
+        names = " or ".join(t.__name__ for t in types)
+        raise ConfigError(f"config key '{key}': expected {names}, got {value!r}")
+    return value
+
+
+def _mapping(key: str, value: Any, allowed: set[str] | None) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"config key '{key}': expected a mapping, got {value!r}")
+    if allowed is not None:
+        for sub in value:
+            if sub not in allowed:
+                raise ConfigError(f"unknown config key '{key}.{sub}'")
+    return value
+
+
+def _auth(raw: Any, environ: Mapping[str, str]) -> AuthConfig | None:
+    section = _mapping("auth", raw, {"username", "password", "password_env"})
+    env_password = environ.get(PASSWORD_ENV)
+    if not section and env_password is None:
+        return None
+    username = section.get("username")
+    if username is None:
+        if env_password is not None:
+            raise ConfigError(f"{PASSWORD_ENV} is set but config key 'auth.username' is missing")
+        return None
+    _check_type("auth.username", username, (str,))
+    if not username or ":" in username:
+        raise ConfigError("config key 'auth.username': a non-empty name without ':'")
+    password = env_password
+    if password is None and section.get("password_env"):
+        var = _check_type("auth.password_env", section["password_env"], (str,))
+        password = environ.get(var)
+        if password is None:
+            raise ConfigError(f"config key 'auth.password_env': variable {var} is not set")
+    if password is None and section.get("password") is not None:
+        password = str(section["password"])
+    if not password:
+        raise ConfigError(
+            f"config key 'auth.password': auth.username is set but no password "
+            f"(give auth.password, auth.password_env, or {PASSWORD_ENV})"
+        )
+    return AuthConfig(username=username, password=password)
+
+
+def _tls(raw: Any, base: Path) -> TLSConfig | None:
+    section = _mapping("tls", raw, {"cert", "key"})
+    if not section:
+        return None
+    paths = {}
+    for sub in ("cert", "key"):
+        value = section.get(sub)
+        if not value:
+            raise ConfigError(f"config key 'tls.{sub}' is missing (tls needs cert and key)")
+        path = base / _check_type(f"tls.{sub}", value, (str,))
+        if not path.is_file():
+            raise ConfigError(f"config key 'tls.{sub}': no file {path}")
+        paths[sub] = path
+    return TLSConfig(cert=paths["cert"], key=paths["key"])
+
+
+def _projects(raw: Any, base: Path) -> dict[str, LocalProject]:
+    section = _mapping("projects", raw, None)
+    projects: dict[str, LocalProject] = {}
+    for name, spec in section.items():
+        key = f"projects.{name}"
+        if not isinstance(name, str) or not _PROJECT_NAME_RE.match(name) or ".." in name:
+            raise ConfigError(f"config key '{key}': not a plain project name")
+        spec = _mapping(key, spec, {"path", "settings"})
+        path = base / _check_type(f"{key}.path", spec.get("path", "."), (str,))
+        if not (path / "scrapy.cfg").is_file():
+            raise ConfigError(f"config key '{key}.path': no scrapy.cfg in {path.resolve()}")
+        settings = {}
+        for skey, svalue in _mapping(f"{key}.settings", spec.get("settings"), None).items():
+            if not isinstance(skey, str) or not skey or "=" in skey:
+                raise ConfigError(f"config key '{key}.settings': bad setting name {skey!r}")
+            if isinstance(svalue, dict | list) or svalue is None:
+                raise ConfigError(f"config key '{key}.settings.{skey}': expected a scalar")
+            settings[skey] = str(svalue).lower() if isinstance(svalue, bool) else str(svalue)
+        projects[name] = LocalProject(path=path.resolve(), settings=settings)
+    return projects
+
+
+def load_config(
+    path: str | os.PathLike[str] | None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Read `path` (None = defaults only), apply overrides (None values are ignored).
+
+    Relative paths in the file are relative to the file's folder, so the daemon reads
+    the same data wherever it is started from; overrides are relative to the cwd.
+    """
+    environ = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    base = Path.cwd()
+    if path is not None:
+        file = Path(path)
+        try:
+            text = file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {file}: {exc.strerror}") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {file} is not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {file}: expected a mapping at the top")
+        raw = loaded or {}
+        base = file.resolve().parent
+    for key in raw:
+        if key not in _SCALARS and key not in _SECTIONS:
+            raise ConfigError(f"unknown config key '{key}'")
+    values: dict[str, Any] = {}
+    for key, types in _SCALARS.items():
+        if key in raw and raw[key] is not None:
+            values[key] = _check_type(key, raw[key], types)
+    if "data_dir" in values:
+        values["data_dir"] = base / values["data_dir"]
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key not in _SCALARS:
+            raise ConfigError(f"unknown override '{key}'")
+        values[key] = Path(value) if key == "data_dir" else value
+    values["data_dir"] = Path(values.get("data_dir", base / "data")).resolve()
+    values["auth"] = _auth(raw.get("auth"), environ)
+    values["tls"] = _tls(raw.get("tls"), base)
+    if "projects" in raw:
+        values["projects"] = _projects(raw.get("projects"), base)
+    config = Config(**values)
+    _validate(config)
+    return config
+
+
+def _validate(config: Config) -> None:
+    if not 0 <= config.port <= 65535:
+        raise ConfigError(f"config key 'port': {config.port} is not a TCP port")
+    if config.slots < 1:
+        raise ConfigError("config key 'slots': at least 1")
+    for key in ("completed_cap", "upload_max_bytes", "unpacked_max_bytes", "unpacked_max_files"):
+        if getattr(config, key) < 0:
+            raise ConfigError(f"config key '{key}': must not be negative")
+    for key in ("cancel_grace", "max_runtime", "list_spiders_timeout", "misfire_grace"):
+        if getattr(config, key) < 0:
+            raise ConfigError(f"config key '{key}': must not be negative")
+    try:
+        ZoneInfo(config.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"config key 'timezone': unknown zone {config.timezone!r}") from None

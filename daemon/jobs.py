@@ -1,0 +1,491 @@
+"""The jobs service: submit, cancel, list, dispatch to free slots, settle crashes.
+
+It decides job states (the store records them, the launcher runs processes), and it is
+the scheduler's host: `scheduled_jobs()` and `fire()`.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
+from typing import Any, Protocol
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+
+from daemon.launcher import Crawl, Launcher, Outcome, find_crawl_process, process_alive
+from daemon.store import (
+    CANCELED,
+    FAILED,
+    PENDING,
+    RUNNING,
+    SCHEDULED,
+    SCHEDULER,
+    SUCCESSFUL,
+    USER,
+    Job,
+    StateConflict,
+    Store,
+)
+
+log = Logger()
+
+
+class JobError(Exception):
+    """A refused job operation; `http_status` is what the API answers."""
+
+    def __init__(self, message: str, http_status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.http_status = http_status
+
+
+@dataclass(frozen=True)
+class ScheduledJob:
+    """What the scheduler needs to arm one scheduled job."""
+
+    id: str
+    spec: str
+    timezone: str
+    last_fire: datetime | None
+    created: datetime
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated `when`: `when` is None for `now`, else the parsed schedule."""
+
+    spec: str
+    when: Any
+    next_run: datetime | None
+    ignored: tuple[str, ...]
+
+
+class SchedulerLike(Protocol):
+    def add(self, job_id: str, when: Any) -> None: ...
+    def remove(self, job_id: str) -> None: ...
+
+
+class ProjectsLike(Protocol):
+    def path(self, name: str) -> Path: ...
+    def settings(self, name: str) -> dict[str, str]: ...
+
+
+def _ts(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def verdict(outcome: Outcome, manifest: Mapping[str, Any] | None) -> tuple[str, str | None]:
+    """Final status and reason of an ended crawl (pure: tested without processes)."""
+    if outcome.stop_reason == "cancel":
+        return CANCELED, "canceled" + (" (killed after the grace period)" if outcome.killed else "")
+    if outcome.stop_reason == "timeout":
+        return FAILED, "stopped: exceeded its max_runtime"
+    if outcome.stop_reason == "shutdown":
+        return FAILED, "interrupted: the daemon was stopped while the crawl ran"
+    close_reason = (manifest or {}).get("close_reason")
+    if outcome.orphan:
+        # Not our child: its exit status is unknown, only its manifest can vouch for it.
+        if close_reason == "finished" and (manifest or {}).get("succeeded", True):
+            return SUCCESSFUL, "finished while the daemon restarted (exit status unknown)"
+        return FAILED, "ended while the daemon restarted; exit status unknown" + (
+            f", close reason {close_reason!r}" if close_reason else ", no job.json"
+        )
+    if outcome.signal is not None:
+        try:
+            name = signal.Signals(outcome.signal).name
+        except ValueError:
+            name = str(outcome.signal)
+        return FAILED, f"killed by signal {name}"
+    if outcome.exit_code != 0:
+        detail = ""
+        errors = (manifest or {}).get("job_errors") or []
+        if errors and isinstance(errors, list) and isinstance(errors[0], dict):
+            detail = f": {errors[0].get('message')}"
+        elif close_reason and close_reason != "finished":
+            detail = f": close reason {close_reason!r}"
+        return FAILED, f"exit code {outcome.exit_code}{detail}"
+    if manifest is not None and close_reason != "finished":
+        return FAILED, f"crawl closed with reason {close_reason!r}"
+    return SUCCESSFUL, None
+
+
+class JobsService(Service):
+    """One instance per daemon; every method runs on the reactor thread."""
+
+    name = "jobs"
+
+    def __init__(
+        self,
+        store: Store,
+        launcher: Launcher,
+        projects: ProjectsLike,
+        *,
+        slots: int,
+        data_dir: Path,
+        timezone: str = "UTC",
+        max_runtime: float = 0.0,
+        completed_cap: int = 0,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.launcher = launcher
+        self.projects = projects
+        self.slots = slots
+        self.data_dir = Path(data_dir).resolve()
+        self.timezone = timezone
+        self.max_runtime = max_runtime
+        self.completed_cap = completed_cap
+        self.now = now
+        self.scheduler: SchedulerLike | None = None
+        self._listeners: list[Callable[[Job], None]] = []
+        self._stopping = False
+
+    # -- service life --------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()
+        self.recover()
+        self.dispatch()
+
+    def stopService(self) -> Deferred[None]:
+        """Stop every crawl (SIGTERM, SIGKILL after the grace) and record it FAILED."""
+        super().stopService()
+        self._stopping = True
+        d = self.launcher.stop_all("shutdown")
+        return d.addCallback(lambda _: None)
+
+    def recover(self) -> None:
+        """Settle jobs left RUNNING by a daemon that died: follow live crawls, fail dead."""
+        for job in self.store.jobs_in(RUNNING):
+            alive = None
+            if job.pid is not None and process_alive(job.pid, job.proc_start):
+                alive = (job.pid, job.proc_start)
+            else:
+                alive = find_crawl_process(job.id)
+            if alive is None:
+                self._record_end(
+                    job.id,
+                    FAILED,
+                    "the daemon stopped while the crawl ran and the crawl is gone",
+                    None,
+                )
+                continue
+            pid, start = alive
+            if job.pid != pid:
+                self.store.record_process(job.id, pid, start)
+            log.info(
+                "following crawl {job} (pid {pid}) started by an earlier daemon",
+                job=job.id,
+                pid=pid,
+            )
+            crawl = self.launcher.follow(job.id, pid, start)
+            crawl.ended.addCallback(self._on_end, job.id)
+
+    # -- listeners (other services, e.g. the coin index) ---------------------
+
+    def subscribe(self, listener: Callable[[Job], None]) -> None:
+        """Call `listener(job)` after every state change of a run (RUNNING and final)."""
+        self._listeners.append(listener)
+
+    def _notify(self, job: Job | None) -> None:
+        if job is None:
+            return
+        for listener in list(self._listeners):
+            try:
+                listener(job)
+            except Exception:
+                log.failure("job listener failed")
+
+    # -- queries -------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job | None:
+        return self.store.get(job_id)
+
+    def list(
+        self,
+        statuses: Iterable[str] | None,
+        project: str | None = None,
+        spider: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Job]:
+        return self.store.list_jobs(statuses, project, spider, limit, offset)
+
+    def job_dir(self, job_id: str) -> Path:
+        """`<data_dir>/<id>/`, the crawl's output folder (may not exist yet)."""
+        return self.data_dir / str(uuid.UUID(job_id))
+
+    def figures(self) -> dict[str, int]:
+        running = len(self.launcher.running)
+        return {
+            **self.store.counters(),
+            "slots": self.slots,
+            "running": running,
+            "pending": self.store.count(PENDING),
+            "jobs-scheduled": self.store.count(SCHEDULED),
+        }
+
+    # -- submit / cancel -----------------------------------------------------
+
+    def plan(self, spec: str) -> Plan:
+        """Validate a `when` spec: `now` always; any other form through the grammar of
+        daemon.schedule (a 400 naming the bad part when it does not parse)."""
+        text = spec.strip()
+        if not text:
+            raise JobError("when must not be empty")
+        if text.lower() == "now":
+            return Plan("now", None, None, ())
+        if self.scheduler is None:
+            raise JobError(f"when={text[:60]!r}: only 'now' is available (no scheduler)")
+        from zoneinfo import ZoneInfo
+
+        from daemon.schedule import ScheduleError, parse_when
+
+        now = self.now()
+        try:
+            when = parse_when(text, now, ZoneInfo(self.timezone))
+        except ScheduleError as exc:
+            raise JobError(str(exc)) from None
+        next_run = when.next_after(now)
+        ignored = tuple(str(i) for i in (getattr(when, "ignored", None) or ()))
+        return Plan(text, when, next_run, ignored)
+
+    def submit(
+        self,
+        project: str,
+        spider: str,
+        *,
+        plan: Plan | None = None,
+        description: str = "",
+        payload: str = "{}",
+        settings: Mapping[str, str] | None = None,
+        max_runtime: float | None = None,
+        actor: str = USER,
+    ) -> Job:
+        """Record a job: PENDING (and dispatched at once) for `now`, else SCHEDULED and
+        handed to the scheduler with its parsed `when`."""
+        plan = plan or Plan("now", None, None, ())
+        recurring = plan.when is not None
+        job = Job(
+            id=str(uuid.uuid4()),
+            status=SCHEDULED if recurring else PENDING,
+            actor=actor,
+            schedule=plan.spec,
+            project=project,
+            spider=spider,
+            description=description,
+            payload=payload,
+            settings=dict(settings or {}),
+            max_runtime=max_runtime,
+            timezone=self.timezone if recurring else None,
+            next_run=plan.next_run.timestamp() if plan.next_run else None,
+        )
+        job = self.store.insert(job)
+        log.info(
+            "job {id} {status}: {project}/{spider} when={when!r}",
+            id=job.id,
+            status=job.status,
+            project=project,
+            spider=spider,
+            when=plan.spec,
+        )
+        if recurring:
+            assert self.scheduler is not None
+            self.scheduler.add(job.id, plan.when)
+        else:
+            self.dispatch()
+        return self.store.get(job.id) or job
+
+    # -- guards for the project store ----------------------------------------
+
+    def push_guard(self, project: str, spiders: list[str]) -> str | None:
+        """Refuse a push that would drop a spider with active jobs."""
+        lost = sorted({j.spider for j in self.store.has_active(project)} - set(spiders))
+        if lost:
+            return (
+                f"Cannot replace project {project}: spider(s) {', '.join(lost)} have "
+                f"scheduled, pending or running jobs and are missing from the new archive"
+            )
+        return None
+
+    def remove_guard(self, project: str, spiders: list[str]) -> str | None:
+        """Refuse to remove a project while it has scheduled, pending or running jobs."""
+        active = self.store.has_active(project)
+        if active:
+            return (
+                f"Cannot remove project {project}: it has {len(active)} scheduled, pending "
+                f"or running job(s); cancel them first"
+            )
+        return None
+
+    def cancel(self, job_id: str) -> Deferred[Job | None]:
+        """Cancel a job: a scheduled one stops firing (its pending runs go too), a pending
+        one is dropped, a running one is stopped; fires once the job is final."""
+        job = self.store.get(job_id)
+        if job is None:
+            return _fail(JobError(f"Unknown job: {job_id}", 404))
+        if job.status == SCHEDULED:
+            if self.scheduler is not None:
+                self.scheduler.remove(job_id)
+            for run in self.store.active_runs_of(job_id):
+                if run.status == PENDING:
+                    self._record_end(run.id, CANCELED, "its scheduled job was canceled", None)
+            return succeed(self._record_end(job_id, CANCELED, "canceled", None))
+        if job.status == PENDING:
+            return succeed(self._record_end(job_id, CANCELED, "canceled before it started", None))
+        if job.status == RUNNING:
+            waiter = self.launcher.stop(job_id, "cancel")
+            if waiter is None:  # RUNNING in the store, no process: settle it now
+                return succeed(self._record_end(job_id, CANCELED, "canceled", None))
+            return waiter.addCallback(lambda _: self.store.get(job_id))
+        return _fail(JobError(f"Job {job_id} is not active", 400))
+
+    # -- scheduler host protocol ---------------------------------------------
+
+    def scheduled_jobs(self) -> list[ScheduledJob]:
+        return [
+            ScheduledJob(
+                id=j.id,
+                spec=j.schedule,
+                timezone=j.timezone or self.timezone,
+                last_fire=_ts(j.last_fire),
+                created=_ts(j.created) or self.now(),
+            )
+            for j in self.store.jobs_in(SCHEDULED)
+        ]
+
+    def fire(
+        self, job_id: str, fire_time: datetime, next_run: datetime | None = None
+    ) -> str | None:
+        """One firing: a PENDING run (actor SCHEDULER, parent = job_id) dispatched at
+        once, or a recorded skip when the last run is still pending/running."""
+        parent = self.store.get(job_id)
+        if parent is None or parent.status != SCHEDULED:
+            return None
+        if next_run is None:
+            next_run = self._next_after(parent, fire_time)
+        run = Job(
+            id=str(uuid.uuid4()),
+            status=PENDING,
+            actor=SCHEDULER,
+            schedule="now",
+            project=parent.project,
+            spider=parent.spider,
+            description=parent.description,
+            payload=parent.payload,
+            settings=dict(parent.settings),
+            max_runtime=parent.max_runtime,
+            parent=job_id,
+        )
+        inserted = self.store.fire(
+            job_id, fire_time.timestamp(), next_run.timestamp() if next_run else None, run
+        )
+        if inserted is None:
+            log.info(
+                "job {id}: firing at {t} skipped, its last run is still active",
+                id=job_id,
+                t=fire_time.isoformat(),
+            )
+            return None
+        self.dispatch()
+        return inserted.id
+
+    def set_next_run(self, job_id: str, next_run: datetime | None) -> None:
+        self.store.set_next_run(job_id, next_run.timestamp() if next_run else None)
+
+    def _next_after(self, job: Job, t: datetime) -> datetime | None:
+        try:
+            from zoneinfo import ZoneInfo
+
+            from daemon.schedule import parse_when
+
+            tz: tzinfo = ZoneInfo(job.timezone or self.timezone)
+            return parse_when(job.schedule, t, tz).next_after(t)
+        except Exception:
+            return None
+
+    # -- dispatch and process ends -------------------------------------------
+
+    def dispatch(self) -> None:
+        """Fill every free slot with the oldest pending job, now (called on every event
+        that can free a slot or add a job: no polling)."""
+        if self._stopping or not self.running:
+            return
+        while len(self.launcher.running) < self.slots:
+            job = self.store.oldest_pending()
+            if job is None:
+                return
+            self._start(job)
+
+    def _start(self, job: Job) -> None:
+        try:
+            job = self.store.mark_running(job.id)
+        except StateConflict:
+            return
+        self._notify(job)
+        try:
+            cwd = self.projects.path(job.project)
+            settings = {**self.projects.settings(job.project), **job.settings}
+            max_runtime = job.max_runtime if job.max_runtime is not None else self.max_runtime
+            crawl: Crawl = self.launcher.start(
+                job.id, job.spider, cwd, settings, job.payload, max_runtime or None
+            )
+        except Exception as exc:
+            message = getattr(exc, "message", None) or str(exc)
+            log.error("job {id} could not start: {msg}", id=job.id, msg=message)
+            self._record_end(job.id, FAILED, f"could not start: {message}", None)
+            return
+        self.store.record_process(job.id, crawl.pid, crawl.proc_start)
+        crawl.ended.addCallback(self._on_end, job.id)
+
+    def _on_end(self, outcome: Outcome, job_id: str) -> Outcome:
+        manifest = self._manifest(job_id)
+        status, reason = verdict(outcome, manifest)
+        self._record_end(job_id, status, reason, outcome.exit_code)
+        self.dispatch()
+        return outcome
+
+    def _manifest(self, job_id: str) -> dict[str, Any] | None:
+        path = self.data_dir / job_id / "job.json"
+        try:
+            with path.open("rb") as fh:
+                data = fh.read(1024 * 1024)
+            value = json.loads(data)
+            return value if isinstance(value, dict) else {"close_reason": None}
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return {"close_reason": "unreadable job.json"}
+
+    def _record_end(
+        self, job_id: str, status: str, reason: str | None, exit_code: int | None
+    ) -> Job | None:
+        job = self.store.finish(job_id, status, reason, exit_code)
+        if job is not None:
+            log.info(
+                "job {id} {status}{why}",
+                id=job_id,
+                status=status,
+                why=f" ({reason})" if reason else "",
+            )
+            self._notify(job)
+            self._purge()
+        return job
+
+    def _purge(self) -> None:
+        for job_id in self.store.purge_completed(self.completed_cap):
+            for kind in ("out", "err"):
+                self.launcher.log_path(job_id, kind).unlink(missing_ok=True)
+
+
+def _fail(exc: Exception) -> Deferred[Any]:
+    from twisted.internet.defer import fail
+
+    return fail(exc)

@@ -1,0 +1,277 @@
+"""Crawl processes: spawn, stop, and learn how they ended.
+
+Each crawl is `scrapy crawl` in its own session (so its own process group): a cancel
+reaches every process the spider started, and a signal to the daemon never reaches the
+crawls. stdout/stderr go straight from the child into `<logs>/<id>.out|.err` (no pipe
+through the daemon), so a crawl that outlives a killed daemon keeps logging and a
+restarted daemon can follow it to its end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+from twisted.internet import protocol
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+log = Logger()
+
+# Settings the daemon sets itself; a job may not override them.
+RESERVED_SETTINGS = frozenset({"JOB_ID", "DATA_DIR", "REMOTE_CONTROL_ENABLED"})
+
+# The child becomes a session (and process group) leader, then runs Scrapy's own
+# `python -m scrapy` entry point in the same interpreter: one Python start, no wrapper.
+_BOOT = (
+    "import os, runpy, sys; os.setsid(); sys.argv = ['scrapy', *sys.argv[1:]]; "
+    "runpy.run_module('scrapy', run_name='__main__', alter_sys=True)"
+)
+
+# Environment variables never handed to a crawl (secrets of the daemon itself).
+_SECRET_ENV = ("COINSPIDERS_PASSWORD",)
+
+
+def crawl_args(
+    spider: str,
+    job_id: str,
+    data_dir: Path,
+    settings: Mapping[str, str] | None = None,
+    payload: str | None = None,
+) -> list[str]:
+    """The `scrapy` arguments of one job; the daemon's own settings come last and win."""
+    args = ["crawl", spider]
+    for key, value in (settings or {}).items():
+        if key not in RESERVED_SETTINGS:
+            args += ["-s", f"{key}={value}"]
+    args += [
+        "-s",
+        f"JOB_ID={job_id}",
+        "-s",
+        f"DATA_DIR={Path(data_dir).resolve()}",
+        "-s",
+        "REMOTE_CONTROL_ENABLED=False",
+    ]
+    if payload and payload != "{}":
+        args += ["-a", f"payload={payload}"]
+    return args
+
+
+def crawl_command(args: list[str], python: str = sys.executable) -> list[str]:
+    """argv that runs `python -m scrapy <args>` as the leader of a new session."""
+    return [python, "-c", _BOOT, *args]
+
+
+def crawl_env(data_dir: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    for name in _SECRET_ENV:
+        env.pop(name, None)
+    env["SPIDER_DATA_DIR"] = str(Path(data_dir).resolve())
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@dataclass
+class Outcome:
+    """How a crawl ended. `exit_code`/`signal` are None for a followed orphan."""
+
+    exit_code: int | None
+    signal: int | None
+    stop_reason: str | None  # "cancel", "timeout", "shutdown" when the daemon stopped it
+    killed: bool = False  # needed SIGKILL after the grace period
+    orphan: bool = False
+
+
+@dataclass
+class Crawl:
+    job_id: str
+    pid: int
+    proc_start: float | None
+    ended: Deferred[Outcome] = field(default_factory=Deferred)
+    stop_reason: str | None = None
+    killed: bool = False
+    orphan: bool = False
+    timers: list[IDelayedCall] = field(default_factory=list)
+    outcome: Outcome | None = None
+
+
+def process_start_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.Error, OSError):
+        return None
+
+
+def process_alive(pid: int, proc_start: float | None) -> bool:
+    """True when `pid` is still the process that was started at `proc_start`."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return proc_start is None or abs(proc.create_time() - proc_start) < 1.0
+    except (psutil.Error, OSError):
+        return False
+
+
+def find_crawl_process(job_id: str) -> tuple[int, float] | None:
+    """A live crawl process of `job_id`, found by its command line (crash recovery)."""
+    needle = f"JOB_ID={job_id}"
+    for proc in psutil.process_iter(["pid", "cmdline", "create_time", "status"]):
+        info = proc.info
+        if info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        if needle in (info.get("cmdline") or ()):
+            return info["pid"], info["create_time"]
+    return None
+
+
+def _killpg(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+class _CrawlProtocol(protocol.ProcessProtocol):
+    def __init__(self, on_end: Callable[[Failure], None]) -> None:
+        self._on_end = on_end
+
+    def processEnded(self, reason: Failure) -> None:
+        self._on_end(reason)
+
+
+class Launcher:
+    """Owns crawl processes; knows nothing of the store or of job states."""
+
+    def __init__(
+        self,
+        reactor: Any,
+        data_dir: Path,
+        logs_dir: Path,
+        cancel_grace: float,
+        orphan_poll: float = 0.5,
+    ) -> None:
+        self.reactor = reactor
+        self.data_dir = Path(data_dir).resolve()
+        self.logs_dir = Path(logs_dir).resolve()
+        self.cancel_grace = cancel_grace
+        self.running: dict[str, Crawl] = {}
+        self._orphan_poll = orphan_poll
+        self._orphan_loop: LoopingCall | None = None
+
+    def log_path(self, job_id: str, kind: str) -> Path:
+        return self.logs_dir / f"{job_id}.{kind}"
+
+    def start(
+        self,
+        job_id: str,
+        spider: str,
+        cwd: Path,
+        settings: Mapping[str, str] | None = None,
+        payload: str | None = None,
+        max_runtime: float | None = None,
+    ) -> Crawl:
+        """Spawn the crawl now; raises OSError when it cannot be started."""
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        argv = crawl_command(crawl_args(spider, job_id, self.data_dir, settings, payload))
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+        fds = []
+        try:
+            fds.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+            fds.append(os.open(self.log_path(job_id, "out"), flags, 0o644))
+            fds.append(os.open(self.log_path(job_id, "err"), flags, 0o644))
+            holder: dict[str, Crawl] = {}
+            proto = _CrawlProtocol(lambda reason: self._ended(holder["crawl"], reason))
+            transport = self.reactor.spawnProcess(
+                proto,
+                argv[0],
+                argv,
+                env=crawl_env(self.data_dir),
+                path=str(cwd),
+                childFDs={0: fds[0], 1: fds[1], 2: fds[2]},
+            )
+        finally:
+            for fd in fds:
+                os.close(fd)
+        pid = transport.pid
+        crawl = Crawl(job_id=job_id, pid=pid, proc_start=process_start_time(pid))
+        holder["crawl"] = crawl
+        self.running[job_id] = crawl
+        if max_runtime:
+            crawl.timers.append(self.reactor.callLater(max_runtime, self.stop, job_id, "timeout"))
+        return crawl
+
+    def follow(self, job_id: str, pid: int, proc_start: float | None) -> Crawl:
+        """Track a crawl started by an earlier daemon until it ends (polled: it is not
+        our child, so no SIGCHLD tells us)."""
+        crawl = Crawl(job_id=job_id, pid=pid, proc_start=proc_start, orphan=True)
+        self.running[job_id] = crawl
+        if self._orphan_loop is None or not self._orphan_loop.running:
+            self._orphan_loop = LoopingCall(self._poll_orphans)
+            self._orphan_loop.clock = self.reactor
+            self._orphan_loop.start(self._orphan_poll, now=False)
+        return crawl
+
+    def _poll_orphans(self) -> None:
+        orphans = [c for c in self.running.values() if c.orphan]
+        for crawl in orphans:
+            if not process_alive(crawl.pid, crawl.proc_start):
+                self._finish(crawl, Outcome(None, None, crawl.stop_reason, crawl.killed, True))
+        if not any(c.orphan for c in self.running.values()) and self._orphan_loop:
+            self._orphan_loop.stop()
+            self._orphan_loop = None
+
+    def stop(self, job_id: str, why: str) -> Deferred[Outcome] | None:
+        """SIGTERM the crawl's process group, SIGKILL it after the grace period."""
+        crawl = self.running.get(job_id)
+        if crawl is None:
+            return None
+        if crawl.stop_reason is None:
+            crawl.stop_reason = why
+            _killpg(crawl.pid, signal.SIGTERM)
+            crawl.timers.append(self.reactor.callLater(self.cancel_grace, self._kill, crawl))
+        return self._wait(crawl)
+
+    def _kill(self, crawl: Crawl) -> None:
+        if crawl.outcome is None:
+            crawl.killed = True
+            _killpg(crawl.pid, signal.SIGKILL)
+
+    @staticmethod
+    def _wait(crawl: Crawl) -> Deferred[Outcome]:
+        waiter: Deferred[Outcome] = Deferred()
+        if crawl.outcome is not None:
+            waiter.callback(crawl.outcome)
+        else:
+            crawl.ended.addBoth(lambda r: (waiter.callback(r), r)[1])
+        return waiter
+
+    def _ended(self, crawl: Crawl, reason: Failure) -> None:
+        value = reason.value
+        exit_code = getattr(value, "exitCode", None)
+        sig = getattr(value, "signal", None)
+        self._finish(crawl, Outcome(exit_code, sig, crawl.stop_reason, crawl.killed))
+
+    def _finish(self, crawl: Crawl, outcome: Outcome) -> None:
+        # Descendants that ignored SIGTERM or outlived their leader go with it.
+        _killpg(crawl.pid, signal.SIGKILL)
+        for timer in crawl.timers:
+            if timer.active():
+                timer.cancel()
+        crawl.outcome = outcome
+        self.running.pop(crawl.job_id, None)
+        crawl.ended.callback(outcome)
+
+    def stop_all(self, why: str) -> Deferred[list[Outcome]]:
+        from twisted.internet.defer import gatherResults
+
+        waits = [self.stop(job_id, why) for job_id in list(self.running)]
+        return gatherResults([w for w in waits if w is not None])

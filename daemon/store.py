@@ -1,0 +1,443 @@
+"""The daemon's SQLite store: the only module that writes SQL.
+
+Every job state change is one transaction in WAL mode, so a crash (even `kill -9`) leaves
+each job in a state it really had. Statements are small and indexed (a list-jobs page
+reads an index range, never the whole table), so they run on the reactor thread in well
+under a millisecond; bulk reads for other services go through `read_in_thread`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThread
+
+T = TypeVar("T")
+
+SCHEDULED = "SCHEDULED"
+PENDING = "PENDING"
+RUNNING = "RUNNING"
+SUCCESSFUL = "SUCCESSFUL"
+FAILED = "FAILED"
+CANCELED = "CANCELED"
+ACTIVE_STATUSES = (SCHEDULED, PENDING, RUNNING)
+COMPLETED_STATUSES = (SUCCESSFUL, FAILED, CANCELED)
+ALL_STATUSES = ACTIVE_STATUSES + COMPLETED_STATUSES
+
+USER = "USER"
+SCHEDULER = "SCHEDULER"
+
+_COUNTER_OF = {SUCCESSFUL: "jobs-successful", FAILED: "jobs-failed", CANCELED: "jobs-canceled"}
+COUNTERS = ("jobs-run", "jobs-successful", "jobs-failed", "jobs-canceled")
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL,
+    active INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    schedule TEXT NOT NULL,
+    project TEXT NOT NULL,
+    spider TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    payload TEXT NOT NULL DEFAULT '{}',
+    settings TEXT NOT NULL DEFAULT '{}',
+    max_runtime REAL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    exit_code INTEGER,
+    parent TEXT,
+    reason TEXT,
+    pid INTEGER,
+    proc_start REAL,
+    timezone TEXT,
+    last_fire REAL,
+    next_run REAL,
+    skipped INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_status_seq ON jobs (status, seq);
+CREATE INDEX IF NOT EXISTS jobs_active_seq ON jobs (active, seq);
+CREATE INDEX IF NOT EXISTS jobs_project_spider_seq ON jobs (project, spider, seq);
+CREATE INDEX IF NOT EXISTS jobs_parent ON jobs (parent) WHERE parent IS NOT NULL;
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class StoreError(Exception):
+    """The store file cannot be used; the message names the file."""
+
+
+class StateConflict(Exception):
+    """A job was not in the state a transition needs (it changed meanwhile)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One row of the jobs table: a run, or a scheduled job that spawns runs."""
+
+    id: str
+    status: str
+    actor: str
+    schedule: str
+    project: str
+    spider: str
+    description: str = ""
+    payload: str = "{}"
+    settings: dict[str, str] = field(default_factory=dict)
+    max_runtime: float | None = None
+    created: float = 0.0
+    updated: float = 0.0
+    started: float | None = None
+    finished: float | None = None
+    exit_code: int | None = None
+    parent: str | None = None
+    reason: str | None = None
+    pid: int | None = None
+    proc_start: float | None = None
+    timezone: str | None = None
+    last_fire: float | None = None
+    next_run: float | None = None
+    skipped: int = 0
+    seq: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+
+_COLUMNS = [
+    "id",
+    "status",
+    "actor",
+    "schedule",
+    "project",
+    "spider",
+    "description",
+    "payload",
+    "settings",
+    "max_runtime",
+    "created",
+    "updated",
+    "started",
+    "finished",
+    "exit_code",
+    "parent",
+    "reason",
+    "pid",
+    "proc_start",
+    "timezone",
+    "last_fire",
+    "next_run",
+    "skipped",
+    "seq",
+]
+_SELECT = "SELECT " + ", ".join(_COLUMNS) + " FROM jobs"
+
+
+def _row_to_job(row: Sequence[Any]) -> Job:
+    values = dict(zip(_COLUMNS, row, strict=True))
+    values["settings"] = json.loads(values["settings"] or "{}")
+    return Job(**values)
+
+
+class Store:
+    """One SQLite file `<data_dir>/daemon.sqlite`; use from the reactor thread."""
+
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self._clock = clock
+        self._local = threading.local()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = self._connect()
+            self._conn.executescript(_SCHEMA)
+            self._check_version()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"store {self.path} is unusable: {exc}") from None
+        except OSError as exc:
+            raise StoreError(f"store {self.path} cannot be opened: {exc}") from None
+
+    def _connect(self, readonly: bool = False) -> sqlite3.Connection:
+        uri = f"file:{self.path}{'?mode=ro' if readonly else ''}"
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 5000")
+        if not readonly:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise StoreError(f"store {self.path}: cannot switch to WAL mode ({mode})")
+            # WAL + NORMAL: a commit survives a crash of the daemon (not a power cut).
+            conn.execute("PRAGMA synchronous = NORMAL")
+        return conn
+
+    def _check_version(self) -> None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if row is None:
+            self._conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+            )
+        elif row[0] != str(SCHEMA_VERSION):
+            raise StoreError(f"store {self.path} has schema {row[0]}, expected {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: everything inside commits together or not at all."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def read_in_thread(self, fn: Callable[[sqlite3.Connection], T]) -> Deferred[T]:
+        """Run `fn(connection)` in a worker thread on a read-only connection of its own.
+
+        For reads that may take more than a millisecond (big pages, aggregates), so the
+        reactor never waits for them; WAL lets them run while the reactor writes.
+        """
+
+        def run() -> T:
+            conn = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = self._connect(readonly=True)
+                self._local.conn = conn
+            return fn(conn)
+
+        return deferToThread(run)
+
+    # -- reads ---------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job | None:
+        row = self._conn.execute(_SELECT + " WHERE id = ?", (job_id,)).fetchone()
+        return _row_to_job(row) if row else None
+
+    def list_jobs(
+        self,
+        statuses: Iterable[str] | None = None,
+        project: str | None = None,
+        spider: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Job]:
+        """Newest first. ACTIVE/COMPLETED use the `active` index, a status its own index."""
+        where, params = [], []
+        wanted = tuple(statuses) if statuses is not None else None
+        if wanted is not None:
+            if set(wanted) == set(ACTIVE_STATUSES):
+                where.append("active = 1")
+            elif set(wanted) == set(COMPLETED_STATUSES):
+                where.append("active = 0")
+            elif len(wanted) == 1:
+                where.append("status = ?")
+                params.append(wanted[0])
+            else:
+                where.append(f"status IN ({', '.join('?' * len(wanted))})")
+                params.extend(wanted)
+        if project is not None:
+            where.append("project = ?")
+            params.append(project)
+        if spider is not None:
+            where.append("spider = ?")
+            params.append(spider)
+        sql = _SELECT
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY seq DESC LIMIT ? OFFSET ?"
+        params.extend([limit, offset])
+        return [_row_to_job(r) for r in self._conn.execute(sql, params)]
+
+    def oldest_pending(self) -> Job | None:
+        row = self._conn.execute(
+            _SELECT + " WHERE status = ? ORDER BY seq ASC LIMIT 1", (PENDING,)
+        ).fetchone()
+        return _row_to_job(row) if row else None
+
+    def jobs_in(self, status: str) -> list[Job]:
+        """Every job in one status, oldest first (used at start for RUNNING/SCHEDULED)."""
+        rows = self._conn.execute(_SELECT + " WHERE status = ? ORDER BY seq ASC", (status,))
+        return [_row_to_job(r) for r in rows]
+
+    def count(self, status: str) -> int:
+        sql = "SELECT COUNT(*) FROM jobs WHERE status = ?"
+        return self._conn.execute(sql, (status,)).fetchone()[0]
+
+    def active_runs_of(self, parent: str) -> list[Job]:
+        rows = self._conn.execute(
+            _SELECT + " WHERE parent = ? AND status IN (?, ?)", (parent, PENDING, RUNNING)
+        )
+        return [_row_to_job(r) for r in rows]
+
+    def has_active(self, project: str, spider: str | None = None) -> list[Job]:
+        """Active jobs of a project (or of one spider), for remove/push guards."""
+        sql = _SELECT + " WHERE project = ? AND active = 1"
+        params: list[Any] = [project]
+        if spider is not None:
+            sql += " AND spider = ?"
+            params.append(spider)
+        return [_row_to_job(r) for r in self._conn.execute(sql + " LIMIT 100", params)]
+
+    def counters(self) -> dict[str, int]:
+        values = dict.fromkeys(COUNTERS, 0)
+        values.update(dict(self._conn.execute("SELECT name, value FROM counters")))
+        return values
+
+    # -- writes --------------------------------------------------------------
+
+    @staticmethod
+    def _bump(conn: sqlite3.Connection, name: str) -> None:
+        conn.execute(
+            "INSERT INTO counters (name, value) VALUES (?, 1) "
+            "ON CONFLICT (name) DO UPDATE SET value = value + 1",
+            (name,),
+        )
+
+    def insert(self, job: Job) -> Job:
+        now = self._clock()
+        job_values = {
+            **{c: getattr(job, c) for c in _COLUMNS if c != "seq"},
+            "created": job.created or now,
+            "updated": now,
+            "settings": json.dumps(job.settings, sort_keys=True),
+        }
+        cols = list(job_values)
+        with self.transaction() as conn:
+            cur = conn.execute(
+                f"INSERT INTO jobs ({', '.join(cols)}, active) "
+                f"VALUES ({', '.join('?' * len(cols))}, ?)",
+                [job_values[c] for c in cols] + [int(job.status in ACTIVE_STATUSES)],
+            )
+            seq = cur.lastrowid
+        return self.get(job.id) or Job(**{**job_values, "seq": seq or 0})
+
+    def mark_running(self, job_id: str) -> Job:
+        """PENDING -> RUNNING, before the process exists: a crash after this never
+        lets the job be started a second time under the same id."""
+        now = self._clock()
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE jobs SET status = ?, started = ?, updated = ? WHERE id = ? AND status = ?",
+                (RUNNING, now, now, job_id, PENDING),
+            )
+            if cur.rowcount != 1:
+                raise StateConflict(f"job {job_id} is not pending")
+            self._bump(conn, "jobs-run")
+        job = self.get(job_id)
+        assert job is not None
+        return job
+
+    def record_process(self, job_id: str, pid: int, proc_start: float | None) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE jobs SET pid = ?, proc_start = ? WHERE id = ?", (pid, proc_start, job_id)
+            )
+
+    def finish(
+        self,
+        job_id: str,
+        status: str,
+        reason: str | None = None,
+        exit_code: int | None = None,
+        from_statuses: Sequence[str] = (PENDING, RUNNING, SCHEDULED),
+    ) -> Job | None:
+        """Move an active job to a final status; None when it was not active any more."""
+        assert status in COMPLETED_STATUSES
+        now = self._clock()
+        marks = ", ".join("?" * len(from_statuses))
+        with self.transaction() as conn:
+            cur = conn.execute(
+                f"UPDATE jobs SET status = ?, active = 0, finished = ?, updated = ?, "
+                f"reason = ?, exit_code = ?, next_run = NULL "
+                f"WHERE id = ? AND status IN ({marks})",
+                (status, now, now, reason, exit_code, job_id, *from_statuses),
+            )
+            if cur.rowcount != 1:
+                return None
+            self._bump(conn, _COUNTER_OF[status])
+        return self.get(job_id)
+
+    def fire(
+        self, parent_id: str, fire_time: float, next_run: float | None, run: Job | None
+    ) -> Job | None:
+        """One firing of a scheduled job: insert its run (or count a skip) and remember
+        the fire time and the next run, all in one transaction."""
+        now = self._clock()
+        with self.transaction() as conn:
+            row = conn.execute("SELECT status FROM jobs WHERE id = ?", (parent_id,)).fetchone()
+            if row is None or row[0] != SCHEDULED:
+                return None
+            if run is not None:
+                busy = conn.execute(
+                    "SELECT 1 FROM jobs WHERE parent = ? AND status IN (?, ?) LIMIT 1",
+                    (parent_id, PENDING, RUNNING),
+                ).fetchone()
+                if busy:
+                    run = None
+            if run is None:
+                conn.execute(
+                    "UPDATE jobs SET skipped = skipped + 1, last_fire = ?, next_run = ?, "
+                    "updated = ? WHERE id = ?",
+                    (fire_time, next_run, now, parent_id),
+                )
+                return None
+            conn.execute(
+                "UPDATE jobs SET last_fire = ?, next_run = ?, updated = ? WHERE id = ?",
+                (fire_time, next_run, now, parent_id),
+            )
+            values = {
+                **{c: getattr(run, c) for c in _COLUMNS if c != "seq"},
+                "created": now,
+                "updated": now,
+                "settings": json.dumps(run.settings, sort_keys=True),
+            }
+            cols = list(values)
+            conn.execute(
+                f"INSERT INTO jobs ({', '.join(cols)}, active) "
+                f"VALUES ({', '.join('?' * len(cols))}, 1)",
+                [values[c] for c in cols],
+            )
+        return self.get(run.id)
+
+    def set_next_run(self, job_id: str, next_run: float | None) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE jobs SET next_run = ? WHERE id = ?", (next_run, job_id))
+
+    def purge_completed(self, cap: int) -> list[str]:
+        """Forget the oldest completed jobs beyond `cap` (0 = keep all); returns their ids.
+
+        Only rows with `active = 0` are candidates, so an active job is never touched.
+        """
+        if cap <= 0:
+            return []
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT seq FROM jobs WHERE active = 0 ORDER BY seq DESC LIMIT 1 OFFSET ?",
+                (cap,),
+            ).fetchone()
+            if row is None:
+                return []
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT id FROM jobs WHERE active = 0 AND seq <= ? LIMIT 1000", (row[0],)
+                )
+            ]
+            conn.executemany("DELETE FROM jobs WHERE id = ?", [(i,) for i in ids])
+        return ids
