@@ -354,6 +354,7 @@ def test_split_and_classify_coins() -> None:
     assert classify("id:abc") is None
     assert classify("../etc/passwd") is None
     assert classify("a b") is None
+    assert classify("..") is None
 
 
 def test_choose_prefers_active_then_best_rank() -> None:

@@ -78,7 +78,7 @@ def classify(asked: str) -> CoinQuery | None:
     prefix, sep, rest = asked.partition(":")
     kind = _PREFIXES.get(prefix.strip().lower()) if sep else None
     value = rest.strip() if kind else asked.strip()
-    if not _NAME_RE.match(value):
+    if not _NAME_RE.match(value) or not any(c.isalnum() for c in value):
         return None
     if kind is None:
         kind = ID if value.isdigit() else AUTO
