@@ -1,0 +1,299 @@
+"""The project store with real `scrapy list` child processes on tiny projects.
+
+Trial test cases (run by pytest) spin the real reactor, so pushes, listings and time
+limits run exactly as in the daemon.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import psutil
+from twisted.internet import defer
+from twisted.trial import unittest
+
+from daemon.archive import ArchiveLimits
+from daemon.projects import LocalProject, ProjectError, ProjectStore
+
+SPIDERS = """
+import scrapy
+
+
+class Alpha(scrapy.Spider):
+    name = "alpha"
+
+
+class Beta(scrapy.Spider):
+    name = "beta"
+"""
+
+
+def project_files(name: str = "tiny", spiders: str = SPIDERS, settings: str = "") -> dict:
+    return {
+        "scrapy.cfg": f"[settings]\ndefault = {name}.settings\n\n[deploy]\nproject = {name}\n",
+        f"{name}/__init__.py": "",
+        f"{name}/settings.py": (
+            f"BOT_NAME = {name!r}\nSPIDER_MODULES = [{name + '.spiders'!r}]\n" + settings
+        ),
+        f"{name}/spiders/__init__.py": "",
+        f"{name}/spiders/all.py": spiders,
+    }
+
+
+def make_zip(files: dict, top: str = "tiny/") -> bytes:
+    """The layout `scrapy-do-cl push-project` builds: one top folder holding scrapy.cfg."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path, text in files.items():
+            zf.writestr(top + path, text)
+    return buf.getvalue()
+
+
+def write_tree(root: Path, files: dict) -> Path:
+    for path, text in files.items():
+        target = root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    return root
+
+
+GOOD = make_zip(project_files())
+GAMMA = make_zip(project_files(spiders=SPIDERS.replace("alpha", "gamma")))
+CRASHES = make_zip(project_files(spiders="raise RuntimeError('boom from tiny spiders')\n"))
+# Hangs at import and leaves a child of its own behind: the time limit must end both.
+HANG = """
+import subprocess, sys, time
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+time.sleep(600)
+"""
+HANGS = make_zip(project_files(settings=HANG))
+
+
+def processes_under(folder: Path) -> list[int]:
+    """Live processes working in `folder`: a stopped listing must leave none."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cwd"]):
+        cwd = proc.info["cwd"]
+        if cwd and Path(cwd).is_relative_to(folder) and proc.status() != psutil.STATUS_ZOMBIE:
+            found.append(proc.info["pid"])
+    return found
+
+
+def tree(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+class ProjectStoreTest(unittest.TestCase):
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.outer = Path(tempfile.mkdtemp(prefix="projects-test-"))
+        self.addCleanup(_rmtree, self.outer)
+        self.root = self.outer / "store"
+        self.local_dir = write_tree(self.outer / "localproj", project_files("loc"))
+        self.store = self.make_store()
+
+    def make_store(self) -> ProjectStore:
+        return ProjectStore(
+            self.root,
+            {"loc": LocalProject(self.local_dir, {"LOG_LEVEL": "INFO"})},
+            limits=ArchiveLimits(max_files=200),
+            list_timeout=3,
+        )
+
+    def versions(self, name: str = "tiny") -> list[str]:
+        folder = self.root / "versions" / name
+        return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+    async def refused(self, d: defer.Deferred) -> ProjectError:
+        try:
+            await d
+        except ProjectError as exc:
+            return exc
+        raise AssertionError("expected a ProjectError")
+
+    def assert_no_debris(self) -> None:
+        """Only the store and the local project exist; the store holds no scratch files."""
+        self.assertEqual(sorted(p.name for p in self.outer.iterdir()), ["localproj", "store"])
+        self.assertEqual(list((self.root / "tmp").iterdir()), [])
+        for name in os.listdir(self.root / "versions"):
+            self.assertEqual(len(self.versions(name)), 1, name)
+
+    @defer.inlineCallbacks
+    def test_push_lists_spiders_and_persists(self):
+        name, spiders = yield self.store.push(GOOD)
+        self.assertEqual((name, spiders), ("tiny", ["alpha", "beta"]))
+        self.assertEqual(self.store.names(), ["loc", "tiny"])
+        self.assertEqual(self.store.spiders("tiny"), ["alpha", "beta"])
+        path = self.store.path("tiny")
+        self.assertTrue((path / "scrapy.cfg").is_file())
+        self.assertTrue((path / "tiny" / "spiders" / "all.py").is_file())
+        self.assertTrue(path.is_relative_to(self.root))
+        self.assertEqual(self.store.settings("tiny"), {})
+        record = json.loads((self.root / "projects" / "tiny.json").read_text())
+        self.assertEqual(record["spiders"], ["alpha", "beta"])
+        self.assert_no_debris()
+        # A restart sees the same project without listing again.
+        again = self.make_store()
+        self.assertEqual(again.names(), ["loc", "tiny"])
+        self.assertEqual(again.spiders("tiny"), ["alpha", "beta"])
+        self.assertEqual(again.path("tiny"), path)
+        self.assertEqual(again.pushed_at("tiny"), self.store.pushed_at("tiny"))
+
+    async def _replace(self):
+        await self.store.push(GOOD)
+        first = self.store.path("tiny")
+        _name, spiders = await self.store.push(GAMMA)
+        self.assertEqual(spiders, ["beta", "gamma"])
+        self.assertNotEqual(self.store.path("tiny"), first)
+        self.assertFalse(first.exists())
+        self.assertEqual(len(self.versions()), 1)
+        self.assertEqual(await self.store.get_spiders("tiny"), ["beta", "gamma"])
+
+    def test_push_again_replaces(self):
+        return defer.ensureDeferred(self._replace())
+
+    async def _crash(self):
+        await self.store.push(GOOD)
+        before = self.store.path("tiny")
+        error = await self.refused(self.store.push(CRASHES))
+        self.assertEqual(error.http_status, 400)
+        self.assertIn("boom from tiny spiders", error.message)
+        self.assertIn("exited with 1", error.message)
+        # The previous version is untouched and still works.
+        self.assertEqual(self.store.path("tiny"), before)
+        self.assertEqual(self.store.spiders("tiny"), ["alpha", "beta"])
+        self.assertEqual(await self.store.list_spiders_of(before), ["alpha", "beta"])
+        self.assert_no_debris()
+
+    def test_failed_push_keeps_previous_version(self):
+        return defer.ensureDeferred(self._crash())
+
+    async def _hang(self):
+        error = await self.refused(self.store.push(HANGS))
+        self.assertIn("took longer than 3 s", error.message)
+        self.assertEqual(processes_under(self.outer), [])
+        self.assertEqual(self.store.names(), ["loc"])
+        self.assertEqual(self.versions(), [])
+        self.assert_no_debris()
+
+    def test_listing_that_hangs_is_stopped(self):
+        return defer.ensureDeferred(self._hang())
+
+    async def _guard(self):
+        await self.store.push(GOOD)
+        seen = []
+
+        def guard(name, spiders):
+            seen.append((name, spiders))
+            return "Spider alpha is going to be removed but has scheduled jobs"
+
+        error = await self.refused(self.store.push(GAMMA, guard))
+        self.assertEqual((error.http_status, seen), (409, [("tiny", ["beta", "gamma"])]))
+        self.assertIn("alpha", error.message)
+        self.assertEqual(self.store.spiders("tiny"), ["alpha", "beta"])
+        self.assert_no_debris()
+        error = await self.refused(self.store.remove("tiny", lambda n, s: f"{n} has jobs"))
+        self.assertEqual((error.http_status, error.message), (409, "tiny has jobs"))
+        self.assertIn("tiny", self.store.names())
+
+    def test_guard_refuses_push_and_remove(self):
+        return defer.ensureDeferred(self._guard())
+
+    async def _remove(self):
+        await self.store.push(GOOD)
+        await self.store.remove("tiny")
+        self.assertEqual(self.store.names(), ["loc"])
+        self.assertFalse((self.root / "projects" / "tiny.json").exists())
+        self.assertFalse((self.root / "versions" / "tiny").exists())
+        for call in (self.store.spiders, self.store.path, self.store.settings):
+            self.assertEqual(self.assertRaises(ProjectError, call, "tiny").http_status, 404)
+        self.assertEqual((await self.refused(self.store.remove("tiny"))).http_status, 404)
+        local = await self.refused(self.store.remove("loc"))
+        self.assertEqual(local.http_status, 409)
+        self.assertTrue(self.local_dir.exists())
+        self.assertEqual(self.make_store().names(), ["loc"])
+
+    def test_remove(self):
+        return defer.ensureDeferred(self._remove())
+
+    async def _local(self):
+        self.assertIsNone(self.store.spiders("loc"))
+        self.assertEqual(self.store.path("loc"), self.local_dir.resolve())
+        self.assertEqual(self.store.settings("loc"), {"LOG_LEVEL": "INFO"})
+        self.assertEqual(await self.store.get_spiders("loc"), ["alpha", "beta"])
+        self.assertEqual(self.store.spiders("loc"), ["alpha", "beta"])
+        # Cached: a change on disk shows only on refresh.
+        spiders = self.local_dir / "loc" / "spiders" / "all.py"
+        spiders.write_text(SPIDERS.replace("beta", "delta"))
+        self.assertEqual(await self.store.get_spiders("loc"), ["alpha", "beta"])
+        self.assertEqual(await self.store.get_spiders("loc", refresh=True), ["alpha", "delta"])
+        clash = await self.refused(self.store.push(make_zip(project_files("loc"), top="loc/")))
+        self.assertEqual(clash.http_status, 409)
+        self.assertEqual((await self.refused(self.store.get_spiders("nope"))).http_status, 404)
+
+    def test_local_projects(self):
+        return defer.ensureDeferred(self._local())
+
+    async def _env(self):
+        # The daemon's own SCRAPY_SETTINGS_MODULE must not leak into the listing.
+        os.environ["SCRAPY_SETTINGS_MODULE"] = "loc.settings"
+        self.addCleanup(os.environ.pop, "SCRAPY_SETTINGS_MODULE", None)
+        name, spiders = await self.store.push(make_zip(project_files(), top=""))
+        self.assertEqual((name, spiders), ("tiny", ["alpha", "beta"]))
+
+    def test_root_layout_and_clean_environment(self):
+        return defer.ensureDeferred(self._env())
+
+    async def _hostile(self):
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            for path, text in project_files().items():
+                zf.writestr("tiny/" + path, text)
+            zf.writestr("../evil.py", "x")
+        error = await self.refused(self.store.push(buf.getvalue()))
+        self.assertEqual(error.http_status, 400)
+        self.assertIn("'..'", error.message)
+        many = make_zip({**project_files(), **{f"f{i}": "" for i in range(300)}})
+        self.assertEqual((await self.refused(self.store.push(many))).http_status, 413)
+        self.assertEqual((await self.refused(self.store.push(b"nope"))).http_status, 400)
+        self.assertEqual(self.store.names(), ["loc"])
+        self.assert_no_debris()
+        self.assertEqual(tree(self.root / "versions"), [])
+
+    def test_hostile_archive_writes_nothing(self):
+        return defer.ensureDeferred(self._hostile())
+
+    def test_restart_sweeps_debris(self):
+        d = self.store.push(GOOD)
+
+        def crash_leftovers(_):
+            current = self.store.path("tiny")
+            stray = self.root / "versions" / "tiny" / "20000101T000000-deadbeef"
+            write_tree(stray, project_files())
+            orphan = self.root / "versions" / "gone" / "v1"
+            write_tree(orphan, project_files("gone"))
+            (self.root / "tmp" / "tiny.json.123.tmp").write_text("{half")
+            (self.root / "projects" / "broken.json").write_text("{not json")
+            keep = self.root / "versions" / "broken" / "v1"
+            write_tree(keep, project_files("broken"))
+            again = self.make_store()
+            self.assertEqual(again.names(), ["loc", "tiny"])
+            self.assertEqual(self.versions(), [current.name])
+            self.assertFalse((self.root / "versions" / "gone").exists())
+            self.assertEqual(list((self.root / "tmp").iterdir()), [])
+            # An unreadable record is left alone, and so are its files.
+            self.assertTrue(keep.exists())
+
+        return d.addCallback(crash_leftovers)
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
