@@ -1,0 +1,115 @@
+"""Benchmark 1: dispatch latency, `schedule-job when=now` -> RUNNING and -> SUCCESSFUL, against
+the wall time of the same spider run directly with `scrapy crawl`.
+
+Each sample schedules one job on an idle daemon and polls its state every 5 ms until it
+runs, then every 10 ms until it is done, so the figures carry up to ~10 ms of poll slack.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bench.adapters import DONE, Daemon
+from bench.common import BenchError, log, ratio, save_results, summary, table
+from bench.env import Env, arguments, bench_env
+from bench.project import direct_runs
+
+SAMPLES = 20
+DIRECT_SAMPLES = 5
+
+
+def sample(daemon: Daemon, timeout: float = 120.0) -> tuple[float, float, str]:
+    start = time.perf_counter()
+    job_id = daemon.schedule("now")
+    to_running: float | None = None
+    while True:
+        state = daemon.state(job_id)
+        now = time.perf_counter() - start
+        if to_running is None and (state == "RUNNING" or state in DONE):
+            to_running = now
+        if state in DONE:
+            return to_running, now, state
+        if now > timeout:
+            raise BenchError(f"{daemon.name}: job {job_id} still {state} after {timeout:.0f} s")
+        time.sleep(0.005 if to_running is None else 0.01)
+
+
+def measure(daemon: Daemon, samples: int) -> dict[str, Any]:
+    running, done, states = [], [], {}
+    daemon.deploy()
+    sample(daemon)  # warm-up: first crawl pays for cold caches
+    time.sleep(0.5)
+    for _ in range(samples):
+        to_running, to_done, state = sample(daemon)
+        running.append(to_running)
+        done.append(to_done)
+        states[state] = states.get(state, 0) + 1
+        time.sleep(0.3)
+    return {"to_running_s": summary(running), "to_done_s": summary(done), "states": states}
+
+
+def run(env: Env, kinds: list[str], quick: bool = False) -> dict[str, Any]:
+    samples = 5 if quick else SAMPLES
+    direct_cache: dict[str, dict[str, float]] = {}
+    results: dict[str, Any] = {}
+    for kind in kinds:
+        daemon = env.daemon(kind)
+        if daemon.python not in direct_cache:
+            log(f"dispatch: direct `scrapy crawl` x{DIRECT_SAMPLES} with {daemon.python}")
+            direct_cache[daemon.python] = summary(
+                direct_runs(daemon.python, env.top, DIRECT_SAMPLES)
+            )
+        log(f"dispatch: {daemon.name}, {samples} samples")
+        with daemon:
+            figures = measure(daemon, samples)
+        figures["direct_s"] = direct_cache[daemon.python]
+        figures["done_over_direct"] = ratio(
+            figures["to_done_s"]["median"], figures["direct_s"]["median"]
+        )
+        results[daemon.name] = figures
+    print_table(results)
+    return {"samples": samples, "daemons": results}
+
+
+def print_table(results: dict[str, Any]) -> None:
+    rows = [
+        [
+            name,
+            r["to_running_s"]["median"] * 1000,
+            r["to_running_s"]["p99"] * 1000,
+            r["to_done_s"]["median"],
+            r["to_done_s"]["p99"],
+            r["direct_s"]["median"],
+            r["done_over_direct"],
+            ",".join(f"{k}:{v}" for k, v in r["states"].items()),
+        ]
+        for name, r in results.items()
+    ]
+    print("\n1. Dispatch latency (schedule-job when=now)")
+    print(
+        table(
+            [
+                "daemon",
+                "->RUNNING p50 ms",
+                "p99 ms",
+                "->DONE p50 s",
+                "p99 s",
+                "direct crawl s",
+                "DONE/direct",
+                "states",
+            ],
+            rows,
+        )
+    )
+
+
+def main() -> None:
+    args = arguments(__doc__).parse_args()
+    with bench_env() as env:
+        data = run(env, args.daemon or ["ours"], args.quick)
+    save_results("dispatch", data)
+
+
+if __name__ == "__main__":
+    main()
