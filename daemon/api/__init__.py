@@ -87,6 +87,9 @@ def make_app(ctx: ApiContext, route_modules: Iterable[str] = DEFAULT_ROUTE_MODUL
     """A Klein app with every available route module mounted; a module that does not
     exist (yet) is skipped, any other import error stops the start."""
     app = Klein()
+    # No 308 redirects to a "cleaned" path: a path is either a route or a JSON 404.
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
     for name in route_modules:
         try:
             module = importlib.import_module(name)

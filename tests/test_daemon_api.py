@@ -1,0 +1,325 @@
+"""The scrapy-do REST API of the daemon over real HTTP, with real `scrapy crawl` children."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import uuid
+import zipfile
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.daemon_support import DaemonProcess, pid_alive, write_config, write_toy_project
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory):
+    work = tmp_path_factory.mktemp("daemon")
+    toy = write_toy_project(work / "toy")
+    config = write_config(work / "config.yaml", work / "data", toy, slots=2)
+    proc = DaemonProcess(config, work).start()
+    yield proc
+    proc.stop()
+
+
+def zip_project(folder: Path, top: str | None) -> bytes:
+    """A zip as scrapy-do-cl builds it (one top folder) or with scrapy.cfg at the root."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                rel = path.relative_to(folder).as_posix()
+                zf.write(path, f"{top}/{rel}" if top else rel)
+    return buf.getvalue()
+
+
+# -- status ---------------------------------------------------------------------------
+
+
+def test_status_has_scrapy_do_keys_and_real_figures(daemon: DaemonProcess) -> None:
+    rsp = daemon.get("/status.json")
+    assert rsp.status_code == 200
+    assert rsp.headers["Content-Type"] == "application/json"
+    body = rsp.json()
+    assert body["status"] == "ok"
+    for key in ("jobs-run", "jobs-successful", "jobs-failed", "jobs-canceled"):
+        assert isinstance(body[key], int)
+    assert 10 < body["memory-usage"] < 2000
+    assert isinstance(body["cpu-usage"], float)
+    assert body["timezone"].startswith("UTC")
+    assert body["hostname"]
+    assert body["uptime"].endswith("s")
+    assert body["slots"] == 2 and body["running"] >= 0 and body["pending"] >= 0
+    time.strptime(body["time"].split(".")[0], "%Y-%m-%d %H:%M:%S")
+
+
+# -- projects -------------------------------------------------------------------------
+
+
+def test_list_projects_and_spiders(daemon: DaemonProcess) -> None:
+    assert "toy" in daemon.get("/list-projects.json").json()["projects"]
+    rsp = daemon.get("/list-spiders.json", params={"project": "toy"})
+    assert rsp.json() == {
+        "status": "ok",
+        "project": "toy",
+        "spiders": ["fails", "items", "sleepy", "stubborn"],
+    }
+    rsp = daemon.get("/list-spiders.json", params={"project": "nope"})
+    assert rsp.status_code == 404 and rsp.json()["status"] == "error"
+    rsp = daemon.get("/list-spiders.json")
+    assert rsp.status_code == 400 and "project" in rsp.json()["msg"]
+
+
+def test_push_schedule_and_remove_project(daemon: DaemonProcess, tmp_path: Path) -> None:
+    pushed = write_toy_project(tmp_path / "src", name="pushy")
+    for top in ("pushy", None):  # scrapy-do-cl's layout, and scrapy.cfg at the root
+        rsp = daemon.post("/push-project.json", files={"archive": zip_project(pushed, top)})
+        assert rsp.status_code == 200, rsp.text
+        assert rsp.json() == {
+            "status": "ok",
+            "name": "pushy",
+            "spiders": ["fails", "items", "sleepy", "stubborn"],
+        }
+    assert "pushy" in daemon.get("/list-projects.json").json()["projects"]
+    job_id = daemon.schedule("items", project="pushy")
+    assert daemon.wait_status(job_id, ("SUCCESSFUL", "FAILED"))["status"] == "SUCCESSFUL"
+    # A project with an active job cannot be removed.
+    running = daemon.schedule("sleepy", project="pushy")
+    rsp = daemon.post("/remove-project.json", data={"name": "pushy"})
+    assert rsp.status_code == 409 and "cancel them first" in rsp.json()["msg"]
+    assert daemon.post("/cancel-job.json", data={"id": running}).status_code == 200
+    rsp = daemon.post("/remove-project.json", data={"name": "pushy"})
+    assert rsp.json() == {"status": "ok"}
+    assert "pushy" not in daemon.get("/list-projects.json").json()["projects"]
+    # Its finished job keeps its log.
+    assert "START" in daemon.get(f"/get-log/data/{job_id}.out").text
+    rsp = daemon.post("/remove-project.json", data={"name": "pushy"})
+    assert rsp.status_code == 404
+    rsp = daemon.post("/push-project.json", files={"archive": b"not a zip"})
+    assert rsp.status_code == 400 and rsp.json()["status"] == "error"
+    rsp = daemon.post("/push-project.json", data={})
+    assert rsp.status_code == 400 and "archive" in rsp.json()["msg"]
+
+
+def test_upload_over_cap_is_413(daemon: DaemonProcess) -> None:
+    rsp = daemon.post("/push-project.json", files={"archive": b"x" * 2_500_000})
+    assert rsp.status_code == 413
+    assert rsp.json()["status"] == "error" and "cap" in rsp.json()["msg"]
+
+
+# -- jobs -----------------------------------------------------------------------------
+
+
+def test_job_runs_with_payload_settings_and_description(daemon: DaemonProcess) -> None:
+    payload = {"coins": ["BTC", "ÉTH"], "n": 2}
+    job_id = daemon.schedule(
+        "items",
+        payload=json.dumps(payload),
+        description="a test",
+        setting=["TOY_SETTING=from-job", "LOG_LEVEL=DEBUG"],
+    )
+    uuid.UUID(job_id)
+    job = daemon.wait_status(job_id, ("SUCCESSFUL", "FAILED"))
+    assert job["status"] == "SUCCESSFUL", job
+    assert job["exit_code"] == 0 and job["reason"] is None
+    assert job["actor"] == "USER" and job["schedule"] == "now"
+    assert job["description"] == "a test"
+    assert json.loads(job["payload"]) == payload
+    assert job["settings"] == ["LOG_LEVEL", "TOY_SETTING"]
+    assert isinstance(job["duration"], int)
+    assert job["created"] <= job["started"] <= job["finished"]
+    out = daemon.get(f"/get-log/data/{job_id}.out").text
+    assert f"START {job_id}" in out
+    assert "ARGS " + json.dumps(json.dumps(payload, ensure_ascii=False)) in out
+    assert "SETTING from-job" in out
+    assert "SECRET None" in out
+    err = daemon.get(f"/get-log/data/{job_id}.err").text
+    assert "DEBUG" in err and "REMOTE_CONTROL_ENABLED" not in err.split("Overridden settings")[0]
+
+
+def test_project_settings_from_config_reach_the_crawl(daemon: DaemonProcess) -> None:
+    job_id = daemon.schedule("items")
+    daemon.wait_status(job_id, ("SUCCESSFUL",))
+    assert "SETTING from-config" in daemon.get(f"/get-log/data/{job_id}.out").text
+
+
+def test_failing_crawl_is_failed_with_exit_code(daemon: DaemonProcess) -> None:
+    job_id = daemon.schedule("fails")
+    job = daemon.wait_status(job_id, ("SUCCESSFUL", "FAILED"))
+    assert job["status"] == "FAILED"
+    assert job["exit_code"] == 3 and "exit code 3" in job["reason"]
+    status = daemon.get("/status.json").json()
+    assert status["jobs-failed"] >= 1 and status["jobs-run"] >= 1
+
+
+def test_dispatch_is_immediate(daemon: DaemonProcess) -> None:
+    """A job scheduled into a free slot is RUNNING within milliseconds (no poll tick)."""
+    job_id = daemon.schedule("items")
+    job = daemon.wait_status(job_id, ("SUCCESSFUL", "FAILED"))
+    from datetime import datetime
+
+    created = datetime.fromisoformat(job["created"])
+    started = datetime.fromisoformat(job["started"])
+    latency = (started - created).total_seconds()
+    print(f"schedule->RUNNING latency: {latency * 1000:.2f} ms")
+    assert latency < 0.5
+
+
+def test_cancel_running_and_pending_jobs(daemon: DaemonProcess) -> None:
+    first = daemon.schedule("sleepy", payload=json.dumps({}))
+    second = daemon.schedule("sleepy")
+    third = daemon.schedule("sleepy")  # two slots: this one waits
+    daemon.wait_log(first, "START")
+    daemon.wait_log(second, "START")
+    assert daemon.job(third)["status"] == "PENDING"
+    active = daemon.get("/list-jobs.json", params={"status": "active"}).json()["jobs"]
+    assert {first, second, third} <= {j["identifier"] for j in active}
+    assert daemon.post("/cancel-job.json", data={"id": third}).json() == {"status": "ok"}
+    assert daemon.job(third)["status"] == "CANCELED"
+    t0 = time.monotonic()
+    assert daemon.post("/cancel-job.json", data={"id": first}).json() == {"status": "ok"}
+    job = daemon.job(first)
+    assert job["status"] == "CANCELED" and time.monotonic() - t0 < 2.0
+    assert "CLOSED shutdown" in daemon.get(f"/get-log/data/{first}.out").text
+    rsp = daemon.post("/cancel-job.json", data={"id": first})
+    assert rsp.status_code == 400 and rsp.json()["msg"] == f"Job {first} is not active"
+    daemon.post("/cancel-job.json", data={"id": second})
+    assert daemon.job(second)["status"] == "CANCELED"
+
+
+def test_cancel_kills_the_whole_group_after_grace(daemon: DaemonProcess) -> None:
+    job_id = daemon.schedule("stubborn")
+    out = daemon.wait_log(job_id, "CHILD")
+    child = int(out.split("CHILD")[1].split()[0])
+    assert pid_alive(child)
+    t0 = time.monotonic()
+    rsp = daemon.post("/cancel-job.json", data={"id": job_id})
+    elapsed = time.monotonic() - t0
+    assert rsp.json() == {"status": "ok"}
+    job = daemon.job(job_id)
+    assert job["status"] == "CANCELED" and "killed after the grace period" in job["reason"]
+    assert 1.5 < elapsed < 6
+    deadline = time.monotonic() + 3
+    while pid_alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(child)
+    assert daemon.get("/status.json").json()["running"] == 0
+
+
+def test_max_runtime_fails_the_job(daemon: DaemonProcess) -> None:
+    job_id = daemon.schedule("sleepy", max_runtime="1")
+    job = daemon.wait_status(job_id, ("FAILED", "SUCCESSFUL", "CANCELED"), timeout=20)
+    assert job["status"] == "FAILED" and "max_runtime" in job["reason"]
+
+
+def test_list_jobs_filters_paging_and_errors(daemon: DaemonProcess) -> None:
+    ids = [daemon.schedule("items", description=f"page {i}") for i in range(3)]
+    for job_id in ids:
+        daemon.wait_status(job_id, ("SUCCESSFUL",))
+    page = daemon.get("/list-jobs.json", params={"status": "successful", "limit": 2}).json()
+    assert [j["identifier"] for j in page["jobs"]] == ids[::-1][:2]  # newest first
+    page = daemon.get(
+        "/list-jobs.json", params={"status": "SUCCESSFUL", "limit": 1, "offset": 2}
+    ).json()
+    assert [j["identifier"] for j in page["jobs"]] == [ids[0]]
+    completed = daemon.get("/list-jobs.json", params={"status": "Completed"}).json()["jobs"]
+    assert set(ids) <= {j["identifier"] for j in completed}
+    assert all(j["status"] in ("SUCCESSFUL", "FAILED", "CANCELED") for j in completed)
+    by_spider = daemon.get(
+        "/list-jobs.json", params={"status": "COMPLETED", "spider": "fails"}
+    ).json()["jobs"]
+    assert by_spider and all(j["spider"] == "fails" for j in by_spider)
+    none = daemon.get("/list-jobs.json", params={"status": "COMPLETED", "project": "x"})
+    assert none.json()["jobs"] == []
+    keys = set(daemon.job(ids[0]))
+    assert {
+        "identifier", "status", "actor", "schedule", "project", "spider", "description",
+        "timestamp", "duration", "payload", "created", "started", "finished", "exit_code",
+        "parent",
+    } <= keys  # fmt: skip
+    for params, code in [
+        ({}, 400),
+        ({"status": "SLEEPING"}, 400),
+        ({"id": "not-a-uuid"}, 400),
+        ({"id": str(uuid.uuid4())}, 404),
+        ({"status": "ACTIVE", "limit": "-1"}, 400),
+        ({"status": "ACTIVE", "limit": "x"}, 400),
+    ]:
+        rsp = daemon.get("/list-jobs.json", params=params)
+        assert rsp.status_code == code, (params, rsp.text)
+        assert rsp.json()["status"] == "error" and rsp.json()["msg"]
+
+
+def test_get_log_text_range_and_refusals(daemon: DaemonProcess) -> None:
+    job_id = daemon.schedule("items")
+    daemon.wait_status(job_id, ("SUCCESSFUL",))
+    rsp = daemon.get(f"/get-log/data/{job_id}.err")
+    assert rsp.status_code == 200 and rsp.headers["Content-Type"].startswith("text/plain")
+    assert "Spider closed" in rsp.text
+    part = daemon.get(f"/get-log/data/{job_id}.err", headers={"Range": "bytes=0-9"})
+    assert part.status_code == 206 and part.content == rsp.content[:10]
+    for path in [
+        f"/get-log/data/{uuid.uuid4()}.out",
+        f"/get-log/data/{job_id}.log",
+        "/get-log/data/..%2F..%2Fdaemon.sqlite",
+        "/get-log/data/%2e%2e/daemon.sqlite",
+        "/get-log/data/../../config.yaml",
+        f"/get-log/data/{job_id}.out%00",
+        "/get-log/data/%2Fetc%2Fpasswd",
+    ]:
+        rsp = requests.get(daemon.url + path, timeout=10)
+        assert rsp.status_code == 404, path
+        assert rsp.json()["status"] == "error"
+
+
+def test_schedule_job_refusals(daemon: DaemonProcess) -> None:
+    base = {"project": "toy", "spider": "items", "when": "now"}
+    cases = [
+        ({**base, "project": "nope"}, 404, "Unknown project"),
+        ({**base, "spider": "nope"}, 400, "Unknown spider"),
+        ({**base, "payload": "{not json"}, 400, "not a valid JSON"),
+        ({**base, "payload": "[1, 2]"}, 400, "JSON object"),
+        ({**base, "payload": json.dumps({"x": "y" * 70000})}, 400, "longer than"),
+        ({**base, "setting": "NOEQUALS"}, 400, "KEY=VALUE"),
+        ({**base, "setting": "JOB_ID=x"}, 400, "set by the daemon"),
+        ({**base, "max_runtime": "soon"}, 400, "max_runtime"),
+        ({**base, "when": ""}, 400, "when"),
+        ({"project": "toy", "spider": "items"}, 400, "Missing argument: when"),
+    ]
+    for data, code, words in cases:
+        rsp = daemon.post("/schedule-job.json", data=data)
+        assert rsp.status_code == code, (data, rsp.text)
+        assert rsp.json()["status"] == "error" and words in rsp.json()["msg"], rsp.text
+    rsp = daemon.post(
+        "/schedule-job.json",
+        data=b"project=toy&spider=items&when=now&description=%ff%fe",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert rsp.status_code == 400 and "UTF-8" in rsp.json()["msg"]
+    rsp = daemon.post("/schedule-job.json", data=[*base.items(), ("spider", "fails")])
+    assert rsp.status_code == 400 and "more than once" in rsp.json()["msg"]
+    rsp = daemon.post("/cancel-job.json", data={"id": "../etc"})
+    assert rsp.status_code == 400
+    rsp = daemon.post("/cancel-job.json", data={"id": str(uuid.uuid4())})
+    assert rsp.status_code == 404
+
+
+def test_wrong_method_and_unknown_path(daemon: DaemonProcess) -> None:
+    for method, path in [
+        ("POST", "/status.json"),
+        ("GET", "/schedule-job.json"),
+        ("GET", "/cancel-job.json"),
+        ("DELETE", "/list-jobs.json"),
+        ("PUT", "/push-project.json"),
+    ]:
+        rsp = requests.request(method, daemon.url + path, timeout=10)
+        assert rsp.status_code == 405, (method, path)
+        assert rsp.json()["status"] == "error"
+    rsp = daemon.get("/no-such-thing.json")
+    assert rsp.status_code == 404 and rsp.json() == {
+        "status": "error",
+        "msg": "Not found: /no-such-thing.json",
+    }
