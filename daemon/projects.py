@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import sys
@@ -51,6 +52,8 @@ Guard = Callable[[str, list[str]], "str | None"]
 
 _STDOUT_CAP = 1024 * 1024
 _STDERR_TAIL = 4000
+_STDERR_LINES = 40
+_VERSION_RE = re.compile(r"[0-9A-Za-z-]{1,64}")
 #: Variables of the daemon's own environment that would make Scrapy ignore the
 #: project's scrapy.cfg.
 _DROPPED_ENV = ("SCRAPY_SETTINGS_MODULE", "SCRAPY_PROJECT")
@@ -87,23 +90,33 @@ def _no_guard(name: str, spiders: list[str]) -> str | None:
     return None
 
 
-def _tail(data: bytes) -> str:
-    text = data.decode("utf-8", "replace").strip()
+def _tail(data: bytes, folder: str) -> str:
+    """The end of a child's stderr, with the store's folder names shortened."""
+    text = data.decode("utf-8", "replace").replace(folder + os.sep, "").strip()
+    lines = text.splitlines()[-_STDERR_LINES:]
+    text = "\n".join(lines)
     if len(text) > _STDERR_TAIL:
         text = "..." + text[-_STDERR_TAIL:]
     return text
 
 
 class _ListProtocol(protocol.ProcessProtocol):
-    """Collects `scrapy list` output with bounded memory and enforces its time limit."""
+    """Collects `scrapy list` output with bounded memory and enforces its time limit.
 
-    def __init__(self, clock: IReactorTime, timeout: float, label: str) -> None:
-        self.done: defer.Deferred[list[str]] = defer.Deferred()
+    Cancelling `done` (a client that went away) ends the child and its group at once.
+    """
+
+    def __init__(self, clock: IReactorTime, timeout: float, label: str, folder: str) -> None:
+        self.done: defer.Deferred[list[str]] = defer.Deferred(self._cancel)
+        #: Fires once the child is gone and its pipes are closed, whatever `done` did.
+        self.ended: defer.Deferred[None] = defer.Deferred()
         self.clock = clock
         self.timeout = timeout
         self.label = label
+        self.folder = folder
         self.out = bytearray()
         self.err = bytearray()
+        self.overflow = False
         self.timed_out = False
         self.pgid: int | None = None
         self.timer: Any = None
@@ -116,10 +129,19 @@ class _ListProtocol(protocol.ProcessProtocol):
     def _expire(self) -> None:
         self.timer = None
         self.timed_out = True
+        self._stop()
+
+    def _cancel(self, _: defer.Deferred) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
         self._kill_group()
         # In case the child had not reached setsid yet.
         with contextlib.suppress(Exception):
             self.transport.signalProcess("KILL")
+        # A grandchild that left the group could hold the pipes open forever.
+        with contextlib.suppress(Exception):
+            self.transport.loseConnection()
 
     def _kill_group(self) -> None:
         if self.pgid is None:
@@ -128,8 +150,12 @@ class _ListProtocol(protocol.ProcessProtocol):
             os.killpg(self.pgid, signal.SIGKILL)
 
     def outReceived(self, data: bytes) -> None:
-        if len(self.out) < _STDOUT_CAP:
-            self.out += data[: _STDOUT_CAP - len(self.out)]
+        if len(self.out) + len(data) > _STDOUT_CAP:
+            if not self.overflow:
+                self.overflow = True
+                self._stop()
+            return
+        self.out += data
 
     def errReceived(self, data: bytes) -> None:
         self.err += data
@@ -144,21 +170,29 @@ class _ListProtocol(protocol.ProcessProtocol):
         if self.timer is not None and self.timer.active():
             self.timer.cancel()
         self.timer = None
+        if not self.done.called:  # else cancelled
+            self._report(reason)
+        self.ended.callback(None)
+
+    def _report(self, reason: Failure) -> None:
         value = reason.value
         code = getattr(value, "exitCode", None)
         sig = getattr(value, "signal", None)
-        tail = _tail(bytes(self.err))
+        tail = _tail(bytes(self.err), self.folder)
+        what = f"listing the spiders of {self.label}"
         if self.timed_out:
-            msg = f"listing the spiders of {self.label} took longer than {self.timeout:g} s"
+            msg = f"{what} took longer than {self.timeout:g} s"
             self.done.errback(ProjectError(msg + (f"; its output: {tail}" if tail else ""), 400))
-            return
-        if code != 0 or sig is not None:
+        elif self.overflow:
+            msg = f"{what} failed: scrapy list printed more than {_STDOUT_CAP} bytes"
+            self.done.errback(ProjectError(msg, 400))
+        elif code != 0 or sig is not None:
             how = f"was killed by signal {sig}" if sig is not None else f"exited with {code}"
-            msg = f"listing the spiders of {self.label} failed: scrapy list {how}"
+            msg = f"{what} failed: scrapy list {how}"
             self.done.errback(ProjectError(msg + (f": {tail}" if tail else ""), 400))
-            return
-        lines = bytes(self.out).decode("utf-8", "replace").splitlines()
-        self.done.callback(sorted({line.strip() for line in lines if line.strip()}))
+        else:
+            lines = bytes(self.out).decode("utf-8", "replace").splitlines()
+            self.done.callback(sorted({line.strip() for line in lines if line.strip()}))
 
 
 def _write_json_atomic(path: Path, scratch: Path, data: dict[str, Any]) -> None:
@@ -322,8 +356,12 @@ class ProjectStore:
 
     def list_spiders_of(self, path: Path, label: str | None = None) -> defer.Deferred[list[str]]:
         """Run `python -m scrapy list` in `path` as a child process with the time limit."""
-        path = Path(path)
-        proto = _ListProtocol(self._reactor, self.list_timeout, label or str(path))
+        return self._start_listing(Path(path), label or str(path)).done
+
+    # -- internals -------------------------------------------------------------------
+
+    def _start_listing(self, path: Path, label: str) -> _ListProtocol:
+        proto = _ListProtocol(self._reactor, self.list_timeout, label, str(path))
         env = {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV}
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(path), os.environ.get("PYTHONPATH", "")) if p
@@ -334,10 +372,9 @@ class ProjectStore:
                 proto, sys.executable, args, env=env, path=str(path)
             )
         except OSError as exc:
-            return defer.fail(ProjectError(f"cannot start scrapy list in {label}: {exc}", 500))
-        return proto.done
-
-    # -- internals -------------------------------------------------------------------
+            proto.done.errback(ProjectError(f"cannot start scrapy list for {label}: {exc}", 500))
+            proto.ended.callback(None)
+        return proto
 
     def _unknown(self, name: str) -> ProjectError:
         return ProjectError(f"Unknown project: {name}", 404)
@@ -363,9 +400,15 @@ class ProjectStore:
         parent = self._versions / name
         dest = parent / version
         committed = False
+        # A client that goes away cancels the push: the unpacking thread is let finish
+        # and the listing is killed, and only then is the new folder deleted.
+        unpacked: defer.Deferred[None] | None = None
+        listing: _ListProtocol | None = None
         try:
-            await self._in_thread(self._unpack, data, archive, dest)
-            spiders = await self.list_spiders_of(dest, label=f"project {name}")
+            result, unpacked = _shield(self._in_thread(self._unpack, data, archive, dest))
+            await result
+            listing = self._start_listing(dest, f"project {name}")
+            spiders = await listing.done
             await self._commit_lock.acquire()
             try:
                 refusal = guard(name, list(spiders))
@@ -384,6 +427,10 @@ class ProjectStore:
             return name, list(spiders)
         finally:
             if not committed:
+                if unpacked is not None:
+                    await unpacked
+                if listing is not None:
+                    await listing.ended
                 await self._discard(dest)
                 await self._in_thread(_rmdir_if_empty, parent)
 
@@ -436,7 +483,7 @@ class ProjectStore:
         """
         for tmp in self._tmp.iterdir():
             _remove_path(tmp)
-        unreadable: set[str] = set()
+        kept: set[str] = set()  # records not loaded whose files must stay
         for rec in sorted(self._records.iterdir()):
             stem = rec.name.removesuffix(".json")
             if rec.is_dir() or not rec.name.endswith(".json"):
@@ -445,13 +492,13 @@ class ProjectStore:
             try:
                 record = _from_json(json.loads(rec.read_text(encoding="utf-8")))
                 check_project_name(record.name)
-                if record.name != stem or not record.version or "/" in record.version:
+                if record.name != stem or not _VERSION_RE.fullmatch(record.version):
                     raise ValueError("record does not match its file name")
             except (OSError, ValueError, KeyError, TypeError, ArchiveError) as exc:
                 log.error(
                     "project record %s is unreadable (%s); project %s skipped", rec, exc, stem
                 )
-                unreadable.add(stem)
+                kept.add(stem)
                 continue
             if not (self._versions / record.name / record.version / "scrapy.cfg").is_file():
                 log.error("project %s has lost its files; dropping its record", record.name)
@@ -459,9 +506,11 @@ class ProjectStore:
                 continue
             if record.name in self._local:
                 log.warning("pushed project %s is hidden by the local project", record.name)
+                kept.add(record.name)
+                continue
             self._pushed[record.name] = record
         for parent in self._versions.iterdir():
-            if parent.name in unreadable:
+            if parent.name in kept:
                 continue
             current = self._pushed.get(parent.name)
             if current is None or not parent.is_dir():
@@ -470,6 +519,26 @@ class ProjectStore:
             for version in parent.iterdir():
                 if version.name != current.version:
                     _remove_path(version)
+
+
+def _shield(d: defer.Deferred[Any]) -> tuple[defer.Deferred[Any], defer.Deferred[None]]:
+    """Split `d` into a result the caller may cancel and a signal that `d` really ended.
+
+    Cancelling a thread's Deferred does not stop the thread; cleanup must wait for it.
+    """
+    result: defer.Deferred[Any] = defer.Deferred()
+    ended: defer.Deferred[None] = defer.Deferred()
+
+    def fire(outcome: Any) -> None:
+        if not result.called:
+            if isinstance(outcome, Failure):
+                result.errback(outcome)
+            else:
+                result.callback(outcome)
+        ended.callback(None)
+
+    d.addBoth(fire)
+    return result, ended
 
 
 def _now() -> str:

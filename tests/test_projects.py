@@ -14,7 +14,8 @@ import zipfile
 from pathlib import Path
 
 import psutil
-from twisted.internet import defer
+from twisted.internet import defer, reactor
+from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
 from daemon.archive import ArchiveLimits
@@ -268,6 +269,33 @@ class ProjectStoreTest(unittest.TestCase):
 
     def test_hostile_archive_writes_nothing(self):
         return defer.ensureDeferred(self._hostile())
+
+    async def _cancel(self):
+        pushing = self.store.push(HANGS)
+        await deferLater(reactor, 1.0, lambda: None)
+        pushing.cancel()
+        try:
+            await pushing
+        except defer.CancelledError:
+            pass
+        else:
+            raise AssertionError("a cancelled push must not succeed")
+        self.assertEqual(processes_under(self.outer), [])
+        self.assertEqual(self.store.names(), ["loc"])
+        self.assert_no_debris()
+        self.assertEqual(tree(self.root / "versions"), [])
+
+    def test_cancelled_push_leaves_nothing(self):
+        return defer.ensureDeferred(self._cancel())
+
+    async def _chatty(self):
+        loud = make_zip(project_files(settings="print('x' * 3_000_000)\n"))
+        error = await self.refused(self.store.push(loud))
+        self.assertIn("printed more than", error.message)
+        self.assert_no_debris()
+
+    def test_listing_output_is_bounded(self):
+        return defer.ensureDeferred(self._chatty())
 
     def test_restart_sweeps_debris(self):
         d = self.store.push(GOOD)
