@@ -27,7 +27,7 @@ from daemon.coin_records import JOB_ID_RE, complete_lines, rows_of, utc_now
 
 INDEX_FILE = "coins.sqlite"
 ITEMS_FILE = "items.jl"
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "4"
 # Bytes read from one items.jl per step; bounds memory on a huge file.
 READ_CHUNK = 4 * 1024 * 1024
 
@@ -62,6 +62,7 @@ CREATE TABLE IF NOT EXISTS records (
 CREATE INDEX IF NOT EXISTS records_coin_ts ON records (coin_id, ts, id);
 CREATE INDEX IF NOT EXISTS records_job_coin ON records (job_id, coin_id, id);
 CREATE INDEX IF NOT EXISTS records_job_query ON records (job_id, query_key);
+CREATE INDEX IF NOT EXISTS records_job_rank ON records (job_id, error, rank_key, coin_id);
 CREATE TABLE IF NOT EXISTS platforms (
     platform TEXT NOT NULL,
     record_id INTEGER NOT NULL,
@@ -78,10 +79,10 @@ CREATE TABLE IF NOT EXISTS latest (
     rank_key INTEGER NOT NULL,
     PRIMARY KEY (coin_id, source)
 );
-CREATE INDEX IF NOT EXISTS latest_newest_rank ON latest (newest, rank_key, coin_id);
-CREATE INDEX IF NOT EXISTS latest_source_rank ON latest (source, rank_key, coin_id);
-CREATE INDEX IF NOT EXISTS latest_symbol ON latest (symbol, rank_key);
-CREATE INDEX IF NOT EXISTS latest_slug ON latest (slug);
+CREATE INDEX IF NOT EXISTS latest_newest_rank ON latest (newest, rank_key, coin_id, record_id);
+CREATE INDEX IF NOT EXISTS latest_source_rank ON latest (source, rank_key, coin_id, record_id);
+CREATE INDEX IF NOT EXISTS latest_symbol ON latest (symbol, newest, rank_key, coin_id);
+CREATE INDEX IF NOT EXISTS latest_slug ON latest (slug, newest, rank_key, coin_id);
 CREATE INDEX IF NOT EXISTS latest_record ON latest (record_id);
 """
 
@@ -351,6 +352,9 @@ class CoinIndex:
         total = sum(self.ingest_job(job_id).records for job_id in self.job_folders())
         with self._write() as conn:
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('built', '1')")
+        with self._write_lock:
+            # Fresh statistics let the planner pick the selective index (symbol, slug).
+            self._conn().execute("ANALYZE")
         return total
 
     def catch_up(self) -> int:
@@ -396,11 +400,18 @@ class CoinIndex:
             where.append("t.slug = ?")
             args.append(filters.slug.casefold())
         if filters.platform is not None:
-            where.append(f"{record_col} IN (SELECT record_id FROM platforms WHERE platform = ?)")
+            # A probe per row walked in rank order: stops as soon as the page is full.
+            where.append(
+                "EXISTS (SELECT 1 FROM platforms p WHERE p.platform = ? "
+                f"AND p.record_id = {record_col})"
+            )
             args.append(filters.platform.strip().casefold())
+        # The page is chosen on the narrow index first; only its rows fetch their documents.
         sql = (
-            f"SELECT r.job_id, r.doc FROM {base} JOIN records r ON r.id = {record_col} "
-            f"WHERE {' AND '.join(where) or '1'} ORDER BY t.rank_key, t.coin_id LIMIT ? OFFSET ?"
+            f"SELECT r.job_id, r.doc FROM (SELECT {record_col} AS rid, t.rank_key, t.coin_id "
+            f"FROM {base} WHERE {' AND '.join(where) or '1'} "
+            "ORDER BY t.rank_key, t.coin_id LIMIT ? OFFSET ?) page "
+            "JOIN records r ON r.id = page.rid ORDER BY page.rank_key, page.coin_id"
         )
         args += [limit, offset]
         rows = self._conn().execute(sql, args).fetchall()

@@ -245,3 +245,11 @@ def install_routes(app: Klein, service: CoinService) -> None:
             return _send(request, doc)
 
         return _deferred_reply(request, maybeDeferred(run), shape, _data_error)
+
+
+def register(app: Klein, ctx: Any) -> None:
+    """Route-module entry point (daemon.api.make_app): the coin service and its routes."""
+    service = CoinService(ctx.config.data_dir, ctx.jobs, ctx.extras.get("reactor"))
+    ctx.add_service(service)
+    ctx.extras["coins"] = service
+    install_routes(app, service)
