@@ -310,6 +310,25 @@ def test_builtin_coin_pages_cover_the_edge_cases(cmc: CMCServer) -> None:
     assert duko["urls"]["chat"] == ["https://t.me/+jlScZmFrQ8g2MDg8"]
 
 
+def test_html_link_sections_follow_the_coin(cmc: CMCServer) -> None:
+    """The HTML fallback hooks show the coin's own links and contracts."""
+
+    def hrefs(page: str, hook: str) -> list[str]:
+        return re.findall(r'href="([^"]*)"[^>]*data-test="' + hook + '"', page)
+
+    duko = re.sub(r"\s+", " ", fetch(cmc.page_url("duko"), key=None)[2].decode())
+    assert hrefs(duko, "chip-website-link") == ["//dukocoin.com"]
+    assert hrefs(duko, "chip-social-link") == ["//twitter.com/dukocoin", "//t.me/+jlScZmFrQ8g2MDg8"]
+    contracts = duko[duko.index('data-test="section-coin-stats-contracts"') :]
+    assert "HLptm5...2G7rf9" in contracts[:5000] and "64x64/5426.png" in contracts[:5000]
+    bitcoin = re.sub(r"\s+", " ", fetch(cmc.page_url("bitcoin"), key=None)[2].decode())
+    assert hrefs(bitcoin, "chip-website-link") == ["//bitcoin.org/", "//bitcoin.org/bitcoin.pdf"]
+    assert "> Whitepaper</div>" in bitcoin
+    assert 'data-test="section-coin-stats-contracts"' not in bitcoin
+    assert "Santiment" not in bitcoin[bitcoin.index("<title>") : bitcoin.index("</title>")]
+    assert re.search(r'data-role="coin-name"\s+title="Bitcoin"', bitcoin)
+
+
 def test_unknown_slug_is_a_404_page(cmc: CMCServer) -> None:
     status, _headers, body = fetch(cmc.page_url("no-such-coin-anywhere"), key=None)
     assert status == 404

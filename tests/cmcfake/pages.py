@@ -105,6 +105,22 @@ def format_percent(value: float) -> str:
 # ---------------------------------------------------------------------------------------
 
 
+def _protocol_relative(url: str) -> str:
+    """The site writes links as `//host/path`."""
+    return html.escape(re.sub(r"^https?:", "", url))
+
+
+def _short_address(address: str) -> str:
+    """`0x7c5a...daf098`: the first 6 and last 6 characters, as the contract chip shows."""
+    return address if len(address) <= 15 else f"{address[:6]}...{address[-6:]}"
+
+
+def _fill(template: str, **values: object) -> str:
+    for key, value in values.items():
+        template = template.replace("{" + key + "}", str(value))
+    return template
+
+
 def _slot(name: str) -> str:
     return f"{_MARK}{name}{_MARK}"
 
@@ -159,6 +175,13 @@ def _apply(text: str, replacements: tuple[tuple[str, str], ...], first_only: boo
     return text
 
 
+def _replace_value(text: str, key: str, replacement: str) -> str:
+    """Replace the JSON value of the first `"key":` in a JSON text fragment."""
+    at = text.index(f'"{key}":') + len(key) + 3
+    _value, end = json.JSONDecoder().raw_decode(text, at)
+    return text[:at] + replacement + text[end:]
+
+
 def _split(text: str) -> list[bytes | str]:
     """Literal chunks as bytes, slot names as str, alternating."""
     pieces = text.split(_MARK)
@@ -180,18 +203,85 @@ class PageTemplate:
         detail, detail_end = json.JSONDecoder().raw_decode(next_text, detail_start)
         self.detail_template: dict[str, Any] = detail
         head, tail = page[:start], page[script_end:]
+        head = self._cut_link_sections(head)
         metrics_at = head.index('data-test="section-coin-metrics"')
         head = head[:metrics_at] + _apply(head[metrics_at:], _METRIC_REPLACEMENTS, True)
         self.head = _split(_apply(head, _HTML_REPLACEMENTS, False))
         self.tail = _split(_apply(tail, _HTML_REPLACEMENTS, False))
+        after = _replace_value(next_text[detail_end:], "mainAccount", "null")
+        faq = '{"faqDescription":[{"q":"","a":' + _slot("about_json") + ',"isQ":false}]}'
+        after = _replace_value(after, "cdpFaqData", faq)
         script = (
             page[start:json_start]
             + _apply(next_text[:detail_start], _JSON_REPLACEMENTS, False)
             + _slot("detail_json")
-            + _apply(next_text[detail_end:], _JSON_REPLACEMENTS, False)
+            + _apply(after, _JSON_REPLACEMENTS, False)
             + "</script>"
         )
         self.script = _split(script)
+
+    def _cut_link_sections(self, head: str) -> str:
+        """Turn the website, socials and contracts chips into per-coin slots."""
+        at = head.index('data-test="chip-website-link"')
+        start = head.rfind("<a", 0, at)
+        end = head.index("</a>", at) + len("</a>")
+        chip = head[start:end].replace('href="//santiment.net/"', 'href="{href}"')
+        self.website_chip = re.sub(r"(>\s*)Website(</div>)", r"\1{label}\2", chip)
+        head = head[:start] + _slot("website_chips") + head[end:]
+
+        first = head.index('data-test="chip-social-link"')
+        start = head.rfind("<div", 0, head.rfind("BasePopover_base__", 0, first))
+        end = start
+        for _ in range(3):
+            at = head.index('data-test="chip-social-link"', end)
+            end = head.index("</div>", head.index("</a>", at)) + len("</div>")
+        chip = head[start : head.index("</div>", head.index("</a>", first)) + len("</div>")]
+        self.social_chip = re.sub(r'href="//[^"]*"', 'href="{href}"', chip, count=1)
+        head = head[:start] + _slot("social_chips") + head[end:]
+
+        section_at = head.index('data-test="section-coin-stats-contracts"')
+        section_start = head.rfind("<div", 0, section_at)
+        section_end = head.rfind("<div", 0, head.index('data-test="section-coin-stats-ratings"'))
+        section = head[section_start:section_end]
+        address_at = section.index("0x7c5a...daf098")
+        chip_start = section.rfind("<div", 0, section.rfind("BaseChip_base__lzmlq", 0, address_at))
+        wallet_at = section.index('data-test="chip-add-trust-wallet"')
+        chip_end = section.rfind("<div", 0, section.rfind("BasePopover_base__", 0, wallet_at))
+        chip = section[chip_start:chip_end]
+        chip = chip.replace("0x7c5a...daf098", "{address}").replace(
+            "64x64/1027.png", "64x64/{platform}.png"
+        )
+        self.contract_chip = chip
+        self.contracts_section = section[:chip_start] + "{chips}" + section[chip_end:]
+        return head[:section_start] + _slot("contracts_section") + head[section_end:]
+
+    def link_values(self, coin: Coin) -> dict[str, str]:
+        urls = coin.full_urls()
+        websites = [(url, "Website") for url in urls["website"]]
+        websites += [(url, "Whitepaper") for url in urls["technical_doc"]]
+        website_chips = "".join(
+            _fill(self.website_chip, href=_protocol_relative(url), label=label)
+            for url, label in websites
+        )
+        socials = urls["twitter"] + urls["source_code"] + urls["chat"] + urls["reddit"]
+        socials += urls["facebook"]
+        social_chips = "".join(
+            _fill(self.social_chip, href=_protocol_relative(url)) for url in socials
+        )
+        chips = "".join(
+            _fill(
+                self.contract_chip,
+                address=html.escape(_short_address(c.address)),
+                platform=PLATFORMS[c.platform]["coin"]["id"],
+            )
+            for c in coin.contracts
+        )
+        section = _fill(self.contracts_section, chips=chips) if chips else ""
+        return {
+            "website_chips": website_chips,
+            "social_chips": social_chips,
+            "contracts_section": section,
+        }
 
     @classmethod
     def load(cls, path: Path = RECORDED_PAGE) -> PageTemplate:
@@ -321,6 +411,11 @@ class PageTemplate:
             "circulating_supply_html": abbreviate(circulating, suffix=f" {symbol}"),
             "slug_json": json.dumps(coin.slug),
             "symbol_json": json.dumps(coin.symbol, ensure_ascii=False),
+            "about_json": next_data_json(
+                f"{coin.name} ({coin.symbol}) is a cryptocurrency launched in "
+                f"{coin.date_added[:4]}. It is ranked #{coin.rank or '--'} on the site."
+            ),
+            **self.link_values(coin),
         }
         return {key: value.encode() for key, value in values.items()}
 
