@@ -42,6 +42,7 @@ _BLOCK_MARKERS = (
     ("access denied", "access denied page"),
     ("too many requests", "rate limit page"),
 )
+NO_COIN_DATA = "no coin data in the page"
 _LOGO_ID_RE = re.compile(r"/coins/\d+x\d+/(\d+)\.png")
 _SLUG_RE = re.compile(r"/currencies/([^/?#]+)/?")
 
@@ -396,7 +397,7 @@ def block_reason(text: str) -> str:
     for marker, reason in _BLOCK_MARKERS:
         if marker in head:
             return reason
-    return "no coin data in the page"
+    return NO_COIN_DATA
 
 
 def parse_coin_page(text: str) -> PageResult:

@@ -266,7 +266,7 @@ class CoinSpider(JobSpider):
                 )
             return
         if status in BLOCK_STATUSES or (result is not None and result.status == page.BLOCKED):
-            reason = f"HTTP {status}" if result is None else f"{result.reason} (HTTP {status})"
+            reason = _block_reason(response, result)
             retry = get_retry_request(response.request, spider=self, reason="blocked page")
             if retry is not None:
                 yield retry
@@ -350,6 +350,17 @@ def _path(url: str) -> str:
     after_scheme = url.split("://", 1)[-1]
     slash = after_scheme.find("/")
     return after_scheme[slash:] if slash != -1 else "/"
+
+
+def _block_reason(response: Response, result: page.PageResult | None) -> str:
+    """What the block looked like: the page's own words when they are known."""
+    if result is not None:
+        return f"{result.reason} (HTTP {response.status})"
+    text = response.text if hasattr(response, "text") else ""
+    reason = page.block_reason(text)
+    if reason == page.NO_COIN_DATA:
+        return f"HTTP {response.status}"
+    return f"{reason} (HTTP {response.status})"
 
 
 def _others(response: Response, chosen_slug: str) -> list[dict[str, Any]]:
