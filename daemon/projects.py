@@ -213,7 +213,13 @@ def unpack_archive(data: bytes, archive: ProjectArchive, dest: Path, limits: Arc
     Bytes are counted again while writing; files are created exclusively and never
     through a link, with plain permissions whatever the zip says.
     """
-    dest.mkdir(mode=0o755, parents=True)
+    for attempt in range(3):
+        try:
+            dest.mkdir(mode=0o755, parents=True)
+            break
+        except FileNotFoundError:  # the parent was just removed as empty; try again
+            if attempt == 2:
+                raise
     base = dest.resolve()
     total = 0
     with open_zip(data) as zf:
@@ -275,6 +281,8 @@ class ProjectStore:
         self._local_spiders: dict[str, list[str]] = {}
         self._pushed: dict[str, _Pushed] = {}
         self._commit_lock = defer.DeferredLock()
+        self._pins: dict[Path, int] = {}
+        self._retired: set[Path] = set()
         self._load()
 
     # -- reading ---------------------------------------------------------------------
@@ -321,6 +329,35 @@ class ProjectStore:
         if name in self._local:
             return self._local[name].path
         raise self._unknown(name)
+
+    def pin(self, name: str) -> tuple[Path, Callable[[], defer.Deferred[None]]]:
+        """The folder to run a crawl of `name` in, kept on disk until `release()`.
+
+        A push or removal while the crawl runs retires the folder instead of deleting
+        it under the crawl; the last release deletes it. Call release once the crawl's
+        process has ended; later calls do nothing.
+        """
+        path = self.path(name)
+        if name in self._local:
+            return path, lambda: defer.succeed(None)
+        self._pins[path] = self._pins.get(path, 0) + 1
+        released = False
+
+        def release() -> defer.Deferred[None]:
+            nonlocal released
+            if released:
+                return defer.succeed(None)
+            released = True
+            left = self._pins.pop(path) - 1
+            if left:
+                self._pins[path] = left
+                return defer.succeed(None)
+            if path in self._retired:
+                self._retired.discard(path)
+                return defer.ensureDeferred(self._discard(path, parent_too=True))
+            return defer.succeed(None)
+
+        return path, release
 
     def settings(self, name: str) -> dict[str, str]:
         """Default Scrapy settings for crawls of `name` (from the config; none if pushed)."""
@@ -416,13 +453,17 @@ class ProjectStore:
                     raise ProjectError(refusal, 409)
                 old = self._pushed.get(name)
                 record = _Pushed(name, version, tuple(spiders), _now())
-                _write_json_atomic(self._records / f"{name}.json", self._tmp, _as_json(record))
+                try:
+                    _write_json_atomic(self._records / f"{name}.json", self._tmp, _as_json(record))
+                except OSError as exc:
+                    msg = f"cannot record project {name}: {exc.strerror or exc}"
+                    raise ProjectError(msg, 500) from None
                 self._pushed[name] = record
                 committed = True
             finally:
                 self._commit_lock.release()
             if old is not None and old.version != version:
-                await self._discard(parent / old.version)
+                await self._retire(parent / old.version)
             log.info("pushed project %s with spiders %s", name, ", ".join(spiders))
             return name, list(spiders)
         finally:
@@ -431,8 +472,7 @@ class ProjectStore:
                     await unpacked
                 if listing is not None:
                     await listing.ended
-                await self._discard(dest)
-                await self._in_thread(_rmdir_if_empty, parent)
+                await self._discard(dest, parent_too=True)
 
     def _unpack(self, data: bytes, archive: ProjectArchive, dest: Path) -> None:
         try:
@@ -440,7 +480,7 @@ class ProjectStore:
         except ArchiveError as exc:
             raise ProjectError(exc.message, exc.http_status) from None
         except OSError as exc:
-            raise ProjectError(f"cannot unpack the archive: {exc.strerror or exc}", 400) from None
+            raise ProjectError(f"cannot unpack the archive: {exc.strerror or exc}", 500) from None
 
     async def _remove(self, name: str, guard: Guard) -> None:
         if name in self._local:
@@ -460,19 +500,27 @@ class ProjectStore:
         finally:
             self._commit_lock.release()
         # Only this version: a push of the same name may be unpacking beside it.
-        await self._discard(self._versions / name / record.version)
-        await self._in_thread(_rmdir_if_empty, self._versions / name)
+        await self._retire(self._versions / name / record.version)
         log.info("removed project %s", name)
 
     def _in_thread(self, fn: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
         return threads.deferToThreadPool(self._reactor, self._reactor.getThreadPool(), fn, *args)
 
-    async def _discard(self, folder: Path) -> None:
+    async def _retire(self, folder: Path) -> None:
+        """Delete a replaced version now, or at its last release if a crawl runs in it."""
+        if folder in self._pins:
+            self._retired.add(folder)
+        else:
+            await self._discard(folder, parent_too=True)
+
+    async def _discard(self, folder: Path, parent_too: bool = False) -> None:
         """Delete a folder of the store; a failure is logged and swept at the next start."""
         if not folder.resolve().is_relative_to(self.root):
             raise AssertionError(f"refusing to delete {folder} outside the store")
         try:
             await self._in_thread(shutil.rmtree, folder, True)
+            if parent_too:
+                await self._in_thread(_rmdir_if_empty, folder.parent)
         except Exception:
             log.exception("could not delete %s", folder)
 

@@ -159,6 +159,36 @@ class ProjectStoreTest(unittest.TestCase):
     def test_push_again_replaces(self):
         return defer.ensureDeferred(self._replace())
 
+    async def _pinned(self):
+        await self.store.push(GOOD)
+        running, release = self.store.pin("tiny")
+        also, release_also = self.store.pin("tiny")
+        self.assertEqual(running, also)
+        await self.store.push(GAMMA)
+        # A crawl still running in the old version keeps its folder until released.
+        self.assertTrue((running / "tiny" / "spiders" / "all.py").is_file())
+        self.assertEqual(len(self.versions()), 2)
+        await release()
+        await release()  # a second call of the same release does nothing
+        self.assertTrue(running.exists())
+        await release_also()
+        self.assertFalse(running.exists())
+        self.assertEqual(len(self.versions()), 1)
+        # Removal while pinned: the files go with the last release.
+        current, release_current = self.store.pin("tiny")
+        await self.store.remove("tiny")
+        self.assertNotIn("tiny", self.store.names())
+        self.assertTrue(current.exists())
+        await release_current()
+        self.assertFalse((self.root / "versions" / "tiny").exists())
+        local, release_local = self.store.pin("loc")
+        self.assertEqual(local, self.local_dir.resolve())
+        await release_local()
+        self.assertTrue(local.exists())
+
+    def test_pinned_version_outlives_replacement(self):
+        return defer.ensureDeferred(self._pinned())
+
     async def _crash(self):
         await self.store.push(GOOD)
         before = self.store.path("tiny")
