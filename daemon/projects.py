@@ -2,13 +2,13 @@
 
 Layout under the store root (nothing is ever written outside it)::
 
-    projects/<name>.json        the commit record of a pushed project: its version folder,
+    records/<name>.json         the commit record of a pushed project: its version folder,
                                 spiders and push time; replaced atomically (write + rename)
     versions/<name>/<version>/  an unpacked project (scrapy.cfg at its top), the crawl cwd
     tmp/                        scratch space for metadata writes
 
 A push unpacks into a fresh version folder, lists its spiders there and only then
-replaces `projects/<name>.json` with one rename. Until that rename the previous version
+replaces `records/<name>.json` with one rename. Until that rename the previous version
 is untouched; after it the previous folder is deleted. Whatever a crash leaves behind
 (a version folder no record names, a half-written record) is swept on the next start.
 """
@@ -263,7 +263,7 @@ class ProjectStore:
         self.limits = limits or ArchiveLimits()
         self.list_timeout = list_timeout
         self.root = Path(root).resolve()
-        self._records = self.root / "projects"
+        self._records = self.root / "records"
         self._versions = self.root / "versions"
         self._tmp = self.root / "tmp"
         for folder in (self.root, self._records, self._versions, self._tmp):

@@ -136,7 +136,7 @@ class ProjectStoreTest(unittest.TestCase):
         self.assertTrue((path / "tiny" / "spiders" / "all.py").is_file())
         self.assertTrue(path.is_relative_to(self.root))
         self.assertEqual(self.store.settings("tiny"), {})
-        record = json.loads((self.root / "projects" / "tiny.json").read_text())
+        record = json.loads((self.root / "records" / "tiny.json").read_text())
         self.assertEqual(record["spiders"], ["alpha", "beta"])
         self.assert_no_debris()
         # A restart sees the same project without listing again.
@@ -240,7 +240,7 @@ class ProjectStoreTest(unittest.TestCase):
         await self.store.push(GOOD)
         await self.store.remove("tiny")
         self.assertEqual(self.store.names(), ["loc"])
-        self.assertFalse((self.root / "projects" / "tiny.json").exists())
+        self.assertFalse((self.root / "records" / "tiny.json").exists())
         self.assertFalse((self.root / "versions" / "tiny").exists())
         for call in (self.store.spiders, self.store.path, self.store.settings):
             self.assertEqual(self.assertRaises(ProjectError, call, "tiny").http_status, 404)
@@ -337,7 +337,7 @@ class ProjectStoreTest(unittest.TestCase):
             orphan = self.root / "versions" / "gone" / "v1"
             write_tree(orphan, project_files("gone"))
             (self.root / "tmp" / "tiny.json.123.tmp").write_text("{half")
-            (self.root / "projects" / "broken.json").write_text("{not json")
+            (self.root / "records" / "broken.json").write_text("{not json")
             keep = self.root / "versions" / "broken" / "v1"
             write_tree(keep, project_files("broken"))
             again = self.make_store()
