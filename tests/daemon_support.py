@@ -58,7 +58,8 @@ class Sleepy(scrapy.Spider):
 
     async def start(self):
         print("START", self.settings.get("JOB_ID"), flush=True)
-        await asyncio.sleep(float(getattr(self, "seconds", 30)))
+        args = json.loads(getattr(self, "payload", "{}"))
+        await asyncio.sleep(float(args.get("seconds", 30)))
         yield {"slept": True}
 
     def closed(self, reason):

@@ -140,6 +140,15 @@ class GuardedRequest(server.Request):
         super().handleContentChunk(data)
 
 
+def _encodings(text: str) -> list[bytes]:
+    out = [text.encode("utf-8")]
+    try:
+        out.append(text.encode("latin-1"))
+    except UnicodeEncodeError:
+        out.append(out[0])
+    return out
+
+
 class GuardedSite(server.Site):
     """Checks the upload cap and basic auth before any route sees the request."""
 
@@ -154,8 +163,9 @@ class GuardedSite(server.Site):
         self.displayTracebacks = False
         self.noisy = False
         if auth is not None:
-            self._user = auth.username.encode("utf-8")
-            self._password = auth.password.encode("utf-8")
+            # UTF-8 per RFC 7617; Latin-1 too, as many clients (python-requests) send it.
+            self._users = _encodings(auth.username)
+            self._passwords = _encodings(auth.password)
 
     def getResourceFor(self, request: Any) -> resource.Resource:
         if self.auth is not None and not self._authorized(request):
@@ -182,9 +192,9 @@ class GuardedSite(server.Site):
             return False
         user, sep, password = decoded.partition(b":")
         # Both compared, always, in constant time: no early exit that times the name.
-        user_ok = hmac.compare_digest(user, self._user)
-        password_ok = hmac.compare_digest(password, self._password)
-        return bool(sep) and user_ok and password_ok
+        user_ok = [hmac.compare_digest(user, u) for u in self._users]
+        password_ok = [hmac.compare_digest(password, p) for p in self._passwords]
+        return bool(sep) and any(user_ok) and any(password_ok)
 
     def log(self, request: Any) -> None:
         """Access log without query strings (they may carry values users consider private)."""

@@ -1,0 +1,92 @@
+"""Crash safety: kill -9 of the daemon, crawls that outlive it or die meanwhile, and a
+graceful stop — every job ends truthfully, none runs twice, no log is cut short."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.daemon_support import DaemonProcess, pid_alive, write_config, write_toy_project
+
+
+@pytest.fixture
+def setup(tmp_path: Path):
+    toy = write_toy_project(tmp_path / "toy")
+    config = write_config(tmp_path / "config.yaml", tmp_path / "data", toy, slots=1)
+    started: list[DaemonProcess] = []
+
+    def start() -> DaemonProcess:
+        proc = DaemonProcess(config, tmp_path).start()
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop(signal.SIGKILL)
+
+
+def crawl_pid(job_id: str) -> int:
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        if f"JOB_ID={job_id}" in (proc.info["cmdline"] or ()):
+            return proc.info["pid"]
+    raise AssertionError(f"no crawl process for {job_id}")
+
+
+def test_kill_9_restart_follows_live_crawl_and_runs_pending_once(setup) -> None:
+    first = setup()
+    running = first.schedule("sleepy", payload='{"seconds": 3}')
+    first.wait_log(running, "START")
+    pending = first.schedule("items")
+    assert first.job(pending)["status"] == "PENDING"  # one slot
+    pid = crawl_pid(running)
+    first.stop(signal.SIGKILL)
+    assert pid_alive(pid)  # its own session: the crawl outlives the daemon
+
+    second = setup()
+    job = second.job(running)
+    assert job["status"] == "RUNNING"  # followed, not restarted, not failed
+    assert second.job(pending)["status"] == "PENDING"  # the slot is still taken
+    job = second.wait_status(running, ("SUCCESSFUL", "FAILED"), timeout=20)
+    assert job["status"] == "SUCCESSFUL", job
+    assert "restarted" in job["reason"]
+    out = second.get(f"/get-log/data/{running}.out").text
+    assert out.count("START") == 1 and "CLOSED finished" in out  # log written to the end
+    job = second.wait_status(pending, ("SUCCESSFUL", "FAILED"), timeout=20)
+    assert job["status"] == "SUCCESSFUL"
+    assert second.get(f"/get-log/data/{pending}.out").text.count(f"START {pending}") == 1
+
+
+def test_crawl_that_died_while_daemon_was_down_is_failed(setup) -> None:
+    first = setup()
+    job_id = first.schedule("sleepy")
+    first.wait_log(job_id, "START")
+    pid = crawl_pid(job_id)
+    first.stop(signal.SIGKILL)
+    os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = setup()
+    job = second.job(job_id)
+    assert job["status"] == "FAILED" and "gone" in job["reason"]
+    assert second.get("/status.json").json()["running"] == 0
+
+
+def test_graceful_stop_never_records_success(setup) -> None:
+    first = setup()
+    job_id = first.schedule("stubborn")
+    first.wait_log(job_id, "CHILD")
+    pid = crawl_pid(job_id)
+    t0 = time.monotonic()
+    assert first.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - t0 < 8  # SIGTERM, then SIGKILL after the 2 s grace
+    assert not pid_alive(pid)
+    second = setup()
+    job = second.job(job_id)
+    assert job["status"] == "FAILED" and "daemon was stopped" in job["reason"]
+    assert "daemon was stopped" in second.get(f"/list-jobs.json?id={job_id}").text
