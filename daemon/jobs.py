@@ -430,20 +430,28 @@ class JobsService(Service):
         except StateConflict:
             return
         self._notify(job)
+        release: Callable[[], Any] = _nothing
         try:
-            cwd = self.projects.path(job.project)
+            pin = getattr(self.projects, "pin", None)
+            if pin is not None:
+                # Keeps a pushed project's folder on disk while this crawl runs in it.
+                cwd, release = pin(job.project)
+            else:
+                cwd = self.projects.path(job.project)
             settings = {**self.projects.settings(job.project), **job.settings}
             max_runtime = job.max_runtime if job.max_runtime is not None else self.max_runtime
             crawl: Crawl = self.launcher.start(
                 job.id, job.spider, cwd, settings, job.payload, max_runtime or None
             )
         except Exception as exc:
+            release()
             message = getattr(exc, "message", None) or str(exc)
             log.error("job {id} could not start: {msg}", id=job.id, msg=message)
             self._record_end(job.id, FAILED, f"could not start: {message}", None)
             return
         self.store.record_process(job.id, crawl.pid, crawl.proc_start)
         crawl.ended.addCallback(self._on_end, job.id)
+        crawl.ended.addBoth(lambda result: (release(), result)[1])
 
     def _on_end(self, outcome: Outcome, job_id: str) -> Outcome:
         manifest = self._manifest(job_id)
@@ -483,6 +491,10 @@ class JobsService(Service):
         for job_id in self.store.purge_completed(self.completed_cap):
             for kind in ("out", "err"):
                 self.launcher.log_path(job_id, kind).unlink(missing_ok=True)
+
+
+def _nothing() -> None:
+    return None
 
 
 def _fail(exc: Exception) -> Deferred[Any]:

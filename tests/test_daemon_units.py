@@ -1,0 +1,299 @@
+"""Pure parts of the daemon (config, command lines, verdicts, request parsing) and the
+SQLite store, tested directly without processes or HTTP."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from daemon.api.http import ApiError
+from daemon.api.scrapydo import (
+    format_uptime,
+    job_to_dict,
+    parse_job_id,
+    parse_payload,
+    parse_settings,
+    parse_status,
+)
+from daemon.config import ConfigError, load_config
+from daemon.jobs import verdict
+from daemon.launcher import Outcome, crawl_args, crawl_command, crawl_env
+from daemon.store import (
+    ACTIVE_STATUSES,
+    CANCELED,
+    COMPLETED_STATUSES,
+    FAILED,
+    PENDING,
+    RUNNING,
+    SCHEDULED,
+    SUCCESSFUL,
+    Job,
+    StateConflict,
+    Store,
+    StoreError,
+)
+
+# -- config ---------------------------------------------------------------------------
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_config_defaults_and_relative_paths(tmp_path: Path) -> None:
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "scrapy.cfg").write_text("[settings]\ndefault = x.settings\n")
+    cfg = load_config(
+        write(tmp_path, "projects:\n  p:\n    path: proj\n    settings: {A: 1, B: true}\n"),
+        environ={},
+    )
+    assert (cfg.host, cfg.port, cfg.slots, cfg.timezone) == ("127.0.0.1", 7654, 3, "UTC")
+    assert cfg.data_dir == (tmp_path / "data").resolve()
+    assert cfg.projects["p"].path == (tmp_path / "proj").resolve()
+    assert cfg.projects["p"].settings == {"A": "1", "B": "true"}
+    assert cfg.auth is None and cfg.tls is None
+    cfg = load_config(write(tmp_path, "port: 1\n"), {"port": 0, "host": None}, environ={})
+    assert cfg.port == 0 and cfg.host == "127.0.0.1"
+
+
+def test_the_repo_config_loads() -> None:
+    cfg = load_config(Path(__file__).resolve().parent.parent / "config.yaml", environ={})
+    assert cfg.port == 7654 and "coinspiders" in cfg.projects
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("prot: 1\n", "unknown config key 'prot'"),
+        ("port: '80'\n", "'port'"),
+        ("port: 70000\n", "'port'"),
+        ("slots: 0\n", "'slots'"),
+        ("slots: true\n", "'slots'"),
+        ("timezone: Mars/Base\n", "'timezone'"),
+        ("auth:\n  user: x\n", "'auth.user'"),
+        ("auth:\n  username: x\n", "'auth.password'"),
+        ("tls:\n  cert: nope.pem\n  key: nope.key\n", "'tls.cert'"),
+        ("projects:\n  p:\n    path: nowhere\n", "'projects.p.path'"),
+        ("projects:\n  ../x:\n    path: .\n", "'projects.../x'"),
+        ("cancel_grace: -1\n", "'cancel_grace'"),
+        ("- a list\n", "mapping"),
+        ("port: [\n", "not valid YAML"),
+    ],
+)
+def test_config_errors_name_the_key(tmp_path: Path, text: str, words: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), environ={})
+    assert words in str(info.value)
+
+
+def test_config_password_from_environment_never_in_repr(tmp_path: Path) -> None:
+    path = write(tmp_path, "auth:\n  username: admin\n  password: file-pw\n")
+    cfg = load_config(path, environ={"COINSPIDERS_PASSWORD": "env-pw"})
+    assert cfg.auth is not None and cfg.auth.password == "env-pw"
+    assert "env-pw" not in repr(cfg)
+    assert load_config(path, environ={}).auth.password == "file-pw"
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "missing.yaml", environ={})
+
+
+# -- command line and verdicts ----------------------------------------------------------
+
+
+def test_crawl_args_daemon_settings_last_and_payload_as_one_argument(tmp_path: Path) -> None:
+    args = crawl_args("coin", "ID", tmp_path, {"A": "1", "JOB_ID": "evil"}, '{"x": 1}')
+    assert args[:2] == ["crawl", "coin"]
+    assert args[2:4] == ["-s", "A=1"]
+    assert "JOB_ID=evil" not in args
+    assert args[4:10] == [
+        "-s",
+        "JOB_ID=ID",
+        "-s",
+        f"DATA_DIR={tmp_path.resolve()}",
+        "-s",
+        "REMOTE_CONTROL_ENABLED=False",
+    ]
+    assert args[-2:] == ["-a", 'payload={"x": 1}']
+    assert "-a" not in crawl_args("coin", "ID", tmp_path, None, "{}")
+    argv = crawl_command(args, python="/py")
+    assert argv[0] == "/py" and argv[1] == "-c" and "setsid" in argv[2] and argv[3:] == args
+    env = crawl_env(tmp_path, {"COINSPIDERS_PASSWORD": "x", "PATH": "/bin"})
+    assert env["SPIDER_DATA_DIR"] == str(tmp_path.resolve())
+    assert "COINSPIDERS_PASSWORD" not in env and env["PATH"] == "/bin"
+
+
+@pytest.mark.parametrize(
+    ("outcome", "manifest", "status", "words"),
+    [
+        (Outcome(0, None, None), None, SUCCESSFUL, None),
+        (Outcome(0, None, None), {"close_reason": "finished"}, SUCCESSFUL, None),
+        (Outcome(0, None, None), {"close_reason": "shutdown"}, FAILED, "shutdown"),
+        (Outcome(1, None, None), {"job_errors": [{"message": "no key"}]}, FAILED, "no key"),
+        (Outcome(3, None, None), None, FAILED, "exit code 3"),
+        (Outcome(None, 9, None), None, FAILED, "SIGKILL"),
+        (Outcome(None, 15, "cancel"), None, CANCELED, "canceled"),
+        (Outcome(None, 9, "cancel", killed=True), None, CANCELED, "grace"),
+        (Outcome(0, None, "shutdown"), {"close_reason": "finished"}, FAILED, "daemon"),
+        (Outcome(None, 15, "timeout"), None, FAILED, "max_runtime"),
+        (Outcome(None, None, None, orphan=True), None, FAILED, "unknown"),
+        (
+            Outcome(None, None, None, orphan=True),
+            {"close_reason": "finished", "succeeded": True},
+            SUCCESSFUL,
+            "restarted",
+        ),
+    ],
+)
+def test_verdict(outcome, manifest, status, words) -> None:
+    got, reason = verdict(outcome, manifest)
+    assert got == status
+    if words:
+        assert words in reason
+    else:
+        assert reason is None
+
+
+# -- request parsing ------------------------------------------------------------------
+
+
+def test_request_parsing() -> None:
+    assert format_uptime(0) == "0s"
+    assert format_uptime(86400 + 12 * 60 + 24) == "1d 12m 24s"
+    assert format_uptime(3600) == "1h"
+    assert parse_status("active") == ACTIVE_STATUSES
+    assert parse_status("Completed") == COMPLETED_STATUSES
+    assert parse_status("failed") == (FAILED,)
+    with pytest.raises(ApiError, match="Unknown status"):
+        parse_status("DONE")
+    uid = "5B30C8A2-42E5-4AD5-B143-4CB0420955A5"
+    assert parse_job_id(uid) == uid.lower()
+    for bad in ("x", "../x", "5b30c8a2"):
+        with pytest.raises(ApiError, match="not a UUID"):
+            parse_job_id(bad)
+    assert parse_payload(None) == "{}"
+    assert parse_payload('{"a": "é"}') == '{"a": "é"}'
+    for bad in ("[]", "1", "{", '"x"'):
+        with pytest.raises(ApiError):
+            parse_payload(bad)
+    assert parse_settings(["A=1", "B_2=x=y"]) == {"A": "1", "B_2": "x=y"}
+    for bad in (["A"], ["=1"], ["A B=1"], ["DATA_DIR=/"], ["REMOTE_CONTROL_ENABLED=True"]):
+        with pytest.raises(ApiError):
+            parse_settings(bad)
+
+
+# -- store ----------------------------------------------------------------------------
+
+
+def job(job_id: str, status: str = PENDING, **kw) -> Job:
+    return Job(
+        id=job_id, status=status, actor="USER", schedule="now", project="p", spider="s", **kw
+    )
+
+
+def test_store_transitions_are_guarded(tmp_path: Path) -> None:
+    store = Store(tmp_path / "d.sqlite")
+    store.insert(job("a"))
+    running = store.mark_running("a")
+    assert running.status == RUNNING and running.started is not None
+    with pytest.raises(StateConflict):
+        store.mark_running("a")  # never started twice under one id
+    store.record_process("a", 123, 1.5)
+    assert store.get("a").pid == 123
+    done = store.finish("a", SUCCESSFUL, None, 0)
+    assert done.status == SUCCESSFUL and done.exit_code == 0 and not done.active
+    assert store.finish("a", FAILED) is None  # already final
+    assert store.counters()["jobs-run"] == 1 and store.counters()["jobs-successful"] == 1
+    store.close()
+    reopened = Store(tmp_path / "d.sqlite")
+    assert reopened.get("a").status == SUCCESSFUL
+
+
+def test_store_fire_skips_while_a_run_is_active(tmp_path: Path) -> None:
+    store = Store(tmp_path / "d.sqlite")
+    store.insert(job("sch", SCHEDULED, timezone="UTC"))
+    run = store.fire("sch", 100.0, 200.0, job("r1", parent="sch"))
+    assert run is not None and run.parent == "sch" and run.status == PENDING
+    assert store.fire("sch", 200.0, 300.0, job("r2", parent="sch")) is None
+    parent = store.get("sch")
+    assert parent.skipped == 1 and parent.last_fire == 200.0 and parent.next_run == 300.0
+    assert store.get("r2") is None
+    store.finish("r1", SUCCESSFUL)
+    assert store.fire("sch", 300.0, None, job("r3", parent="sch")) is not None
+    store.finish("sch", CANCELED)
+    assert store.fire("sch", 400.0, None, job("r4", parent="sch")) is None
+
+
+def test_store_purge_keeps_active_jobs(tmp_path: Path) -> None:
+    store = Store(tmp_path / "d.sqlite")
+    for i in range(6):
+        store.insert(job(f"j{i}"))
+    for i in range(5):
+        store.finish(f"j{i}", SUCCESSFUL)
+    removed = store.purge_completed(2)
+    assert sorted(removed) == ["j0", "j1", "j2"]
+    assert store.get("j5").status == PENDING
+    assert [j.id for j in store.list_jobs(COMPLETED_STATUSES)] == ["j4", "j3"]
+
+
+def test_store_pages_use_indexes_not_scans(tmp_path: Path) -> None:
+    """Every list-jobs query shape reads an index range in seq order: no full scan and
+    no sort of the matches, so a page costs the same with 100 or 100,000 jobs."""
+    store = Store(tmp_path / "d.sqlite")
+    conn = store._conn
+    shapes = [
+        "SELECT id FROM jobs WHERE active = 1 ORDER BY seq DESC LIMIT 10",
+        "SELECT id FROM jobs WHERE active = 0 ORDER BY seq DESC LIMIT 10",
+        "SELECT id FROM jobs WHERE status = 'FAILED' ORDER BY seq DESC LIMIT 10",
+        "SELECT id FROM jobs WHERE status = 'PENDING' ORDER BY seq ASC LIMIT 1",
+        "SELECT id FROM jobs WHERE project = 'p' AND spider = 's' ORDER BY seq DESC LIMIT 10",
+        "SELECT id FROM jobs WHERE id = 'x'",
+    ]
+    for sql in shapes:
+        plan = " | ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql))
+        assert "USING" in plan and "TEMP B-TREE" not in plan, (sql, plan)
+
+
+def test_store_list_page_time_with_many_jobs(tmp_path: Path) -> None:
+    store = Store(tmp_path / "d.sqlite")
+    with store.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO jobs (id, status, active, actor, schedule, project, spider, "
+            "created, updated) VALUES (?, ?, ?, 'USER', 'now', 'p', 's', 0, 0)",
+            [
+                (f"id{i}", SUCCESSFUL if i % 10 else PENDING, 0 if i % 10 else 1)
+                for i in range(100_000)
+            ],
+        )
+    t0 = time.perf_counter()
+    for _ in range(20):
+        page = store.list_jobs(COMPLETED_STATUSES, limit=100)
+    per_page = (time.perf_counter() - t0) / 20
+    print(f"list-jobs page of 100 among 100,000 jobs: {per_page * 1000:.2f} ms")
+    assert len(page) == 100 and page[0].id == "id99999"
+    assert store.oldest_pending().id == "id0"
+
+
+def test_store_refuses_a_file_that_is_not_sqlite(tmp_path: Path) -> None:
+    bad = tmp_path / "d.sqlite"
+    bad.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match=str(bad)):
+        Store(bad)
+    assert bad.read_bytes().startswith(b"this is not a database")  # nothing overwritten
+    assert sqlite3.sqlite_version
+
+
+def test_job_to_dict_keys_as_scrapy_do() -> None:
+    from zoneinfo import ZoneInfo
+
+    data = job_to_dict(
+        job("a", SUCCESSFUL, created=1.0, updated=3.0, started=1.2, finished=3.0),
+        ZoneInfo("UTC"),
+    )
+    assert data["identifier"] == "a" and data["duration"] == 2
+    assert data["timestamp"] == "1970-01-01 00:00:03"
+    assert data["payload"] == "{}" and data["description"] == ""
+    assert data["started"] == "1970-01-01T00:00:01.200000+00:00"
