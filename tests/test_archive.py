@@ -177,8 +177,8 @@ def _lie_about_sizes(data: bytes, size: int, only: str = "") -> bytes:
     return _patch_headers(data, 22, 24, "<I", size, only)
 
 
-def test_zip_bomb_with_lying_headers_is_counted_not_trusted() -> None:
-    bomb = make_zip([("tiny/scrapy.cfg", CFG), ("tiny/zeros.bin", b"\0" * (100 * 1024 * 1024))])
+def test_zip_bomb_with_lying_headers_is_refused() -> None:
+    bomb = make_zip([("tiny/scrapy.cfg", CFG), ("tiny/zeros.bin", b"\0" * (30 * 1024 * 1024))])
     liar = _lie_about_sizes(bomb, 10, only="tiny/zeros.bin")
     assert zipfile.ZipFile(io.BytesIO(liar)).getinfo("tiny/zeros.bin").file_size == 10
     started = time.monotonic()
