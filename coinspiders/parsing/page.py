@@ -234,11 +234,19 @@ def _official_name(link: str, label: str) -> str:
     return "website"
 
 
-def coin_from_html(text: str) -> dict[str, Any] | None:
-    """The coin from the 2025 page's `data-test`/`data-role` hooks; None without them."""
-    from parsel import Selector  # the fallback only: keep the fast path free of lxml
+def html_selector(text: str) -> Any:
+    """A parsel Selector over the page: the slow full parse, for the fallbacks only."""
+    from parsel import Selector  # imported here so the fast path never loads lxml
 
-    sel = Selector(text=text)
+    return Selector(text=text)
+
+
+def coin_from_html(page: str | Any) -> dict[str, Any] | None:
+    """The coin from the 2025 page's `data-test`/`data-role` hooks; None without them.
+
+    `page` is the page's text or an `html_selector` of it (to parse only once).
+    """
+    sel = html_selector(page) if isinstance(page, str) else page
     price_node = sel.css('[data-test="text-cdp-price-display"]')
     name_node = sel.css('[data-role="coin-name"]')
     if not price_node or not name_node:
@@ -317,11 +325,9 @@ def coin_from_html(text: str) -> dict[str, Any] | None:
     }
 
 
-def coin_from_legacy_html(text: str) -> dict[str, Any] | None:
+def coin_from_legacy_html(page: str | Any) -> dict[str, Any] | None:
     """The coin from the pre-Next.js layout (2018): `details-panel`, `data-usd` figures."""
-    from parsel import Selector
-
-    sel = Selector(text=text)
+    sel = html_selector(page) if isinstance(page, str) else page
     header = sel.css("h1.details-panel-item--name")
     price = parse_number(sel.css("#quote_price::attr(data-usd)").get())
     if not header or price is None:
@@ -409,8 +415,9 @@ def parse_coin_page(text: str) -> PageResult:
         coin = coin_from_next_data(data)
         if coin is not None:
             return PageResult(COIN, coin, VIA_NEXT_DATA)
+    sel = html_selector(text)
     for method, reader in ((VIA_HTML, coin_from_html), (VIA_LEGACY, coin_from_legacy_html)):
-        coin = reader(text)
+        coin = reader(sel)
         if coin is not None and coin.get("id") is not None and coin.get("price") is not None:
             return PageResult(COIN, coin, method)
     if data is not None:
