@@ -4,6 +4,7 @@ Twisted service per concern, started and stopped in order by one MultiService.
 
 from __future__ import annotations
 
+import fcntl
 import importlib
 import logging
 import sys
@@ -20,7 +21,7 @@ from daemon.api.http import GuardedSite
 from daemon.config import Config
 from daemon.jobs import JobsService
 from daemon.launcher import Launcher
-from daemon.store import Store
+from daemon.store import Store, StoreError
 
 log = Logger()
 
@@ -120,6 +121,18 @@ def _make_projects(reactor: Any, config: Config) -> Any:
     )
 
 
+def _lock_data_dir(data_dir: Path) -> Any:
+    """One daemon per data folder: two would start the same pending job twice. The
+    kernel drops the lock when the process dies, even by kill -9."""
+    handle = (data_dir / "daemon.lock").open("a")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise StoreError(f"another daemon is using the data folder {data_dir}") from None
+    return handle
+
+
 class Daemon:
     """The assembled daemon; `services` is started/stopped by the caller (or `run`)."""
 
@@ -133,6 +146,7 @@ class Daemon:
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True)
         config.logs_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = _lock_data_dir(config.data_dir)
         self.store = Store(config.db_path)
         self.projects = _make_projects(reactor, config)
         self.launcher = Launcher(reactor, config.data_dir, config.logs_dir, config.cancel_grace)

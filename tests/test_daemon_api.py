@@ -323,3 +323,17 @@ def test_wrong_method_and_unknown_path(daemon: DaemonProcess) -> None:
         "status": "error",
         "msg": "Not found: /no-such-thing.json",
     }
+
+
+def test_bad_bodies_get_json_errors(daemon: DaemonProcess) -> None:
+    rsp = daemon.post(
+        "/schedule-job.json",
+        data=b"garbage without boundary",
+        headers={"Content-Type": "multipart/form-data"},
+    )
+    assert rsp.status_code == 400 and rsp.json()["status"] == "error"
+    # A big urlencoded body (as scrapy-do-cl sends archives) is parsed off the reactor:
+    # the daemon keeps answering meanwhile, and the field arrives whole.
+    big = {"archive": b"\x00\xff" * 300_000}
+    rsp = daemon.post("/push-project.json", data=big)
+    assert rsp.status_code == 400 and "zip" in rsp.json()["msg"].lower(), rsp.text

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -90,3 +92,16 @@ def test_graceful_stop_never_records_success(setup) -> None:
     job = second.job(job_id)
     assert job["status"] == "FAILED" and "daemon was stopped" in job["reason"]
     assert "daemon was stopped" in second.get(f"/list-jobs.json?id={job_id}").text
+
+
+def test_second_daemon_on_the_same_data_folder_is_refused(setup, tmp_path: Path) -> None:
+    setup()
+    res = subprocess.run(
+        [sys.executable, "-m", "daemon", "--config", str(tmp_path / "config.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert res.returncode == 2
+    assert "another daemon is using the data folder" in res.stderr

@@ -11,11 +11,17 @@ import io
 import json
 from typing import Any
 
-from twisted.web import resource, server
+from twisted.internet.threads import deferToThread
+from twisted.web import http, resource, server
 
 from daemon.config import AuthConfig
 
 JSON_TYPE = b"application/json"
+# Form bodies up to this size are parsed on the reactor thread (well under a
+# millisecond); larger ones (project uploads) in a worker thread, as parsing a
+# multi-megabyte body takes seconds of pure Python.
+INLINE_FORM_BYTES = 256 * 1024
+_FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data")
 
 
 class ApiError(Exception):
@@ -110,15 +116,33 @@ class ErrorResource(resource.Resource):
         return error_body(request, self.message, self.code)
 
 
+def parse_form(body: bytes, ctype: bytes) -> dict[bytes, list[bytes]]:
+    """The fields of a form body (urlencoded or multipart); ValueError when malformed."""
+    kind = ctype.split(b";", 1)[0].strip().lower()
+    if kind == b"application/x-www-form-urlencoded":
+        return http.parse_qs(body, 1)
+    try:
+        return dict(http._getMultiPartArgs(body, ctype))
+    except Exception as exc:
+        raise ValueError(f"malformed multipart body: {exc}") from None
+
+
 class GuardedRequest(server.Request):
-    """A request that refuses a body over the cap as soon as its length is known.
+    """A request that refuses a body over the cap as soon as its length is known, and
+    parses big form bodies off the reactor thread.
 
     Twisted keeps a request body in memory (or a temp file) before routing; here a body
     announced (Content-Length) or grown (chunked) past the cap is dropped as it arrives,
-    never stored, and the request is answered 413.
+    never stored, and the request is answered 413. A malformed form body is answered
+    400 with the JSON envelope.
     """
 
     too_large = False
+    bad_body: str | None = None
+
+    def __init__(self, channel: Any, *args: Any, **kw: Any) -> None:
+        kw["parsePOSTFormSubmission"] = False  # done in process(), below
+        super().__init__(channel, *args, **kw)
 
     def gotLength(self, length: int | None) -> None:
         cap = getattr(self.channel.site, "upload_max_bytes", 0)
@@ -138,6 +162,44 @@ class GuardedRequest(server.Request):
             self.content = io.BytesIO()
             return
         super().handleContentChunk(data)
+
+    def process(self) -> None:
+        ctype = self.getHeader(b"content-type") or b""
+        kind = ctype.split(b";", 1)[0].strip().lower()
+        self.content.seek(0, 2)
+        size = self.content.tell()
+        self.content.seek(0)
+        if self.too_large or self.method != b"POST" or not size or kind not in _FORM_TYPES:
+            super().process()
+            return
+        if size <= INLINE_FORM_BYTES:
+            self._parsed(ctype)
+            return
+        deferToThread(self._read_and_parse, ctype).addBoth(self._parsed_in_thread)
+
+    def _read_and_parse(self, ctype: bytes) -> dict[bytes, list[bytes]]:
+        self.content.seek(0)
+        fields = parse_form(self.content.read(), ctype)
+        self.content.seek(0)
+        return fields
+
+    def _parsed(self, ctype: bytes) -> None:
+        try:
+            fields = parse_form(self.content.read(), ctype)
+        except ValueError as exc:
+            self.bad_body = str(exc)
+        else:
+            self.args.update(fields)
+        self.content.seek(0)
+        super().process()
+
+    def _parsed_in_thread(self, result: Any) -> None:
+        if isinstance(result, dict):
+            self.args.update(result)
+        else:
+            error = getattr(result, "value", result)
+            self.bad_body = str(error) if isinstance(error, ValueError) else "unreadable body"
+        super().process()
 
 
 def _encodings(text: str) -> list[bytes]:
@@ -179,6 +241,8 @@ class GuardedSite(server.Site):
                 f"Request body is larger than the upload cap of {self.upload_max_bytes} bytes",
                 413,
             )
+        if getattr(request, "bad_body", None):
+            return ErrorResource(f"Bad request body: {request.bad_body}", 400)
         return super().getResourceFor(request)
 
     def _authorized(self, request: Any) -> bool:
