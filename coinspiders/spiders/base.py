@@ -26,7 +26,11 @@ class JobSpider(scrapy.Spider):
         # arguments win over the payload's keys when both are given.
         merged = dict(_parse_payload(payload))
         merged.update({k: v for k, v in kwargs.items() if k not in ("name",)})
-        super().__init__(*args, **kwargs)
+        # Scrapy copies `-a` arguments onto the spider; one named like a spider
+        # attribute (`start`, `name`, `parse`) would replace it, so those stay in
+        # `self.arguments` only.
+        plain = {k: v for k, v in kwargs.items() if not hasattr(type(self), k)}
+        super().__init__(*args, **plain)
         self.arguments: dict[str, Any] = merged
         self.job_id: str = ""
         # Job-level errors (a fatal API code, a blocked site): {"code", "message"}.
