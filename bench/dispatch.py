@@ -14,6 +14,7 @@ from bench.adapters import DONE, Daemon
 from bench.common import BenchError, log, ratio, save_results, summary, table
 from bench.env import Env, arguments, bench_env
 from bench.project import direct_runs
+from bench.runner import guard
 
 SAMPLES = 20
 DIRECT_SAMPLES = 5
@@ -106,9 +107,13 @@ def print_table(results: dict[str, Any]) -> None:
 
 def main() -> None:
     args = arguments(__doc__).parse_args()
-    with bench_env() as env:
-        data = run(env, args.daemon or ["ours"], args.quick)
-    save_results("dispatch", data)
+
+    def body() -> None:
+        with bench_env() as env:
+            data = run(env, args.daemon or ["ours"], args.quick)
+        save_results("dispatch", data)
+
+    guard("dispatch", body)
 
 
 if __name__ == "__main__":
