@@ -5,7 +5,8 @@ key's credits) inside the same minute. For requests marked `meta["cmc_api"]`, a 
 `error_code` 1008 instead pauses every Pro API request for `CMC_RATE_LIMIT_DELAY` seconds
 (or the response's Retry-After) and then resends, at most `CMC_RATE_LIMIT_RETRIES` times.
 The pause is an awaited timer, so the reactor keeps serving logos and everything else.
-Server errors and connection errors keep Scrapy's usual retry.
+A 429 with a fatal code (credits used up) is never resent. Server errors and connection
+errors keep Scrapy's usual retry.
 """
 
 from __future__ import annotations
@@ -66,7 +67,9 @@ class CmcApiRetryMiddleware(RetryMiddleware):
             self.rate_limit_delay,
         )
         if verdict.kind != RETRY:
-            return super().process_response(request, response)
+            # A 429 that is not the per-minute limit (1009/1010 credits used up, 1011 IP
+            # limit) will not clear by asking again: hand it to the spider untouched.
+            return response
         stats = self.crawler.stats
         assert stats is not None
         retries = int(request.meta.get(RATE_LIMIT_RETRIES_META, 0))

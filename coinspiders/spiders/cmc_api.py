@@ -115,7 +115,12 @@ class CmcApiSpider(JobSpider):
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Scrapy sets every `-a` argument as an attribute; `-a start=11` would shadow the
+        # spider's start() method, so it is kept out of the attributes.
+        start = kwargs.pop("start", None)
         super().__init__(*args, **kwargs)
+        if start is not None:
+            self.arguments["start"] = start
         self.plan: ListingPlan | None = None
         self.argument_error = ""
         try:
