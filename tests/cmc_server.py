@@ -99,6 +99,9 @@ class CMCControl:
     def set_api_key(self, api_key: str) -> None:
         self._call("POST", "api-key", {"api_key": api_key})
 
+    def hide_from_info(self, *coin_ids: int) -> None:
+        self._call("POST", "info-hidden", {"ids": list(coin_ids)})
+
     def coins(self, everything: bool = False) -> list[dict[str, Any]]:
         return self._call("GET", "coins" + ("?all=1" if everything else ""))["coins"]
 
@@ -177,11 +180,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--coins", type=int, default=5000, help="ranked coins in listings")
     parser.add_argument("--seed", type=int, default=1, help="seed of the generated coins")
     parser.add_argument("--api-key", default=DEFAULT_API_KEY, help="the one valid Pro API key")
+    parser.add_argument(
+        "--max-log", type=int, default=50_000, help="requests kept in the request log"
+    )
     args = parser.parse_args(argv)
     if args.coins < 1:
         parser.error("--coins must be at least 1")
     server = CMCServer(
-        coins=args.coins, seed=args.seed, api_key=args.api_key, host=args.host, port=args.port
+        coins=args.coins,
+        seed=args.seed,
+        api_key=args.api_key,
+        host=args.host,
+        port=args.port,
+        max_log=args.max_log,
     )
     server.pages.template  # noqa: B018 - ready before the URL is announced
 

@@ -200,6 +200,20 @@ def test_info_invalid_id_fails_the_call_unless_skip_invalid(cmc: CMCServer) -> N
     assert set(body["data"]) == {"1", "1027"}
 
 
+def test_ids_hidden_from_info_stay_in_listings(cmc: CMCServer) -> None:
+    ghost = cmc.catalogue.ranked[7]
+    cmc.hide_from_info(ghost.id)
+    _, listing = fetch_json(cmc.url + LISTINGS + "?limit=10")
+    assert ghost.id in [c["id"] for c in listing["data"]]
+    ids = ",".join(str(c["id"]) for c in listing["data"])
+    status, body = fetch_json(cmc.url + INFO + "?id=" + ids)
+    assert status == 400 and str(ghost.id) in body["status"]["error_message"]
+    status, body = fetch_json(cmc.url + INFO + "?skip_invalid=true&id=" + ids)
+    assert status == 200 and len(body["data"]) == 9 and str(ghost.id) not in body["data"]
+    cmc.reset()
+    assert fetch_json(cmc.url + INFO + "?id=" + ids)[0] == 200
+
+
 def test_info_accepts_at_most_100_ids(cmc: CMCServer) -> None:
     ids = [str(c.id) for c in cmc.catalogue.ranked[:101]]
     status, body = fetch_json(cmc.url + INFO + "?id=" + ",".join(ids[:100]))
@@ -506,10 +520,13 @@ def test_control_endpoint_over_http(cmc: CMCServer) -> None:
         control.add_fault("nonsense")
     hot = [c for c in control.coins() if c["symbol"] == "HOT"]
     assert len(hot) == 3
+    control.hide_from_info(1027)
+    assert cmc.info_hidden == {1027}
     control.set_api_key("k2")
     assert fetch(cmc.url + MAP + "?symbol=BTC", key="k2")[0] == 200
     control.reset()
     assert control.requests() == [] and cmc.api_key == DEFAULT_API_KEY
+    assert cmc.info_hidden == set()
 
 
 # -- the catalogue and the separate process --------------------------------------------

@@ -325,9 +325,15 @@ def info_item(coin: Coin, logo_url: str) -> dict[str, Any]:
 
 
 def cryptocurrency_info(
-    catalogue: Catalogue, params: dict[str, str], logo_url: str
+    catalogue: Catalogue,
+    params: dict[str, str],
+    logo_url: str,
+    hidden: frozenset[int] | set[int] = frozenset(),
 ) -> dict[str, Any]:
-    """`data` keyed by id (string) for `id`/`slug`, by symbol (lists) for `symbol`."""
+    """`data` keyed by id (string) for `id`/`slug`, by symbol (lists) for `symbol`.
+
+    `hidden` ids are unknown here although listings show them (a coin delisted between
+    two calls), so a test can put an invalid id into a spider's info batch."""
     skip_invalid = params.get("skip_invalid", "false").lower() == "true"
     ids, slugs = _list_param(params, "id"), _list_param(params, "slug")
     symbols = _list_param(params, "symbol")
@@ -346,6 +352,7 @@ def cryptocurrency_info(
     if symbols:
         for symbol in symbols:
             coins = sorted(catalogue.by_symbol.get(symbol.upper(), []), key=_map_order)
+            coins = [c for c in coins if c.id not in hidden]
             if coins:
                 data[symbol.upper()] = [info_item(c, logo_url) for c in coins]
             else:
@@ -357,7 +364,7 @@ def cryptocurrency_info(
                 coin = catalogue.by_id.get(int(value)) if value.isdigit() else None
             else:
                 coin = catalogue.by_slug.get(value.lower())
-            if coin is None:
+            if coin is None or coin.id in hidden:
                 invalid.append(value)
             else:
                 data[str(coin.id)] = info_item(coin, logo_url)

@@ -46,12 +46,15 @@ class CMCServer:
         api_key: str = DEFAULT_API_KEY,
         host: str = "127.0.0.1",
         port: int = 0,
+        max_log: int = 50_000,
     ) -> None:
         self.catalogue = Catalogue(count=coins, seed=seed)
+        # Ids that listings show but info answers as invalid (see `hide_from_info`).
+        self.info_hidden: set[int] = set()
         self.default_api_key = api_key
         self.api_key = api_key
         self.faults = FaultBook()
-        self.log = RequestLog()
+        self.log = RequestLog(maxlen=max_log)
         self.pages = pages.Pages()
         self._httpd = _HTTPServer((host, port), _Handler)
         self._httpd.cmc = self
@@ -136,6 +139,10 @@ class CMCServer:
     def clear_faults(self) -> None:
         self.faults.clear()
 
+    def hide_from_info(self, *coin_ids: int) -> None:
+        """Make info treat these ids as invalid while listings still show them."""
+        self.info_hidden.update(coin_ids)
+
     @property
     def requests(self) -> list[dict[str, Any]]:
         return self.log.entries()
@@ -147,10 +154,12 @@ class CMCServer:
         self.log.clear()
 
     def reset(self) -> None:
-        """Back to a clean state: no faults, empty request log, the default API key."""
+        """Back to a clean state: no faults, empty request log, the default API key,
+        no ids hidden from info."""
         self.faults.clear()
         self.log.clear()
         self.api_key = self.default_api_key
+        self.info_hidden.clear()
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -164,6 +173,12 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 60
     server: _HTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in separate writes; without this, Nagle's algorithm
+        # and delayed ACKs add ~40 ms to every small answer (logos, API errors).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def version_string(self) -> str:
         return "cloudflare"
@@ -275,7 +290,9 @@ class _Handler(BaseHTTPRequestHandler):
             elif route == "map":
                 body = api.cryptocurrency_map(cmc.catalogue, params)
             else:
-                body = api.cryptocurrency_info(cmc.catalogue, params, cmc.logo_url)
+                body = api.cryptocurrency_info(
+                    cmc.catalogue, params, cmc.logo_url, frozenset(cmc.info_hidden)
+                )
         except api.ApiError as error:
             return error.http_status, _json_headers(), _json(error.body())
         body["status"]["elapsed"] = int((time.perf_counter() - started) * 1000)
@@ -371,6 +388,13 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             cmc.api_key = payload["api_key"]
             self._control_reply(200, {"ok": True})
+        elif action == "info-hidden" and method == "POST":
+            ids = payload.get("ids") if isinstance(payload, dict) else None
+            if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+                self._control_reply(400, {"error": 'send {"ids": [<coin id>, ...]}'})
+                return
+            cmc.hide_from_info(*ids)
+            self._control_reply(200, {"ids": sorted(cmc.info_hidden)})
         elif action == "coins" and method == "GET":
             everything = params.get("all") in ("1", "true")
             coins = cmc.catalogue.coins if everything else cmc.catalogue.builtins()
