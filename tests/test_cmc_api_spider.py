@@ -334,13 +334,10 @@ def test_missing_key_and_bad_arguments_send_no_request(cmc, tmp_path):
 def test_info_batch_with_one_invalid_id_keeps_every_coin(cmc, tmp_path):
     """A coin listed but unknown to info (delisted in between): skip_invalid keeps the rest."""
     gone = cmc.catalogue.ranked[41]
-    del cmc.catalogue.by_id[gone.id]
-    try:
-        settings = server_settings(cmc, CMC_API_KEY=cmc.api_key)
-        with crawls(tmp_path, [(["-a", "limit=60", "-a", "start=11"], settings, {})]) as (crawl,):
-            pass
-    finally:
-        cmc.catalogue.by_id[gone.id] = gone
+    cmc.hide_from_info(gone.id)
+    settings = server_settings(cmc, CMC_API_KEY=cmc.api_key)
+    with crawls(tmp_path, [(["-a", "limit=60", "-a", "start=11"], settings, {})]) as (crawl,):
+        pass
     assert crawl.returncode == 0, crawl.output[-3000:]
     assert_key_never_shown(crawl, cmc.api_key)
     (info,) = cmc.requests_for(INFO)
@@ -350,6 +347,8 @@ def test_info_batch_with_one_invalid_id_keeps_every_coin(cmc, tmp_path):
     record = next(r for r in data if r["id"] == gone.id)
     assert record["price"] == pytest.approx(gone.price)
     assert record["official_links"] == [] and record["socials"] == []
+    # Its logo comes from CMC_LOGO_URL by id instead of info's `logo`.
+    assert (crawl.folder / record["logo_path"]).read_bytes() == png.logo(gone.id)
     assert all(r["official_links"] for r in data if r["id"] != gone.id)
     job = crawl.job()
     assert job["info_missing"] == [gone.id]
