@@ -439,6 +439,20 @@ def test_page_without_next_data(cmc: CMCServer) -> None:
     assert b"__NEXT_DATA__" in fetch(cmc.page_url("ethereum"), key=None)[2]
 
 
+@pytest.mark.parametrize("slug", ["santiment", "notcoin"])
+def test_page_whose_next_data_changed_shape(cmc: CMCServer, slug: str) -> None:
+    cmc.add_fault("changed_next_data", f"/currencies/{slug}/")
+    status, _headers, body = fetch(cmc.page_url(slug), key=None)
+    assert status == 200
+    detail_res = next_data(body)["props"]["pageProps"]["detailRes"]
+    assert "detail" not in detail_res
+    assert detail_res["coinDetail"]["slug"] == slug
+    assert (
+        "detail"
+        in next_data(fetch(cmc.page_url(slug), key=None)[2])["props"]["pageProps"]["detailRes"]
+    )
+
+
 def test_dropped_connection(cmc: CMCServer) -> None:
     cmc.add_fault("drop", MAP)
     with pytest.raises((urllib.error.URLError, http.client.HTTPException, ConnectionError)):

@@ -22,6 +22,7 @@ FAULT_KINDS = (
     "slow",  # wait `delay` seconds, then answer normally (or by the next rule)
     "truncate",  # declare the full Content-Length, send `fraction` of the body, close
     "no_next_data",  # coin page without its __NEXT_DATA__ script
+    "changed_next_data",  # __NEXT_DATA__ there, but the coin under detailRes.coinDetail
     "api_error",  # `error_code` with the real HTTP status (or `status`, e.g. 200)
     "drop",  # close the connection without an answer
 )

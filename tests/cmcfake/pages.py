@@ -24,6 +24,9 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 RECORDED_PAGE = FIXTURES / "page-santiment-2025-08-20.html"
 
 _MARK = "\x00"
+PAGE_VARIANTS = ("full", "no_next_data", "changed_next_data")
+# Where the coin goes in a `changed_next_data` page instead of `detailRes.detail`.
+CHANGED_DETAIL_KEY = '"coinDetail":'
 _SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 
 
@@ -199,7 +202,12 @@ class PageTemplate:
         script_end = json_end + len("</script>")
         self.recorded_without_next_data = (page[:start] + page[script_end:]).encode()
         next_text = page[json_start:json_end]
-        detail_start = next_text.index('"detail":{') + len('"detail":')
+        detail_key_at = next_text.index('"detail":{')
+        detail_start = detail_key_at + len('"detail":')
+        changed_at = json_start + detail_key_at
+        self.recorded_changed = (
+            page[:changed_at] + CHANGED_DETAIL_KEY + page[changed_at + len('"detail":') :]
+        ).encode()
         detail, detail_end = json.JSONDecoder().raw_decode(next_text, detail_start)
         self.detail_template: dict[str, Any] = detail
         head, tail = page[:start], page[script_end:]
@@ -219,6 +227,11 @@ class PageTemplate:
             + "</script>"
         )
         self.script = _split(script)
+        self.script_changed = _split(
+            script.replace(
+                '"detail":' + _slot("detail_json"), CHANGED_DETAIL_KEY + _slot("detail_json"), 1
+            )
+        )
 
     def _cut_link_sections(self, head: str) -> str:
         """Turn the website, socials and contracts chips into per-coin slots."""
@@ -419,15 +432,21 @@ class PageTemplate:
         }
         return {key: value.encode() for key, value in values.items()}
 
-    def render(self, coin: Coin, next_data: bool = True) -> bytes:
-        """The page of a coin; `next_data=False` is the HTML-only variant (a block)."""
+    def render(self, coin: Coin, variant: str = "full") -> bytes:
+        """The page of a coin. Variants: `full`; `no_next_data`, the HTML alone (what a
+        block or a failed render looks like); `changed_next_data`, the script is there
+        but the coin sits under another key (the site changed its JSON shape)."""
+        if variant not in PAGE_VARIANTS:
+            raise ValueError(f"unknown page variant {variant!r}")
         if coin.recorded:
-            return self.recorded if next_data else self.recorded_without_next_data
+            if variant == "no_next_data":
+                return self.recorded_without_next_data
+            return self.recorded_changed if variant == "changed_next_data" else self.recorded
         values = self.values(coin)
         parts = [self.head]
-        if next_data:
+        if variant != "no_next_data":
             values["detail_json"] = next_data_json(self.detail(coin)).encode()
-            parts.append(self.script)
+            parts.append(self.script if variant == "full" else self.script_changed)
         parts.append(self.tail)
         out: list[bytes] = []
         for chunks in parts:
@@ -443,8 +462,8 @@ class Pages:
     def template(self) -> PageTemplate:
         return PageTemplate.load()
 
-    def coin_page(self, coin: Coin, next_data: bool = True) -> bytes:
-        return self.template.render(coin, next_data=next_data)
+    def coin_page(self, coin: Coin, variant: str = "full") -> bytes:
+        return self.template.render(coin, variant)
 
 
 NOT_FOUND_PAGE = b"""<!DOCTYPE html><html lang="en" dir="ltr"><head><meta charset="utf-8">\

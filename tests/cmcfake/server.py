@@ -228,7 +228,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None:
             entry["fault"] = fault.kind
         is_api = path in _API_ROUTES
-        if fault is not None and fault.kind not in ("truncate", "no_next_data"):
+        if fault is not None and fault.kind not in ("truncate", *pages.PAGE_VARIANTS):
             self._fault(entry, fault, is_api)
             return
         status, headers, body = self._route(cmc, path, params, fault, started)
@@ -256,8 +256,10 @@ class _Handler(BaseHTTPRequestHandler):
             if not slash:
                 location = f"/currencies/{slug}/"
                 return 308, {"Location": location, "Content-Type": "text/plain"}, location.encode()
-            next_data = not (fault is not None and fault.kind == "no_next_data")
-            return 200, _html_headers(), cmc.pages.coin_page(coin, next_data=next_data)
+            variant = (
+                fault.kind if fault is not None and fault.kind in pages.PAGE_VARIANTS else "full"
+            )
+            return 200, _html_headers(), cmc.pages.coin_page(coin, variant)
         logo = _LOGO.match(path)
         if logo:
             coin_id = int(logo.group(1))
