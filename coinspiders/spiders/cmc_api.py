@@ -115,12 +115,8 @@ class CmcApiSpider(JobSpider):
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # Scrapy sets every `-a` argument as an attribute; `-a start=11` would shadow the
-        # spider's start() method, so it is kept out of the attributes.
-        start = kwargs.pop("start", None)
+        # JobSpider keeps `-a start=11` in self.arguments without shadowing start().
         super().__init__(*args, **kwargs)
-        if start is not None:
-            self.arguments["start"] = start
         self.plan: ListingPlan | None = None
         self.argument_error = ""
         try:
