@@ -456,7 +456,10 @@ class JobsService(Service):
     def _on_end(self, outcome: Outcome, job_id: str) -> Outcome:
         manifest = self._manifest(job_id)
         status, reason = verdict(outcome, manifest)
-        self._record_end(job_id, status, reason, outcome.exit_code)
+        exit_code = outcome.exit_code
+        if exit_code is None and outcome.signal is not None:
+            exit_code = -outcome.signal  # as subprocess reports a death by signal
+        self._record_end(job_id, status, reason, exit_code)
         self.dispatch()
         return outcome
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import time
 import uuid
 import zipfile
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 
@@ -201,12 +204,27 @@ def test_cancel_kills_the_whole_group_after_grace(daemon: DaemonProcess) -> None
     assert rsp.json() == {"status": "ok"}
     job = daemon.job(job_id)
     assert job["status"] == "CANCELED" and "killed after the grace period" in job["reason"]
+    assert job["exit_code"] == -9
     assert 1.5 < elapsed < 6
     deadline = time.monotonic() + 3
     while pid_alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not pid_alive(child)
     assert daemon.get("/status.json").json()["running"] == 0
+
+
+def test_crawl_killed_by_a_signal_is_failed_with_the_signal(daemon: DaemonProcess) -> None:
+    job_id = daemon.schedule("sleepy")
+    daemon.wait_log(job_id, "START")
+    pid = next(
+        p.info["pid"]
+        for p in psutil.process_iter(["pid", "cmdline"])
+        if f"JOB_ID={job_id}" in (p.info["cmdline"] or ())
+    )
+    os.kill(pid, signal.SIGKILL)  # as the OOM killer would
+    job = daemon.wait_status(job_id, ("FAILED", "SUCCESSFUL", "CANCELED"))
+    assert job["status"] == "FAILED" and "SIGKILL" in job["reason"]
+    assert job["exit_code"] == -9
 
 
 def test_max_runtime_fails_the_job(daemon: DaemonProcess) -> None:
