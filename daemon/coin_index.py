@@ -27,7 +27,7 @@ from daemon.coin_records import JOB_ID_RE, complete_lines, rows_of, utc_now
 
 INDEX_FILE = "coins.sqlite"
 ITEMS_FILE = "items.jl"
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 # Bytes read from one items.jl per step; bounds memory on a huge file.
 READ_CHUNK = 4 * 1024 * 1024
 
@@ -51,9 +51,9 @@ CREATE TABLE IF NOT EXISTS records (
     source TEXT,
     rank_key INTEGER NOT NULL,
     ts TEXT NOT NULL,
-    price REAL,
-    market_cap REAL,
-    volume REAL,
+    price NUMERIC,
+    market_cap NUMERIC,
+    volume NUMERIC,
     logo_path TEXT,
     error INTEGER NOT NULL,
     doc TEXT NOT NULL,
@@ -126,15 +126,18 @@ class CoinIndex:
         self.created = not self.path.exists()
         conn = self._conn()
         with self._write_lock, conn:
-            conn.executescript(_SCHEMA)
+            conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            # An index written by another version is dropped: it is rebuilt from data/.
             stale = row is not None and row[0] != SCHEMA_VERSION
             if stale:
-                self._wipe(conn)
+                for table in ("platforms", "latest", "records", "sources"):
+                    conn.execute(f"DROP TABLE IF EXISTS {table}")  # fixed table names
+            conn.executescript(_SCHEMA)
             conn.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,)
             )
-            if self.created:
+            if self.created or stale:
                 conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('built', '0')")
             built = conn.execute("SELECT value FROM meta WHERE key = 'built'").fetchone()
         return self.created or stale or (built is not None and built[0] != "1")

@@ -51,9 +51,9 @@ class Row:
     source: str | None
     rank_key: int
     ts: str
-    price: float | None
-    market_cap: float | None
-    volume: float | None
+    price: int | float | None
+    market_cap: int | float | None
+    volume: int | float | None
     logo_path: str | None
     error: bool
     platforms: tuple[str, ...]
@@ -104,10 +104,10 @@ def utc_now() -> str:
     return format_time(datetime.now(UTC))
 
 
-def _number(value: Any) -> float | None:
+def _number(value: Any) -> int | float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    return value
 
 
 def _int(value: Any) -> int | None:

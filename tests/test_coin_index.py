@@ -347,3 +347,24 @@ def test_older_record_read_later_does_not_replace_latest(tmp_path: Path, index: 
     index.forget_job(JOB_B)
     assert index.coin("1")["price"] == 1
     assert [h["price"] for h in index.history("1", None, None, 10, 0)] == [1]
+
+
+def test_index_of_another_schema_version_is_dropped_and_rebuilt(tmp_path: Path) -> None:
+    write_lines(tmp_path, JOB_A, [coin(1, "BTC", rank=1, price=5)])
+    idx = CoinIndex(tmp_path)
+    idx.open()
+    idx.rebuild()
+    conn = idx._conn()
+    with conn:
+        conn.execute("UPDATE meta SET value = 'old' WHERE key = 'schema'")
+        conn.execute("DROP TABLE latest")
+        conn.execute("CREATE TABLE latest (whatever TEXT)")
+    idx.close()
+    idx = CoinIndex(tmp_path)
+    assert idx.open() is True
+    assert idx.rebuild() == 1
+    assert idx.coin("bitcoin") is None and idx.coin("btc-coin")["price"] == 5
+    # Integral figures stay integers (NUMERIC columns), as the spider wrote them.
+    assert idx.history("1", None, None, 10, 0)[0]["market_cap"] == 5000
+    assert isinstance(idx.history("1", None, None, 10, 0)[0]["price"], int)
+    idx.close()
