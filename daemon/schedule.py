@@ -73,7 +73,7 @@ def resolve_zone(tz: str | tzinfo | None) -> tzinfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ScheduleError(
-            f"unknown timezone {name!r} (use an IANA name like Europe/Berlin)"
+            f"unknown timezone {_q(name)} (use an IANA name like Europe/Berlin)"
         ) from None
 
 
@@ -429,7 +429,7 @@ def parse_when(spec: str, now: datetime, tz: str | tzinfo | None = None) -> When
     head = tokens[0]
     if head == "now":
         if len(tokens) > 1:
-            raise ScheduleError(f"unexpected {' '.join(tokens[1:])!r} after 'now'")
+            raise ScheduleError(f"unexpected {_q(' '.join(tokens[1:]))} after 'now'")
         return Now(now, zone)
     if head == "every":
         return _parse_every(text, tokens[1:], now, zone)
@@ -440,7 +440,7 @@ def parse_when(spec: str, now: datetime, tz: str | tzinfo | None = None) -> When
     if head[:1].isdigit() and "-" in head:
         return _parse_timestamps(text, text, now, zone)
     raise ScheduleError(
-        f"{text!r}: unknown form {tokens[0]!r} "
+        f"{_q(text)}: unknown form {_q(tokens[0])} "
         "(expected 'now', 'every ...', 'cron ...' or 'at <ISO-8601 timestamp>')"
     )
 
@@ -451,11 +451,13 @@ def _q(spec: str) -> str:
 
 
 def _positive_int(spec: str, token: str, what: str) -> int:
+    if token.isdigit() and len(token) > 12:
+        raise ScheduleError(f"{_q(spec)}: {what} {_q(token)} is too long (at most 10 years)")
     if not token.isdigit():
-        raise ScheduleError(f"{_q(spec)}: {what} {token!r} must be a whole number of at least 1")
+        raise ScheduleError(f"{_q(spec)}: {what} {_q(token)} must be a whole number of at least 1")
     value = int(token)
     if value < 1:
-        raise ScheduleError(f"{_q(spec)}: {what} {token!r} must be a whole number of at least 1")
+        raise ScheduleError(f"{_q(spec)}: {what} {_q(token)} must be a whole number of at least 1")
     return value
 
 
@@ -476,7 +478,9 @@ def _parse_every(spec: str, tokens: list[str], now: datetime, tz: tzinfo) -> Eve
         word = tokens[i]
         if word in _SINGULAR or word in _UNIT_SECONDS or word in _WEEKDAYS:
             if unit is not None:
-                raise ScheduleError(f"{_q(spec)}: {word!r} is a second unit after {unit_word!r}")
+                raise ScheduleError(
+                    f"{_q(spec)}: {_q(word)} is a second unit after {_q(unit_word)}"
+                )
             unit_word = word
             if word in _WEEKDAYS:
                 if interval != 1:
@@ -489,7 +493,7 @@ def _parse_every(spec: str, tokens: list[str], now: datetime, tz: tzinfo) -> Eve
             elif word in _SINGULAR:
                 if interval != 1:
                     raise ScheduleError(
-                        f"{_q(spec)}: {word!r} is singular; write {_SINGULAR[word]!r} "
+                        f"{_q(spec)}: {_q(word)} is singular; write {_SINGULAR[word]!r} "
                         f"with an interval of {interval}"
                     )
                 unit = _SINGULAR[word]
@@ -498,7 +502,7 @@ def _parse_every(spec: str, tokens: list[str], now: datetime, tz: tzinfo) -> Eve
             i += 1
         elif word in ("to", "at"):
             if i + 1 >= len(tokens):
-                raise ScheduleError(f"{_q(spec)}: {word!r} needs a value after it")
+                raise ScheduleError(f"{_q(spec)}: {_q(word)} needs a value after it")
             value = tokens[i + 1]
             if word == "to":
                 if latest is not None:
@@ -511,7 +515,7 @@ def _parse_every(spec: str, tokens: list[str], now: datetime, tz: tzinfo) -> Eve
             i += 2
         else:
             raise ScheduleError(
-                f"{_q(spec)}: unknown word {word!r} (expected second(s), minute(s), hour(s), "
+                f"{_q(spec)}: unknown word {_q(word)} (expected second(s), minute(s), hour(s), "
                 "day(s), week(s), monday..sunday, 'to N' or 'at TIME')"
             )
     if unit is None:
@@ -536,7 +540,7 @@ def _parse_clock(spec: str, text: str, unit: str, weekday: bool) -> time:
     """`at` as the schedule library reads it: HH:MM[:SS] for days and weekdays,
     MM:SS or :MM for hours, :SS for minutes."""
     m = _CLOCK.match(text)
-    bad = f"{_q(spec)}: bad time {text!r} after 'at'"
+    bad = f"{_q(spec)}: bad time {_q(text)} after 'at'"
     if weekday or unit == "days":
         if not m or m.group(1) is None:
             raise ScheduleError(f"{bad} (a daily or weekday run needs HH:MM or HH:MM:SS)")
@@ -589,14 +593,14 @@ def _parse_cron(spec: str, fields: list[str], now: datetime, tz: tzinfo) -> Cron
 def _cron_blame(spec: str, fields: list[str], exc: Exception) -> str:
     """Name the first field croniter refuses on its own."""
     if len(fields) == 1:
-        return f"{_q(spec)}: {fields[0]!r} is not a cron alias (@hourly, @daily, ...)"
+        return f"{_q(spec)}: {_q(fields[0])} is not a cron alias (@hourly, @daily, ...)"
     for i, field in enumerate(fields):
         probe = ["*"] * len(fields)
         probe[i] = field
         try:
             croniter(" ".join(probe))
         except Exception:
-            return f"{_q(spec)}: cron field {i + 1} ({_CRON_FIELDS[i]}) {field!r} is invalid"
+            return f"{_q(spec)}: cron field {i + 1} ({_CRON_FIELDS[i]}) {_q(field)} is invalid"
     return f"{_q(spec)}: invalid cron expression ({exc})"
 
 
@@ -613,14 +617,14 @@ def _parse_timestamps(spec: str, body: str, now: datetime, tz: tzinfo) -> Timest
             raise ScheduleError(f"{_q(spec)}: empty timestamp in the list")
         if _CLOCK.match(item):
             raise ScheduleError(
-                f"{_q(spec)}: {item!r} has no date; a one-shot run needs a full timestamp "
+                f"{_q(spec)}: {_q(item)} has no date; a one-shot run needs a full timestamp "
                 "like 2026-12-01T14:30:00Z (for a daily run write 'every day at HH:MM')"
             )
         try:
             t = datetime.fromisoformat(item.upper())
         except ValueError:
             raise ScheduleError(
-                f"{_q(spec)}: {item!r} is not an ISO 8601 timestamp "
+                f"{_q(spec)}: {_q(item)} is not an ISO 8601 timestamp "
                 "(e.g. 2026-12-01T14:30:00Z or 2026-12-01T15:30:00+01:00)"
             ) from None
         if t.tzinfo is None:
@@ -631,6 +635,6 @@ def _parse_timestamps(spec: str, body: str, now: datetime, tz: tzinfo) -> Timest
             future.append(t)
     if not future:
         raise ScheduleError(
-            f"{_q(spec)}: every timestamp is in the past ({', '.join(ignored)}); nothing to run"
+            f"{_q(spec)}: every timestamp is in the past, nothing to run: {_q(', '.join(ignored))}"
         )
     return Timestamps(now, tz, future, tuple(ignored))
