@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -154,7 +155,7 @@ def spawn_server(
 ) -> ServerProcess:
     """Start `python -m tests.cmc_server` and wait for the URL it prints."""
     command = [python, "-m", "tests.cmc_server", "--port", "0", "--coins", str(coins)]
-    command += ["--seed", str(seed), "--api-key", api_key]
+    command += ["--seed", str(seed), "--api-key", api_key, "--parent-pid", str(os.getpid())]
     process = subprocess.Popen(
         command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True, env=dict(os.environ)
     )
@@ -170,6 +171,12 @@ def spawn_server(
     return ServerProcess(process, line[0].strip())
 
 
+def _exit_with_parent(parent_pid: int, server: CMCServer) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(1)
+    server._httpd.shutdown()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tests.cmc_server",
@@ -182,6 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-key", default=DEFAULT_API_KEY, help="the one valid Pro API key")
     parser.add_argument(
         "--max-log", type=int, default=50_000, help="requests kept in the request log"
+    )
+    parser.add_argument(
+        "--parent-pid",
+        type=int,
+        default=0,
+        help="exit when this process is gone (so a crashed benchmark leaves no server)",
     )
     args = parser.parse_args(argv)
     if args.coins < 1:
@@ -201,6 +214,10 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if args.parent_pid:
+        threading.Thread(
+            target=_exit_with_parent, args=(args.parent_pid, server), daemon=True
+        ).start()
     print(server.url, flush=True)
     print(
         f"cmc test server: {server.catalogue.count} ranked coins, API key header "
