@@ -361,8 +361,13 @@ class CoinIndex:
         return total
 
     def catch_up(self) -> int:
-        """Read whatever was appended to any items.jl while nobody was looking."""
-        return sum(self.ingest_job(job_id).records for job_id in self.job_folders())
+        """Read whatever was appended to any items.jl while nobody was looking, and drop
+        the records of job folders that were removed meanwhile."""
+        folders = self.job_folders()
+        known = [r[0] for r in self._conn().execute("SELECT job_id FROM sources")]
+        for job_id in set(known) - set(folders):
+            self.forget_job(job_id)
+        return sum(self.ingest_job(job_id).records for job_id in folders)
 
     def _wipe(self, conn: sqlite3.Connection) -> None:
         for table in ("platforms", "latest", "records", "sources"):

@@ -4,6 +4,7 @@ filters, paging, history, and the pure helpers behind it."""
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -236,6 +237,14 @@ def test_catch_up_reads_lines_written_while_closed(tmp_path: Path) -> None:
     assert idx.open() is False
     assert idx.catch_up() == 2
     assert idx.stats() == {"records": 3, "coins": 3, "jobs": 2}
+    idx.close()
+    # A job folder removed while the daemon was down takes its records with it.
+    shutil.rmtree(tmp_path / JOB_A)
+    idx = CoinIndex(tmp_path)
+    assert idx.open() is False
+    assert idx.catch_up() == 0
+    assert idx.stats() == {"records": 1, "coins": 1, "jobs": 1}
+    assert idx.coin("1") is None and idx.coin("3")["symbol"] == "SOL"
     idx.close()
 
 
