@@ -20,9 +20,10 @@ SAMPLES = 20
 DIRECT_SAMPLES = 5
 
 
-def sample(daemon: Daemon, timeout: float = 120.0) -> tuple[float, float, str]:
+def sample(daemon: Daemon, timeout: float = 120.0) -> tuple[float, float, str, float]:
     start = time.perf_counter()
     job_id = daemon.schedule("now")
+    replied = time.perf_counter() - start
     to_running: float | None = None
     while True:
         state = daemon.state(job_id)
@@ -30,24 +31,30 @@ def sample(daemon: Daemon, timeout: float = 120.0) -> tuple[float, float, str]:
         if to_running is None and (state == "RUNNING" or state in DONE):
             to_running = now
         if state in DONE:
-            return to_running, now, state
+            return to_running, now, state, replied
         if now > timeout:
             raise BenchError(f"{daemon.name}: job {job_id} still {state} after {timeout:.0f} s")
         time.sleep(0.005 if to_running is None else 0.01)
 
 
 def measure(daemon: Daemon, samples: int) -> dict[str, Any]:
-    running, done, states = [], [], {}
+    running, done, replies, states = [], [], [], {}
     daemon.deploy()
     sample(daemon)  # warm-up: first crawl pays for cold caches
     time.sleep(0.5)
     for _ in range(samples):
-        to_running, to_done, state = sample(daemon)
+        to_running, to_done, state, replied = sample(daemon)
+        replies.append(replied)
         running.append(to_running)
         done.append(to_done)
         states[state] = states.get(state, 0) + 1
         time.sleep(0.3)
-    return {"to_running_s": summary(running), "to_done_s": summary(done), "states": states}
+    return {
+        "schedule_reply_s": summary(replies),
+        "to_running_s": summary(running),
+        "to_done_s": summary(done),
+        "states": states,
+    }
 
 
 def run(env: Env, kinds: list[str], quick: bool = False) -> dict[str, Any]:
@@ -77,6 +84,7 @@ def print_table(results: dict[str, Any]) -> None:
     rows = [
         [
             name,
+            r["schedule_reply_s"]["median"] * 1000,
             r["to_running_s"]["median"] * 1000,
             r["to_running_s"]["p99"] * 1000,
             r["to_done_s"]["median"],
@@ -92,6 +100,7 @@ def print_table(results: dict[str, Any]) -> None:
         table(
             [
                 "daemon",
+                "reply p50 ms",
                 "->RUNNING p50 ms",
                 "p99 ms",
                 "->DONE p50 s",
