@@ -265,9 +265,14 @@ def test_every_fatal_code_stops_the_crawl_and_is_recorded(tmp_path):
         runs = []
         for code, server in zip(codes, servers, strict=True):
             path = LISTINGS if code in FATAL_ON_LISTINGS else INFO
-            server.add_fault("api_error", path, times=None, error_code=code)
             settings = server_settings(server, CMC_RATE_LIMIT_DELAY="0.05")
-            runs.append((["-a", "limit=10"], settings, {"CMC_API_KEY": server.api_key}))
+            limit = 10
+            if code == 1010:
+                # Three info batches in flight; the first answer stops the crawl.
+                limit = 150
+                settings["CMC_API_INFO_BATCH"] = "50"
+            server.add_fault("api_error", path, times=None, error_code=code)
+            runs.append((["-a", f"limit={limit}"], settings, {"CMC_API_KEY": server.api_key}))
         with crawls(tmp_path, runs) as finished:
             pass
         for code, server, crawl in zip(codes, servers, finished, strict=True):
@@ -286,6 +291,12 @@ def test_every_fatal_code_stops_the_crawl_and_is_recorded(tmp_path):
                 assert [e["status"] for e in server.requests_for(LISTINGS)] == [http_status]
                 assert server.requests_for(INFO) == []
                 assert crawl.data() == [] and job["items"] == 0
+            elif code == 1010:
+                # Every coin listed before the stop is kept, once.
+                assert sorted(r["id"] for r in crawl.data()) == sorted(
+                    c.id for c in server.catalogue.ranked[:150]
+                )
+                assert job["items"] == 150
             else:
                 # Never resent although it came as a 429; the listing figures are kept.
                 assert [e["status"] for e in server.requests_for(INFO)] == [http_status]

@@ -129,6 +129,9 @@ class CmcApiSpider(JobSpider):
             }
         self._api_key = ""
         self._seen_ids: set[int] = set()
+        # Listed coins not yet yielded as items, by id: what a stop must not lose.
+        self._pending: dict[int, dict[str, Any]] = {}
+        self._stopped = False
         self.credit_count = 0
         self.info_missing: list[int] = []
         self.manifest_extra.update(credit_count=0, coins_listed=0, info_missing=[])
@@ -222,7 +225,11 @@ class CmcApiSpider(JobSpider):
             return f"{message} (still limited after {tries} retries)"
         return message
 
-    def _stop(self, verdict: ApiVerdict, response: Response, what: str) -> None:
+    def _stop(self, verdict: ApiVerdict, response: Response, what: str) -> Iterable[CoinItem]:
+        """Record a fatal answer, keep every coin listed so far, and close the spider."""
+        self._stopped = True
+        # The listing figures are paid for: coins still waiting for info keep them.
+        yield from self._items(list(self._pending.values()), None)
         self.record_job_error(
             f"Pro API error {verdict.code} on {what}: {self._describe(verdict, response)};"
             " crawl stopped",
@@ -235,9 +242,12 @@ class CmcApiSpider(JobSpider):
         offset = int(response.meta["page_start"])
         count = int(response.meta["page_limit"])
         what = f"listings start={offset} limit={count}"
+        if self._stopped:
+            return
         verdict, payload = self._verdict(response)
         if verdict.kind == FATAL:
-            self._stop(verdict, response, what)
+            for item in self._stop(verdict, response, what):
+                yield item
         if verdict.kind != OK or payload is None:
             self.record_job_error(
                 f"{what} failed: {self._describe(verdict, response)}", verdict.code
@@ -264,6 +274,7 @@ class CmcApiSpider(JobSpider):
             # Ranks move while we page: a coin can show up on two pages. Keep the first.
             if coin_id not in self._seen_ids:
                 self._seen_ids.add(coin_id)
+                self._pending[coin_id] = entry
                 fresh.append(entry)
         self.manifest_extra["coins_listed"] = len(self._seen_ids)
         for batch in chunked(fresh, self.info_batch_size):
@@ -272,6 +283,8 @@ class CmcApiSpider(JobSpider):
     async def parse_info(self, response: Response) -> AsyncIterator[Any]:
         entries: list[dict[str, Any]] = response.meta["entries"]
         what = f"info for {len(entries)} coins (ids {_id_span(entries)})"
+        if self._stopped:
+            return
         verdict, payload = self._verdict(response)
         if verdict.kind == OK and payload is not None:
             infos = info_entries(payload)
@@ -279,10 +292,8 @@ class CmcApiSpider(JobSpider):
                 yield item
             return
         if verdict.kind == FATAL:
-            # The listing figures of this batch are already paid for: keep them.
-            for item in self._items(entries, None):
+            for item in self._stop(verdict, response, what):
                 yield item
-            self._stop(verdict, response, what)
         self.record_job_error(
             f"{what} failed: {self._describe(verdict, response)}; kept their listing figures",
             verdict.code,
@@ -292,6 +303,8 @@ class CmcApiSpider(JobSpider):
 
     def listing_failed(self, failure: Failure) -> Iterable[Request]:
         assert self.plan is not None
+        if self._stopped:
+            return
         request = failure.request  # type: ignore[attr-defined]
         offset = int(request.meta["page_start"])
         count = int(request.meta["page_limit"])
@@ -304,6 +317,8 @@ class CmcApiSpider(JobSpider):
             yield self._listing_request(offset + count)
 
     def info_failed(self, failure: Failure) -> Iterable[CoinItem]:
+        if self._stopped:
+            return
         entries: list[dict[str, Any]] = failure.request.meta["entries"]  # type: ignore[attr-defined]
         self.record_job_error(
             f"info for {len(entries)} coins (ids {_id_span(entries)}) failed: "
@@ -320,6 +335,8 @@ class CmcApiSpider(JobSpider):
         template = str(self.settings.get("CMC_LOGO_URL"))
         for entry in entries:
             coin_id = int(entry["id"])
+            if self._pending.pop(coin_id, None) is None:
+                continue  # already yielded (a stop kept it before this answer came)
             info = infos.get(coin_id) if infos is not None else None
             if infos is not None and info is None:
                 # skip_invalid dropped it (or the API does not know it): figures, no info.
