@@ -24,6 +24,7 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 RECORDED_PAGE = FIXTURES / "page-santiment-2025-08-20.html"
 
 _MARK = "\x00"
+_CUT = "\x01"  # joins two parts of the page while the replacements run over both
 PAGE_VARIANTS = ("full", "no_next_data", "changed_next_data")
 # Where the coin goes in a `changed_next_data` page instead of `detailRes.detail`.
 CHANGED_DETAIL_KEY = '"coinDetail":'
@@ -159,22 +160,18 @@ _HTML_REPLACEMENTS = (
 )
 _JSON_REPLACEMENTS = (
     (r'"cryptocurrencySlug":"santiment"', '"cryptocurrencySlug":' + _slot("slug_json")),
-    (
-        r'"coinList":\[\{"id":1807,"symbol":"SAN","slug":"santiment"\}\]',
-        '"coinList":[{"id":'
-        + _slot("id")
-        + ',"symbol":'
-        + _slot("symbol_json")
-        + ',"slug":'
-        + _slot("slug_json")
-        + "}]",
-    ),
 )
 
 
 def _apply(text: str, replacements: tuple[tuple[str, str], ...], first_only: bool) -> str:
+    """Apply the replacements; one that finds nothing means the recording changed, and
+    pages would silently show santiment's figures, so it is an error."""
     for pattern, replacement in replacements:
-        text = re.sub(pattern, lambda _m, r=replacement: r, text, count=1 if first_only else 0)
+        text, count = re.subn(
+            pattern, lambda _m, r=replacement: r, text, count=1 if first_only else 0
+        )
+        if not count:
+            raise ValueError(f"the recorded page has no {pattern!r} any more")
     return text
 
 
@@ -214,18 +211,15 @@ class PageTemplate:
         head = self._cut_link_sections(head)
         metrics_at = head.index('data-test="section-coin-metrics"')
         head = head[:metrics_at] + _apply(head[metrics_at:], _METRIC_REPLACEMENTS, True)
-        self.head = _split(_apply(head, _HTML_REPLACEMENTS, False))
-        self.tail = _split(_apply(tail, _HTML_REPLACEMENTS, False))
+        head, tail = _apply(head + _CUT + tail, _HTML_REPLACEMENTS, False).split(_CUT)
+        self.head, self.tail = _split(head), _split(tail)
         after = _replace_value(next_text[detail_end:], "mainAccount", "null")
         faq = '{"faqDescription":[{"q":"","a":' + _slot("about_json") + ',"isQ":false}]}'
         after = _replace_value(after, "cdpFaqData", faq)
-        script = (
-            page[start:json_start]
-            + _apply(next_text[:detail_start], _JSON_REPLACEMENTS, False)
-            + _slot("detail_json")
-            + _apply(after, _JSON_REPLACEMENTS, False)
-            + "</script>"
-        )
+        before, after = _apply(
+            next_text[:detail_start] + _CUT + after, _JSON_REPLACEMENTS, False
+        ).split(_CUT)
+        script = page[start:json_start] + before + _slot("detail_json") + after + "</script>"
         self.script = _split(script)
         self.script_changed = _split(
             script.replace(
