@@ -81,6 +81,7 @@ class CoinService(Service):
         project: str = "coinspiders",
         spider: str = "coin",
         threads: int = 2,
+        projects: Any = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -91,6 +92,8 @@ class CoinService(Service):
         self.jobs = jobs
         self.project = project
         self.spider = spider
+        # The daemon's project store (supports `in`); None skips the check.
+        self.projects = projects
         self.index = CoinIndex(self.data_dir)
         self.pool = ThreadPool(minthreads=1, maxthreads=threads, name="coin-index")
         # Runs whose items.jl may still grow: read again before answering a list query.
@@ -164,6 +167,8 @@ class CoinService(Service):
 
     def start(self, coins: list[str]) -> Started:
         """One `coin` crawl for `coins`, started now; the task ids are stable per coin."""
+        if self.projects is not None and self.project not in self.projects:
+            raise CoinApiError(f"The {self.project} project is not available in this daemon", 503)
         try:
             job = self.jobs.submit(
                 self.project,

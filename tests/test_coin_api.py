@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from tests.cmc_server import CMCServer
-from tests.daemon_support import ROOT, DaemonProcess
+from tests.daemon_support import ROOT, DaemonProcess, write_config, write_toy_project
 
 START = "/api/crypto/start_scraping/"
 
@@ -305,3 +305,17 @@ def test_index_is_rebuilt_from_job_folders(daemon: DaemonProcess) -> None:
     assert daemon.get("/api/coins/", params={"limit": 1000}).json() == before
     assert daemon.get("/api/coins/ethereum/history/").json() == history
     assert (data_dir / "coins.sqlite").exists()
+
+
+def test_start_without_the_coinspiders_project_is_503(tmp_path: Path) -> None:
+    toy = write_toy_project(tmp_path / "toy")
+    config = write_config(tmp_path / "config.yaml", tmp_path / "data", toy)
+    proc = DaemonProcess(config, tmp_path).start()
+    try:
+        rsp = proc.post(START, json={"coins": ["BTC"]})
+        assert rsp.status_code == 503
+        assert rsp.json() == {"error": "The coinspiders project is not available in this daemon"}
+        assert proc.get("/list-jobs.json", params={"status": "ACTIVE"}).json()["jobs"] == []
+        assert proc.get("/api/coins/").json() == []
+    finally:
+        proc.stop()

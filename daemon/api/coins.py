@@ -249,7 +249,9 @@ def install_routes(app: Klein, service: CoinService) -> None:
 
 def register(app: Klein, ctx: Any) -> None:
     """Route-module entry point (daemon.api.make_app): the coin service and its routes."""
-    service = CoinService(ctx.config.data_dir, ctx.jobs, ctx.extras.get("reactor"))
+    service = CoinService(
+        ctx.config.data_dir, ctx.jobs, ctx.extras.get("reactor"), projects=ctx.projects
+    )
     ctx.add_service(service)
     ctx.extras["coins"] = service
     install_routes(app, service)
