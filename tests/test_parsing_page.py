@@ -276,6 +276,7 @@ def test_next_js_error_page_is_not_found() -> None:
     for data in (
         {"props": {"pageProps": {"statusCode": 404}}, "page": "/_error"},
         {"props": {"pageProps": {}}, "page": "/404"},
+        {"props": {"pageProps": {"globalMetrics": {}}}, "page": "/"},  # sent home
     ):
         html = f'<html><script id="__NEXT_DATA__">{json.dumps(data)}</script></html>'
         assert page.parse_coin_page(html).status == page.NOT_FOUND

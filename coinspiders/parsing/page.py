@@ -109,8 +109,14 @@ def _rank(value: Any) -> int | None:
 
 
 def next_data_is_not_found(data: dict[str, Any]) -> bool:
-    """Next.js renders its error page for a coin that does not exist."""
-    if data.get("page") in _NOT_FOUND_PAGES:
+    """Next.js renders its error page for a coin that does not exist.
+
+    A page of another route (the site sent us to its home page) has no coin either.
+    """
+    route = data.get("page")
+    if route in _NOT_FOUND_PAGES:
+        return True
+    if isinstance(route, str) and route and not route.startswith("/currencies/"):
         return True
     props = _dig(data, "props", "pageProps")
     return isinstance(props, dict) and props.get("statusCode") == 404
