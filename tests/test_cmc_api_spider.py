@@ -392,3 +392,43 @@ def test_info_batch_that_keeps_failing_is_reported_and_the_rest_kept(cmc, tmp_pa
     )
     # Coins without info still get their logo, from CMC_LOGO_URL by id.
     assert all(r["logo_path"] == f"Images/{r['id']}.png" for r in data)
+
+
+# --- listings edge cases --------------------------------------------------------------
+
+
+def test_short_last_page_ends_the_list_and_a_bad_convert_stops_paging(cmc, tmp_path):
+    total = len(cmc.catalogue.ranked)
+    settings = server_settings(cmc, CMC_API_KEY=cmc.api_key, CMC_API_PAGE_SIZE="100")
+    runs = [
+        (["-a", f"start={total - 5}", "-a", "limit=300"], settings, {}),
+        (["-a", "limit=300", "-a", "convert=XYZ"], settings, {}),
+    ]
+    with crawls(tmp_path, runs) as (tail, bad_convert):
+        pass
+    listings = [query(e) for e in cmc.requests_for(LISTINGS)]
+    # The list has 6 coins from there: one short page, no credit spent on empty ones.
+    assert [q["start"] for q in listings if q["convert"] == "USD"] == [str(total - 5)]
+    assert tail.returncode == 0, tail.output[-2000:]
+    assert [r["market_cap_rank"] for r in tail.data()] == list(range(total - 5, total + 1))
+    # A bad parameter would fail every page alike: one call, then the job stops.
+    assert [q["start"] for q in listings if q["convert"] == "XYZ"] == ["1"]
+    assert bad_convert.returncode == 1
+    (error,) = bad_convert.job()["job_errors"]
+    assert error["code"] == 400 and "convert" in error["message"]
+    assert bad_convert.data() == []
+    for crawl in (tail, bad_convert):
+        assert_key_never_shown(crawl, cmc.api_key)
+
+
+def test_listings_page_that_keeps_failing_is_reported_and_the_next_page_read(cmc, tmp_path):
+    cmc.add_fault("server_error", LISTINGS, times=4)  # first try + RETRY_TIMES=3
+    settings = server_settings(cmc, CMC_API_KEY=cmc.api_key, CMC_API_PAGE_SIZE="100")
+    with crawls(tmp_path, [(["-a", "limit=200"], settings, {})]) as (crawl,):
+        pass
+    assert crawl.returncode == 1
+    assert [query(e)["start"] for e in cmc.requests_for(LISTINGS)] == ["1"] * 4 + ["101"]
+    assert [r["market_cap_rank"] for r in crawl.data()] == list(range(101, 201))
+    (error,) = crawl.job()["job_errors"]
+    assert error["code"] == 500 and "listings start=1 limit=100 failed" in error["message"]
+    assert_key_never_shown(crawl, cmc.api_key)
