@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
@@ -82,6 +83,7 @@ class CoinService(Service):
         spider: str = "coin",
         threads: int = 2,
         projects: Any = None,
+        sweep_every: float = 60.0,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -100,6 +102,11 @@ class CoinService(Service):
         self.active: set[str] = set()
         self._ready = False
         self._waiting: list[Deferred[None]] = []
+        # Crawls started from a shell into the same data/ are no job of ours: a sweep now
+        # and then reads them (and forgets removed folders); 0 turns it off.
+        self.sweep_every = sweep_every
+        self._sweep: LoopingCall | None = None
+        self._sweeping = False
 
     # -- service life --------------------------------------------------------
 
@@ -112,9 +119,15 @@ class CoinService(Service):
         d = deferToThreadPool(self.reactor, self.pool, self._open)
         d.addErrback(lambda f: log.failure("coin index could not be opened", f))
         d.addBoth(self._set_ready)
+        if self.sweep_every > 0:
+            self._sweep = LoopingCall(self._sweep_folders)
+            self._sweep.clock = self.reactor
+            self._sweep.start(self.sweep_every, now=False)
 
     def stopService(self) -> Deferred[None] | None:
         super().stopService()
+        if self._sweep is not None and self._sweep.running:
+            self._sweep.stop()
         self.pool.stop()
         self.index.close()
         return None
@@ -147,6 +160,14 @@ class CoinService(Service):
         d = self.when_ready()
         d.addCallback(lambda _: deferToThreadPool(self.reactor, self.pool, fn, *args))
         return d
+
+    def _sweep_folders(self) -> None:
+        if self._sweeping or not self._ready:
+            return
+        self._sweeping = True
+        d = self._run(self.index.catch_up)
+        d.addErrback(lambda f: log.failure("coin index: sweep of data/ failed", f))
+        d.addBoth(lambda _: setattr(self, "_sweeping", False))
 
     # -- job events ----------------------------------------------------------
 
