@@ -319,6 +319,7 @@ def test_missing_key_and_bad_arguments_send_no_request(cmc, tmp_path):
         (["-a", "limit=0"], settings, key_env),
         (["-a", 'payload={"limit": 6000}'], settings, key_env),
         (["-a", "api_key=oops-secret"], settings, key_env),
+        (["-a", f"limit={cmc.api_key}"], settings, key_env),  # the key pasted by mistake
     ]
     with crawls(tmp_path, runs) as finished:
         pass
@@ -328,7 +329,11 @@ def test_missing_key_and_bad_arguments_send_no_request(cmc, tmp_path):
         assert_key_never_shown(crawl, cmc.api_key)
         assert crawl.job()["succeeded"] is False
         assert crawl.data() == []
-    no_key, blank_key, zero, too_many, unknown = (c.job()["job_errors"][0] for c in finished)
+    no_key, blank_key, zero, too_many, unknown, pasted = (
+        c.job()["job_errors"][0] for c in finished
+    )
+    assert "limit must be a whole number" in pasted["message"]
+    assert finished[5].job()["arguments"] == {"limit": "***"}
     assert no_key["code"] == blank_key["code"] == "no_api_key"
     assert "CMC_API_KEY" in no_key["message"] and "no request was sent" in no_key["message"]
     assert "no Pro API key" in finished[0].output

@@ -139,10 +139,16 @@ class CmcApiSpider(JobSpider):
     # --- requests ---------------------------------------------------------------------
 
     async def start(self) -> AsyncIterator[Request]:
-        if self.plan is None:
-            self.record_job_error(f"bad arguments: {self.argument_error}", "bad_arguments")
-            return
         self._api_key = str(self.settings.get("CMC_API_KEY") or "").strip()
+        if self.plan is None:
+            # The key pasted into an argument by mistake must not reach job.json either.
+            self.arguments = {
+                k: "***" if self._api_key and v == self._api_key else v
+                for k, v in self.arguments.items()
+            }
+            message = redact(self.argument_error, self._api_key)
+            self.record_job_error(f"bad arguments: {message}", "bad_arguments")
+            return
         if not self._api_key:
             self.record_job_error(
                 "no Pro API key: set CMC_API_KEY in the environment or with -s CMC_API_KEY=...;"
