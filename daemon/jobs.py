@@ -11,7 +11,7 @@ import signal
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -65,6 +65,7 @@ class Plan:
     when: Any
     next_run: datetime | None
     ignored: tuple[str, ...]
+    now: datetime | None = None  # the schedule's start: the job's creation time
 
 
 class SchedulerLike(Protocol):
@@ -244,18 +245,17 @@ class JobsService(Service):
             return Plan("now", None, None, ())
         if self.scheduler is None:
             raise JobError(f"when={text[:60]!r}: only 'now' is available (no scheduler)")
-        from zoneinfo import ZoneInfo
-
         from daemon.schedule import ScheduleError, parse_when
 
         now = self.now()
         try:
-            when = parse_when(text, now, ZoneInfo(self.timezone))
+            when = parse_when(text, now, self.timezone)
         except ScheduleError as exc:
             raise JobError(str(exc)) from None
-        next_run = when.next_after(now)
+        first = getattr(when, "first", None)
+        next_run = first() if first is not None else when.next_after(now)
         ignored = tuple(str(i) for i in (getattr(when, "ignored", None) or ()))
-        return Plan(text, when, next_run, ignored)
+        return Plan(text, when, next_run, ignored, now)
 
     def submit(
         self,
@@ -286,6 +286,7 @@ class JobsService(Service):
             max_runtime=max_runtime,
             timezone=self.timezone if recurring else None,
             next_run=plan.next_run.timestamp() if plan.next_run else None,
+            created=plan.now.timestamp() if recurring and plan.now else 0.0,
         )
         job = self.store.insert(job)
         log.info(
@@ -365,12 +366,11 @@ class JobsService(Service):
         self, job_id: str, fire_time: datetime, next_run: datetime | None = None
     ) -> str | None:
         """One firing: a PENDING run (actor SCHEDULER, parent = job_id) dispatched at
-        once, or a recorded skip when the last run is still pending/running."""
+        once, or a recorded skip when the last run is still pending/running. last_fire
+        and next_run (None: no fire time left) are stored in the same transaction."""
         parent = self.store.get(job_id)
         if parent is None or parent.status != SCHEDULED:
             return None
-        if next_run is None:
-            next_run = self._next_after(parent, fire_time)
         run = Job(
             id=str(uuid.uuid4()),
             status=PENDING,
@@ -388,11 +388,9 @@ class JobsService(Service):
             job_id, fire_time.timestamp(), next_run.timestamp() if next_run else None, run
         )
         if inserted is None:
-            log.info(
-                "job {id}: firing at {t} skipped, its last run is still active",
-                id=job_id,
-                t=fire_time.isoformat(),
-            )
+            text = f"firing of {fire_time.isoformat()} skipped: the last run is still active"
+            log.info("job {id}: {text}", id=job_id, text=text)
+            self.store.add_event(job_id, text)
             return None
         self.dispatch()
         return inserted.id
@@ -400,16 +398,15 @@ class JobsService(Service):
     def set_next_run(self, job_id: str, next_run: datetime | None) -> None:
         self.store.set_next_run(job_id, next_run.timestamp() if next_run else None)
 
-    def _next_after(self, job: Job, t: datetime) -> datetime | None:
-        try:
-            from zoneinfo import ZoneInfo
+    def record_event(self, job_id: str, text: str) -> None:
+        self.store.add_event(job_id, text)
 
-            from daemon.schedule import parse_when
+    def events(self, job_id: str, limit: int = 50) -> list[tuple[float, str]]:
+        return self.store.events(job_id, limit)
 
-            tz: tzinfo = ZoneInfo(job.timezone or self.timezone)
-            return parse_when(job.schedule, t, tz).next_after(t)
-        except Exception:
-            return None
+    def schedule_finished(self, job_id: str) -> None:
+        """A schedule with no fire time left (one-shot timestamps, all fired) is over."""
+        self._record_end(job_id, SUCCESSFUL, "schedule complete: no fire time left", None)
 
     # -- dispatch and process ends -------------------------------------------
 

@@ -72,6 +72,13 @@ CREATE INDEX IF NOT EXISTS jobs_status_seq ON jobs (status, seq);
 CREATE INDEX IF NOT EXISTS jobs_active_seq ON jobs (active, seq);
 CREATE INDEX IF NOT EXISTS jobs_project_spider_seq ON jobs (project, spider, seq);
 CREATE INDEX IF NOT EXISTS jobs_parent ON jobs (parent) WHERE parent IS NOT NULL;
+CREATE TABLE IF NOT EXISTS job_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL,
+    time REAL NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS job_events_job ON job_events (job_id, seq);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -357,21 +364,43 @@ class Store:
         exit_code: int | None = None,
         from_statuses: Sequence[str] = (PENDING, RUNNING, SCHEDULED),
     ) -> Job | None:
-        """Move an active job to a final status; None when it was not active any more."""
+        """Move an active job to a final status; None when it was not active any more.
+
+        The jobs-successful/failed/canceled counters count runs, so a SCHEDULED job that
+        ends (cancelled, or no fire time left) does not move them.
+        """
         assert status in COMPLETED_STATUSES
         now = self._clock()
         marks = ", ".join("?" * len(from_statuses))
         with self.transaction() as conn:
-            cur = conn.execute(
+            row = conn.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None or row[0] not in from_statuses:
+                return None
+            conn.execute(
                 f"UPDATE jobs SET status = ?, active = 0, finished = ?, updated = ?, "
                 f"reason = ?, exit_code = ?, next_run = NULL "
                 f"WHERE id = ? AND status IN ({marks})",
                 (status, now, now, reason, exit_code, job_id, *from_statuses),
             )
-            if cur.rowcount != 1:
-                return None
-            self._bump(conn, _COUNTER_OF[status])
+            if row[0] != SCHEDULED:
+                self._bump(conn, _COUNTER_OF[status])
         return self.get(job_id)
+
+    def add_event(self, job_id: str, text: str) -> None:
+        """A line of a job's history (e.g. firings missed while the daemon was down)."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO job_events (job_id, time, text) VALUES (?, ?, ?)",
+                (job_id, self._clock(), text[:2000]),
+            )
+
+    def events(self, job_id: str, limit: int = 50) -> list[tuple[float, str]]:
+        """The newest `limit` history lines of a job, oldest first."""
+        rows = self._conn.execute(
+            "SELECT time, text FROM job_events WHERE job_id = ? ORDER BY seq DESC LIMIT ?",
+            (job_id, limit),
+        ).fetchall()
+        return [(t, text) for t, text in reversed(rows)]
 
     def fire(
         self, parent_id: str, fire_time: float, next_run: float | None, run: Job | None
@@ -440,4 +469,5 @@ class Store:
                 )
             ]
             conn.executemany("DELETE FROM jobs WHERE id = ?", [(i,) for i in ids])
+            conn.executemany("DELETE FROM job_events WHERE job_id = ?", [(i,) for i in ids])
         return ids

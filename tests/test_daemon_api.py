@@ -355,3 +355,41 @@ def test_bad_bodies_get_json_errors(daemon: DaemonProcess) -> None:
     big = {"archive": b"\x00\xff" * 300_000}
     rsp = daemon.post("/push-project.json", data=big)
     assert rsp.status_code == 400 and "zip" in rsp.json()["msg"].lower(), rsp.text
+
+
+def test_recurring_job_spawns_runs_until_cancelled(daemon: DaemonProcess) -> None:
+    rsp = daemon.post(
+        "/schedule-job.json",
+        data={"project": "toy", "spider": "items", "when": "every 1 second", "payload": '{"a": 1}'},
+    )
+    assert rsp.status_code == 200, rsp.text
+    parent = rsp.json()["identifier"]
+    job = daemon.job(parent)
+    assert job["status"] == "SCHEDULED" and job["schedule"] == "every 1 second"
+    assert job["next_run"] is not None
+    deadline = time.monotonic() + 20
+    runs: list[dict] = []
+    while time.monotonic() < deadline:
+        active = daemon.get("/list-jobs.json", params={"status": "COMPLETED"}).json()["jobs"]
+        runs = [j for j in active if j["parent"] == parent]
+        if len(runs) >= 2:
+            break
+        time.sleep(0.2)
+    assert len(runs) >= 2
+    assert all(r["actor"] == "SCHEDULER" and r["schedule"] == "now" for r in runs)
+    assert all(json.loads(r["payload"]) == {"a": 1} for r in runs)
+    assert daemon.job(parent)["last_fire"] is not None
+    assert daemon.post("/cancel-job.json", data={"id": parent}).json() == {"status": "ok"}
+    assert daemon.job(parent)["status"] == "CANCELED"
+    time.sleep(0.3)
+    settled = daemon.get("/list-jobs.json", params={"status": "ACTIVE"}).json()["jobs"]
+    before = {j["identifier"] for j in settled if j["parent"] == parent}
+    time.sleep(2.2)
+    everything = daemon.get("/list-jobs.json", params={"status": "PENDING"}).json()["jobs"]
+    assert not [j for j in everything if j["parent"] == parent and j["identifier"] not in before]
+    for spec, words in [("every 0 minutes", "0"), ("every 10 fortnights", "fortnight"),
+                        ("cron 61 * * * *", "61")]:  # fmt: skip
+        rsp = daemon.post(
+            "/schedule-job.json", data={"project": "toy", "spider": "items", "when": spec}
+        )
+        assert rsp.status_code == 400 and words in rsp.json()["msg"], rsp.text

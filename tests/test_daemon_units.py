@@ -297,3 +297,16 @@ def test_job_to_dict_keys_as_scrapy_do() -> None:
     assert data["timestamp"] == "1970-01-01 00:00:03"
     assert data["payload"] == "{}" and data["description"] == ""
     assert data["started"] == "1970-01-01T00:00:01.200000+00:00"
+
+
+def test_store_events_and_scheduled_jobs_do_not_count_as_runs(tmp_path: Path) -> None:
+    store = Store(tmp_path / "d.sqlite")
+    store.insert(job("sch", SCHEDULED, timezone="UTC"))
+    store.add_event("sch", "missed 3 firings while the daemon was down")
+    store.add_event("sch", "second")
+    assert [text for _, text in store.events("sch")] == [
+        "missed 3 firings while the daemon was down",
+        "second",
+    ]
+    store.finish("sch", CANCELED)
+    assert store.counters()["jobs-canceled"] == 0

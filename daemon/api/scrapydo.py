@@ -245,7 +245,11 @@ def register(app: Klein, ctx: Any) -> None:
             job = jobs.get(parse_job_id(job_id))
             if job is None:
                 raise ApiError(f"Unknown job: {job_id.strip()}", 404)
-            return ok(request, jobs=[job_to_dict(job, tz)])
+            data = job_to_dict(job, tz)
+            data["events"] = [
+                {"time": _local(t, tz).isoformat(), "text": text} for t, text in jobs.events(job.id)
+            ]
+            return ok(request, jobs=[data])
         statuses = parse_status(status_arg or "")
         limit = arg_int(request, "limit", LIST_LIMIT_DEFAULT, 0, LIST_LIMIT_MAX)
         offset = arg_int(request, "offset", 0, 0, 10**9)
