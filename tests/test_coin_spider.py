@@ -317,3 +317,43 @@ def test_backoff_delays() -> None:
     assert delays == [2.0, 4.0, 8.0, 10.0]
     told = first.replace(meta={"retry_times": 1, "retry_delay": 60})
     assert backoff.delay_for(told) == 60.0
+
+
+def test_sigterm_finishes_what_is_in_flight_and_marks_the_rest(
+    cmc: CMCServer, tmp_path: Path
+) -> None:
+    # One request at a time: while the slow first page is in flight, the rest wait.
+    cmc.slow_page("duko", delay=1.5)
+    command, env = crawl_command(
+        cmc,
+        tmp_path,
+        "job-term",
+        "-a",
+        "coins=duko,bitcoin,dogecoin",
+        CMC_API_KEY="",
+        CONCURRENT_REQUESTS=1,
+    )
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not page_hits(cmc, "duko") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 1
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    folder = tmp_path / "job-term"
+    data = json.loads((folder / "data.json").read_text(encoding="utf-8"))
+    assert [entry["coin"] for entry in data] == ["duko", "bitcoin", "dogecoin"]
+    assert data[0]["output"]["id"] == 30229  # the page in flight was finished
+    assert (
+        data[1]["output"]
+        == data[2]["output"]
+        == {"error": "not collected: the crawl ended before this coin was done"}
+    )
+    job = json.loads((folder / "job.json").read_text(encoding="utf-8"))
+    assert (job["close_reason"], job["succeeded"]) == ("shutdown", False)
