@@ -89,8 +89,12 @@ def test_push_schedule_and_remove_project(daemon: DaemonProcess, tmp_path: Path)
     assert "pushy" in daemon.get("/list-projects.json").json()["projects"]
     job_id = daemon.schedule("items", project="pushy")
     assert daemon.wait_status(job_id, ("SUCCESSFUL", "FAILED"))["status"] == "SUCCESSFUL"
-    # A project with an active job cannot be removed.
+    # A project with an active job cannot be removed, nor lose that job's spider.
     running = daemon.schedule("sleepy", project="pushy")
+    toys = pushed / "pushy" / "spiders" / "toys.py"
+    toys.write_text(toys.read_text().replace('name = "sleepy"', 'name = "dozy"'))
+    rsp = daemon.post("/push-project.json", files={"archive": zip_project(pushed, "pushy")})
+    assert rsp.status_code == 409 and "sleepy" in rsp.json()["msg"], rsp.text
     rsp = daemon.post("/remove-project.json", data={"name": "pushy"})
     assert rsp.status_code == 409 and "cancel them first" in rsp.json()["msg"]
     assert daemon.post("/cancel-job.json", data={"id": running}).status_code == 200

@@ -45,6 +45,8 @@ def test_kill_9_restart_follows_live_crawl_and_runs_pending_once(setup) -> None:
     first.wait_log(running, "START")
     pending = first.schedule("items")
     assert first.job(pending)["status"] == "PENDING"  # one slot
+    hourly = first.schedule("items", when="every 1 hour")
+    next_run = first.job(hourly)["next_run"]
     pid = crawl_pid(running)
     first.stop(signal.SIGKILL)
     assert pid_alive(pid)  # its own session: the crawl outlives the daemon
@@ -53,6 +55,8 @@ def test_kill_9_restart_follows_live_crawl_and_runs_pending_once(setup) -> None:
     job = second.job(running)
     assert job["status"] == "RUNNING"  # followed, not restarted, not failed
     assert second.job(pending)["status"] == "PENDING"  # the slot is still taken
+    resumed = second.job(hourly)
+    assert resumed["status"] == "SCHEDULED" and resumed["next_run"] == next_run
     job = second.wait_status(running, ("SUCCESSFUL", "FAILED"), timeout=20)
     assert job["status"] == "SUCCESSFUL", job
     assert "restarted" in job["reason"]
