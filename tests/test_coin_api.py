@@ -164,6 +164,14 @@ def test_start_accepts_a_form_body(daemon: DaemonProcess) -> None:
     assert list(task_ids) == ["dogecoin", "ETH"]
     out = wait_all_done(daemon, rsp.json()["job_id"], task_ids)
     assert out["ETH"]["id"] == 1027
+    # `curl -d '{"coins": [...]}'` labels its JSON as a form: still read as JSON.
+    form_json = daemon.post(
+        START,
+        data=b'{"coins": ["tether"]}',
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert form_json.status_code == 200, form_json.text
+    assert list(json.loads(form_json.json()["task_ids"])) == ["tether"]
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,8 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_OFFSET = 10_000_000
 SOURCES = ("page", "api")
+# Largest start request body read (500 coins of 100 characters fit many times over).
+MAX_BODY = 1024 * 1024
 
 
 def _send(request: Any, data: Any, code: int = 200) -> bytes:
@@ -102,9 +104,15 @@ def _coin_key(key: str) -> str:
 def _coins_of_body(request: Any) -> Any:
     """`coins` from a JSON body, or from a form (repeated or comma-separated)."""
     ctype = (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
-    if ctype == JSON_TYPE or ctype.endswith(b"+json"):
+    raw = b""
+    if request.content is not None:
         request.content.seek(0)
-        raw = request.content.read()
+        raw = request.content.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        raise RequestError(f"The body is larger than {MAX_BODY} bytes")
+    # `curl -d '{"coins": [...]}'` sends JSON labelled as a form: read it as JSON too.
+    looks_json = raw.lstrip().startswith(b"{") and b"coins" not in (request.args or {})
+    if ctype == JSON_TYPE or ctype.endswith(b"+json") or looks_json:
         try:
             body = json.loads(raw or b"null")
         except ValueError:
