@@ -15,7 +15,7 @@ from urllib.parse import quote, urlencode
 
 from scrapy import Request
 from scrapy.downloadermiddlewares.retry import get_retry_request
-from scrapy.http import Response
+from scrapy.http import Response, TextResponse
 from twisted.python.failure import Failure
 
 from coinspiders.items import COIN_FIELDS, CoinItem
@@ -92,7 +92,10 @@ class CoinSpider(JobSpider):
             for chunk in _chunks(ids, api.INFO_MAX_IDS):
                 yield self.api_request(
                     "/v2/cryptocurrency/info",
-                    {"id": ",".join(q.value for q in chunk), "skip_invalid": "true"},
+                    {
+                        "id": ",".join(dict.fromkeys(str(int(q.value)) for q in chunk)),
+                        "skip_invalid": "true",
+                    },
                     self.parse_info,
                     chunk,
                 )
@@ -253,7 +256,7 @@ class CoinSpider(JobSpider):
     def parse_page(self, response: Response) -> Iterator[Any]:
         query: identity.CoinQuery = response.meta["query"]
         status = response.status
-        result = page.parse_coin_page(response.text) if status == 200 else None
+        result = page.parse_coin_page(_text(response)) if status == 200 else None
         if status == 404 or (result is not None and result.status == page.NOT_FOUND):
             fallback = response.meta.get("fallback")
             if fallback:
@@ -352,12 +355,18 @@ def _path(url: str) -> str:
     return after_scheme[slash:] if slash != -1 else "/"
 
 
+def _text(response: Response) -> str:
+    """The body as text; a non-text answer (an image, a blob) is read leniently."""
+    if isinstance(response, TextResponse):
+        return response.text
+    return response.body.decode("utf-8", "replace")
+
+
 def _block_reason(response: Response, result: page.PageResult | None) -> str:
     """What the block looked like: the page's own words when they are known."""
     if result is not None:
         return f"{result.reason} (HTTP {response.status})"
-    text = response.text if hasattr(response, "text") else ""
-    reason = page.block_reason(text)
+    reason = page.block_reason(_text(response))
     if reason == page.NO_COIN_DATA:
         return f"HTTP {response.status}"
     return f"{reason} (HTTP {response.status})"
