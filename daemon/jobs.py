@@ -166,7 +166,10 @@ class JobsService(Service):
         """Settle jobs left RUNNING by a daemon that died: follow live crawls, fail dead."""
         for job in self.store.jobs_in(RUNNING):
             alive = None
-            if job.pid is not None and process_alive(job.pid, job.proc_start):
+            # pid + start time identify the process; without a start time only the
+            # command line (JOB_ID=<id>) can tell it from a process that reused the pid.
+            known = job.pid is not None and job.proc_start is not None
+            if known and process_alive(job.pid, job.proc_start):
                 alive = (job.pid, job.proc_start)
             else:
                 alive = find_crawl_process(job.id)
