@@ -217,6 +217,9 @@ def test_blocked_pages_retry_with_backoff_then_give_up(cmc: CMCServer, tmp_path:
     shib = out["shiba-inu"]
     assert shib["id"] == 5994 and shib["symbol"] == "SHIB"
     assert shib["price"] == pytest.approx(0.00003913, rel=1e-3)
+    real = cmc.coin("shiba-inu")
+    assert shib["market_cap"] == pytest.approx(real.market_cap, rel=0.01)
+    assert shib["circulating_supply"] == pytest.approx(real.circulating_supply, rel=0.01)
     assert shib["logo_path"] == "Images/5994.png"
     assert len(page_hits(cmc, "duko")) == 2
     assert len(page_hits(cmc, "notcoin")) == 2

@@ -247,6 +247,15 @@ def test_json_null_figures_stay_null() -> None:
     assert coin["price"] is None
 
 
+def test_html_market_cap_flag_only_matters_without_a_verified_supply() -> None:
+    # The same page with a verified circulating supply: the market cap is CMC's own.
+    html = without_next_data().replace("Self-reported circulating supply", "Circulating supply")
+    coin = page.parse_coin_page(html).coin
+    assert coin is not None
+    assert coin["circulating_supply"] == pytest.approx(62_660_000)
+    assert coin["market_cap"] == pytest.approx(9_400_000)
+
+
 def test_subscript_zero_price_in_the_html_fallback() -> None:
     html = without_next_data().replace(
         'data-test="text-cdp-price-display">$0.1500<',

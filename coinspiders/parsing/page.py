@@ -274,9 +274,13 @@ def coin_from_html(page: str | Any) -> dict[str, Any] | None:
     groups = _metrics(sel)
     market_cap_group = _metric(groups, "market cap")
     market_cap = _metric_value(market_cap_group)
-    # CMC shows the project's self-reported figure, flagged, when it has none of its own.
-    if market_cap_group is not None and market_cap_group.css(
-        '[data-test="icon-unverified-market-cap-explainer"]'
+    circulating = known(_metric_value(_metric(groups, "circulating supply")))
+    # Without a verified circulating supply CMC shows the project's self-reported market
+    # cap, flagged as unverified: that is not CMC's figure.
+    if (
+        circulating is None
+        and market_cap_group is not None
+        and market_cap_group.css('[data-test="icon-unverified-market-cap-explainer"]')
     ):
         market_cap = None
     volume_group = _metric(groups, "volume (24h)", "volume 24h", "volume")
@@ -318,7 +322,7 @@ def coin_from_html(page: str | Any) -> dict[str, Any] | None:
         "volume": volume,
         "volume_rank": None,
         "volume_change": volume_change,
-        "circulating_supply": known(_metric_value(_metric(groups, "circulating supply"))),
+        "circulating_supply": circulating,
         "total_supply": known(_metric_value(_metric(groups, "total supply"))),
         "max_supply": known(_metric_value(_metric(groups, "max. supply", "max supply"))),
         "diluted_market_cap": known(
