@@ -408,8 +408,9 @@ def test_short_last_page_ends_the_list_and_a_bad_convert_stops_paging(cmc, tmp_p
     runs = [
         (["-a", f"start={total - 5}", "-a", "limit=300"], settings, {}),
         (["-a", "limit=300", "-a", "convert=XYZ"], settings, {}),
+        (["-a", f"start={total + 1}", "-a", "convert=GBP"], settings, {}),
     ]
-    with crawls(tmp_path, runs) as (tail, bad_convert):
+    with crawls(tmp_path, runs) as (tail, bad_convert, beyond):
         pass
     listings = [query(e) for e in cmc.requests_for(LISTINGS)]
     # The list has 6 coins from there: one short page, no credit spent on empty ones.
@@ -422,7 +423,12 @@ def test_short_last_page_ends_the_list_and_a_bad_convert_stops_paging(cmc, tmp_p
     (error,) = bad_convert.job()["job_errors"]
     assert error["code"] == 400 and "convert" in error["message"]
     assert bad_convert.data() == []
-    for crawl in (tail, bad_convert):
+    # Past the end of the list: nothing to collect, and job.json says why.
+    assert beyond.returncode == 1
+    (error,) = beyond.job()["job_errors"]
+    assert error["code"] == "no_coins"
+    assert f"no coins from rank {total + 1} on (it lists {total})" in error["message"]
+    for crawl in (tail, bad_convert, beyond):
         assert_key_never_shown(crawl, cmc.api_key)
 
 

@@ -271,6 +271,12 @@ class CmcApiSpider(JobSpider):
         entries = listing_entries(payload)
         raw = payload.get("data")
         received = len(raw) if isinstance(raw, list) else 0
+        if not received and offset == self.plan.start:
+            total = self.manifest_extra.get("total_count", "?")
+            self.record_job_error(
+                f"the API lists no coins from rank {offset} on (it lists {total})", "no_coins"
+            )
+            return
         next_offset = offset + count
         if received >= count and next_offset <= self.plan.end:
             yield self._listing_request(next_offset)
