@@ -185,11 +185,12 @@ class CoinIndex:
                 found.append(entry.name)
         return sorted(found)
 
-    def ingest_job(self, job_id: str) -> IngestResult:
+    def ingest_job(self, job_id: str, *, bulk: bool = False) -> IngestResult:
         """Read what was appended to `data_dir/<job_id>/items.jl` since the last call.
 
         Only complete lines count; a line still being written is read next time. A file
         shorter than the stored offset was replaced: its records are read again from 0.
+        `bulk` (rebuild only) leaves the latest-record table to `_settle_latest`.
         """
         if not JOB_ID_RE.match(job_id):
             raise ValueError(f"not a job id: {job_id!r}")
@@ -228,8 +229,9 @@ class CoinIndex:
                         if next_offset == offset:
                             break
                     with conn:
-                        added += self._insert(conn, job_id, rows_of(lines, utc_now()))
-                        self._set_offset(conn, job_id, next_offset, added)
+                        count = self._insert(conn, job_id, rows_of(lines, utc_now()), bulk)
+                        self._set_offset(conn, job_id, next_offset, count)
+                    added += count
                     offset = next_offset
                     fh.seek(offset)
         return IngestResult(job_id, added, offset)
@@ -242,7 +244,9 @@ class CoinIndex:
             (job_id, offset, added, utc_now(), added),
         )
 
-    def _insert(self, conn: sqlite3.Connection, job_id: str, rows: Iterable[Any]) -> int:
+    def _insert(
+        self, conn: sqlite3.Connection, job_id: str, rows: Iterable[Any], bulk: bool = False
+    ) -> int:
         added = 0
         touched: set[int] = set()
         for pos, row in rows:
@@ -275,10 +279,13 @@ class CoinIndex:
             record_id = cur.lastrowid
             if row.error or row.coin_id is None:
                 continue
-            conn.executemany(
-                "INSERT OR IGNORE INTO platforms (platform, record_id) VALUES (?, ?)",
-                [(p, record_id) for p in row.platforms],
-            )
+            if row.platforms:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO platforms (platform, record_id) VALUES (?, ?)",
+                    [(p, record_id) for p in row.platforms],
+                )
+            if bulk:
+                continue
             # The latest record of this coin from this source, if this one is newer.
             conn.execute(
                 "INSERT INTO latest (coin_id, source, record_id, ts, newest, symbol, slug, "
@@ -352,13 +359,31 @@ class CoinIndex:
         with self._write() as conn:
             self._wipe(conn)
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('built', '0')")
-        total = sum(self.ingest_job(job_id).records for job_id in self.job_folders())
+        total = sum(self.ingest_job(job_id, bulk=True).records for job_id in self.job_folders())
         with self._write() as conn:
+            self._settle_latest(conn)
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('built', '1')")
         with self._write_lock:
             # Fresh statistics let the planner pick the selective index (symbol, slug).
             self._conn().execute("ANALYZE")
         return total
+
+    def _settle_latest(self, conn: sqlite3.Connection) -> None:
+        """The latest-record table from all records at once (after a bulk rebuild)."""
+        conn.execute("DELETE FROM latest")
+        conn.execute(
+            "INSERT INTO latest (coin_id, source, record_id, ts, newest, symbol, slug, rank_key) "
+            "SELECT coin_id, src, id, ts, 0, symbol, slug, rank_key FROM ("
+            "SELECT coin_id, COALESCE(source, '') AS src, id, ts, symbol, slug, rank_key, "
+            "ROW_NUMBER() OVER (PARTITION BY coin_id, COALESCE(source, '') "
+            "ORDER BY ts DESC, id DESC) AS n FROM records "
+            "WHERE error = 0 AND coin_id IS NOT NULL) WHERE n = 1"
+        )
+        conn.execute(
+            "UPDATE latest SET newest = 1 WHERE record_id IN (SELECT record_id FROM ("
+            "SELECT record_id, ROW_NUMBER() OVER (PARTITION BY coin_id "
+            "ORDER BY ts DESC, record_id DESC) AS n FROM latest) WHERE n = 1)"
+        )
 
     def catch_up(self) -> int:
         """Read whatever was appended to any items.jl while nobody was looking, and drop

@@ -126,7 +126,7 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def record_row(record: Any, fallback_ts: str) -> Row | None:
+def record_row(record: Any, fallback_ts: str, raw: bytes | None = None) -> Row | None:
     """The index row of one items.jl record, or None when it is neither a coin nor an error.
 
     `ts` (when the figures were true) is the record's `scraped_at`, else `last_updated`,
@@ -141,10 +141,10 @@ def record_row(record: Any, fallback_ts: str) -> Row | None:
         return None
     ts = fallback_ts
     for key in ("scraped_at", "last_updated"):
-        raw = record.get(key)
-        if isinstance(raw, str):
+        when = record.get(key)
+        if isinstance(when, str):
             try:
-                ts = parse_time(raw)
+                ts = parse_time(when)
                 break
             except ValueError:
                 continue
@@ -172,8 +172,18 @@ def record_row(record: Any, fallback_ts: str) -> Row | None:
         logo_path=_text(record.get("logo_path")) if not error else None,
         error=error,
         platforms=tuple(dict.fromkeys(platforms)),
-        doc=json.dumps(record, ensure_ascii=False, separators=(",", ":")),
+        doc=_doc(record, raw),
     )
+
+
+def _doc(record: Any, raw: bytes | None) -> str:
+    """The record as stored: the line as the spider wrote it when it is plain UTF-8."""
+    if raw is not None:
+        try:
+            return raw.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            pass
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
 
 
 def rows_of(lines: Iterable[Line], fallback_ts: str) -> Iterator[tuple[int, Row]]:
@@ -183,7 +193,7 @@ def rows_of(lines: Iterable[Line], fallback_ts: str) -> Iterator[tuple[int, Row]
             record = json.loads(line.data)
         except ValueError:
             continue
-        row = record_row(record, fallback_ts)
+        row = record_row(record, fallback_ts, line.data)
         if row is not None:
             yield line.pos, row
 
