@@ -81,7 +81,7 @@ class CoinService(Service):
         *,
         project: str = "coinspiders",
         spider: str = "coin",
-        threads: int = 2,
+        threads: int = 1,
         projects: Any = None,
         sweep_every: float = 60.0,
     ) -> None:
@@ -97,6 +97,8 @@ class CoinService(Service):
         # The daemon's project store (supports `in`); None skips the check.
         self.projects = projects
         self.index = CoinIndex(self.data_dir)
+        # One thread by default: index work runs in the order it was asked (a job's
+        # final read before the queries that follow it); each query takes milliseconds.
         self.pool = ThreadPool(minthreads=1, maxthreads=threads, name="coin-index")
         # Runs whose items.jl may still grow: read again before answering a list query.
         self.active: set[str] = set()
@@ -247,6 +249,8 @@ class CoinService(Service):
 
     def coins(self, filters: CoinFilter, limit: int, offset: int) -> Deferred[list[dict]]:
         active = sorted(self.active)
+        if filters.job is not None:
+            active.append(filters.job)
 
         def read() -> list[dict[str, Any]]:
             self._refresh(active)

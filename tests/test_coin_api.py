@@ -213,7 +213,9 @@ def test_status_errors(daemon: DaemonProcess) -> None:
     rsp = daemon.get(f"{base}..%2F..%2Fetc/", params={"task_ids": '{"BTC": "x"}'})
     assert rsp.status_code == 404
     assert daemon.get(START).status_code == 405
-    daemon.wait_status(known, ("SUCCESSFUL", "FAILED"), timeout=60)
+    daemon.wait_status(known, ("SUCCESSFUL",), timeout=60)
+    # A job started through scrapy-do's API is indexed too, as soon as it ends.
+    assert [c["id"] for c in daemon.get("/api/coins/", params={"job": known}).json()] == [1]
     # An encoded path that climbs out matches no route at all.
     assert daemon.get("/api/jobs/..%2F..%2Fetc/data/").status_code == 404
 
