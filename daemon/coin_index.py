@@ -121,7 +121,22 @@ class CoinIndex:
     # -- connections -------------------------------------------------------------
 
     def open(self) -> bool:
-        """Create the file and schema when missing; True when the index must be rebuilt."""
+        """Create the file and schema when missing; True when the index must be rebuilt.
+
+        A file SQLite cannot read is moved aside (`coins.sqlite.broken`) and started
+        afresh: the index is derived from data/, so nothing is lost by rebuilding it.
+        """
+        try:
+            return self._open()
+        except sqlite3.DatabaseError:
+            self.close()
+            for suffix in ("-wal", "-shm"):
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+            if self.path.exists():
+                os.replace(self.path, f"{self.path}.broken")
+            return self._open()
+
+    def _open(self) -> bool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.created = not self.path.exists()
         conn = self._conn()

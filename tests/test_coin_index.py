@@ -395,3 +395,14 @@ def test_bulk_rebuild_answers_as_incremental_ingest_did(filled: CoinIndex) -> No
     assert filled.history("1", None, None, 100, 0) == history
     # Offsets are kept by the rebuild: nothing is read twice afterwards.
     assert filled.catch_up() == 0
+
+
+def test_unreadable_index_file_is_moved_aside_and_rebuilt(tmp_path: Path) -> None:
+    write_lines(tmp_path, JOB_A, [coin(1, "BTC", rank=1)])
+    (tmp_path / INDEX_FILE).write_bytes(b"this is not a database" * 100)
+    idx = CoinIndex(tmp_path)
+    assert idx.open() is True
+    assert idx.rebuild() == 1
+    assert idx.coin("1")["symbol"] == "BTC"
+    assert (tmp_path / (INDEX_FILE + ".broken")).read_bytes().startswith(b"this is not")
+    idx.close()
