@@ -260,6 +260,10 @@ def test_coin_data_filters_paging_history_and_logo(daemon: DaemonProcess, cmc: C
     detail = daemon.get("/api/coins/bitcoin/").json()
     assert detail["id"] == 1 and detail["job_id"] == second
     assert daemon.get("/api/coins/1/").json() == detail
+    # Seed 004 writes detail URLs without the trailing slash: both work, no redirect.
+    bare = daemon.get("/api/coins/BITCOIN", allow_redirects=False)
+    assert bare.status_code == 200 and bare.json() == detail
+    assert daemon.get("/api/coins", params={"symbol": "BTC"}).json() == btc
 
     # Oldest first; earlier tests of this module may have collected bitcoin too.
     history = daemon.get("/api/coins/bitcoin/history/").json()
