@@ -107,6 +107,8 @@ class When(ABC):
     kind: str = ""
     once: bool = False  # True: a finite set of fire times (now, timestamps)
     ignored: tuple[str, ...] = ()  # timestamps dropped because they were in the past
+    # previous() is a direct computation (False: found by walking a random chain)
+    exact_previous: bool = True
 
     def __init__(self, start: datetime, tz: tzinfo) -> None:
         self.start = _utc(start).replace(microsecond=0)
@@ -270,6 +272,7 @@ class Every(When):
         self.weekday = weekday
         self.latest = latest
         self._calendar = unit in ("days", "weeks")
+        self.exact_previous = latest is None
         self._base_wall = self._first_wall(interval) if self._calendar else None
         self._first = self._compute_first()
 

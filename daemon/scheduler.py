@@ -30,7 +30,7 @@ __all__ = ["ScheduledJob", "ScheduledJobLike", "Scheduler", "SchedulerHost"]
 log = Logger()
 
 # How many missed firings are counted one by one before the event says "at least".
-_COUNT_CAP = 10_000
+_COUNT_CAP = 1000
 
 
 class ScheduledJobLike(Protocol):
@@ -252,13 +252,17 @@ class Scheduler:
         missed = 1
         if nxt is not None and nxt <= now:
             # More than one fire time has passed: coalesce them.
-            newest = max(when.previous(now) or due, due)
-            missed = self._count(when, due, newest)
-            nxt = when.next_after(newest)
-            for _ in range(_COUNT_CAP):
-                if nxt is None or nxt > now:
-                    break
-                nxt = when.next_after(nxt)
+            if when.exact_previous:
+                newest = max(when.previous(now) or due, due)
+                missed = self._count(when, due, newest)
+                nxt = when.next_after(newest)
+            else:
+                # A random-interval chain: walk it from the due time; after a very long
+                # stop, start a fresh chain from now (the newest miss is then too old).
+                while nxt is not None and nxt <= now and missed < _COUNT_CAP:
+                    newest, nxt, missed = nxt, when.next_after(nxt), missed + 1
+                if nxt is not None and nxt <= now:
+                    nxt = when.next_after(now)
         late = now - newest
         if nxt is None:
             del self._entries[job_id]

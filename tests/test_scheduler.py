@@ -292,6 +292,38 @@ def test_misfires_beyond_the_grace_are_skipped() -> None:
     assert fire_times(host, "a") == [at(3600), at(14400)]
 
 
+def test_random_interval_misses_are_walked_and_coalesced() -> None:
+    clock, host, scheduler = make()
+    job = host.schedule("a", "every 10 to 20 seconds")
+    when = parse_when(job.spec, job.created)
+    chain = [when.first()]
+    while len(chain) < 40:
+        chain.append(when.next_after(chain[-1]))
+    tick(clock, int((chain[1] - at(0)).total_seconds()))
+    assert fire_times(host, "a") == chain[:2]
+    scheduler.stop()
+    clock.advance((chain[30] - chain[1]).total_seconds() + 1)
+    scheduler = restart(clock, host, scheduler)
+    scheduler.start()
+    clock.advance(0)
+    assert fire_times(host, "a") == [*chain[:2], chain[30]]
+    assert "missed 29 firings" in host.events[0][1]
+    assert scheduler.next_run("a") == chain[31]
+
+
+def test_a_long_stop_of_a_frequent_cron_is_counted_with_a_cap() -> None:
+    clock, host, scheduler = make(grace=7 * 86400)
+    host.schedule("a", "cron * * * * *")
+    scheduler.stop()
+    clock.advance(3 * 86400 + 30)  # three days of minutes missed
+    scheduler = restart(clock, host, scheduler, grace=7 * 86400)
+    scheduler.start()
+    clock.advance(0)
+    assert fire_times(host, "a") == [at(3 * 86400)]
+    assert "missed at least 1000 firings" in host.events[0][1]
+    assert scheduler.next_run("a") == at(3 * 86400 + 60)
+
+
 def test_a_single_miss_within_the_grace_runs_late_and_says_so() -> None:
     clock, host, scheduler = make()
     host.schedule("a", "every 1 hours")
