@@ -250,7 +250,8 @@ class Every(When):
     the grid `first + k * N units` (seconds/minutes/hours as elapsed time; days/weeks as
     calendar days at the same local time, so a daily run stays at 10:30 across DST).
     With `to M` each gap is a random whole number of units between N and M, drawn from
-    a generator seeded by the schedule and the previous fire time (reproducible)."""
+    a generator seeded by the schedule and the previous fire time (reproducible), so
+    `next_after(t)` is `t` plus one such gap: `t` is meant to be a fire time there."""
 
     kind = "every"
 
