@@ -32,7 +32,7 @@ def main() -> None:
     ]
     if args.only:
         steps = [s for s in steps if s[0] in args.only]
-    _, errors = run_all(steps)
+    _, errors = run_all(steps, quick=q)
     sys.exit(1 if errors else 0)
 
 

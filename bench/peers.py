@@ -34,7 +34,7 @@ def main() -> None:
         venv = venvs.ensure(kind)
         peer_versions[kind] = venvs.versions(venv)
         log(f"{kind}: {venv} {peer_versions[kind]}")
-    save_results("peer_versions", peer_versions)
+    save_results("peers/versions", peer_versions)
     steps = [
         ("dispatch", lambda env: dispatch.run(env, KINDS, q)),
         ("throughput", lambda env: throughput.run(env, KINDS, q)),
@@ -43,7 +43,7 @@ def main() -> None:
     ]
     if args.only:
         steps = [s for s in steps if s[0] in args.only]
-    _, errors = run_all(steps)
+    _, errors = run_all(steps, prefix="peers/", quick=q)
     sys.exit(1 if errors else 0)
 
 

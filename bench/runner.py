@@ -15,7 +15,10 @@ from bench.summary import print_targets
 
 def run_all(
     steps: list[tuple[str, Callable[[Env], dict[str, Any]]]],
+    prefix: str = "",
+    quick: bool = False,
 ) -> tuple[dict[str, Any], dict[str, str]]:
+    """`prefix` keeps a peers run's figures apart from `make bench`'s in results.json."""
     results: dict[str, Any] = {}
     errors: dict[str, str] = {}
     started = time.perf_counter()
@@ -27,10 +30,11 @@ def run_all(
             except BenchError as exc:
                 errors[name] = str(exc)
                 log(f"{name}: cannot run: {exc}")
-                save_results(name, {"error": str(exc)})
+                save_results(prefix + name, {"error": str(exc)})
                 continue
             results[name]["bench_seconds"] = round(time.perf_counter() - t0, 1)
-            save_results(name, results[name])
+            results[name]["quick"] = quick
+            save_results(prefix + name, results[name])
     log(f"all done in {time.perf_counter() - started:.0f} s")
     print_targets(results, errors)
     return results, errors

@@ -61,7 +61,15 @@ def targets(results: dict[str, Any]) -> list[list[Any]]:
             theirs = _get(a, peer, "1000", endpoint, "rps")
             if mine and theirs:
                 x = mine / theirs
-                add(f"{endpoint} req/s vs {peer}, 1,000 jobs", x, ">= 20x", x >= 20, f"{x:.1f}x")
+                # The 20x target is the page's; the by-id figure is reported alongside.
+                page = endpoint == "list-jobs page"
+                add(
+                    f"{endpoint} req/s vs {peer}, 1,000 jobs",
+                    x,
+                    ">= 20x" if page else "(report)",
+                    x >= 20 if page else None,
+                    f"{x:.1f}x",
+                )
     m = _get(results, "memory", "daemons", OURS) or {}
     for mode, r in m.items():
         add(
