@@ -70,6 +70,39 @@ class WebService(Service):
         return None
 
 
+class StallMonitor(Service):
+    """Measures how late the reactor runs a timer (the longest stall since start), so a
+    blocking call on the reactor thread shows up in status.json."""
+
+    name = "stall-monitor"
+
+    def __init__(self, reactor: Any, interval: float = 0.05) -> None:
+        self.reactor = reactor
+        self.interval = interval
+        self.max_stall = 0.0
+        self._loop: Any = None
+        self._last = 0.0
+
+    def startService(self) -> None:
+        super().startService()
+        from twisted.internet.task import LoopingCall
+
+        self._last = self.reactor.seconds()
+        self._loop = LoopingCall(self._tick)
+        self._loop.clock = self.reactor
+        self._loop.start(self.interval, now=False)
+
+    def _tick(self) -> None:
+        now = self.reactor.seconds()
+        self.max_stall = max(self.max_stall, now - self._last - self.interval)
+        self._last = now
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+
+
 class SchedulerService(Service):
     """Runs the scheduler (daemon.scheduler) once the jobs service has settled the store."""
 
@@ -168,6 +201,8 @@ class Daemon:
         # Stopping runs in reverse order.
         self.web = WebService(reactor, config, None, port_file)
         self.web.setServiceParent(self.services)
+        self.stall = StallMonitor(reactor)
+        self.stall.setServiceParent(self.services)
         self.jobs.setServiceParent(self.services)
         if scheduler is not None:
             SchedulerService(scheduler).setServiceParent(self.services)
@@ -177,7 +212,7 @@ class Daemon:
             projects=self.projects,
             store=self.store,
             started=time.time(),
-            extras={"reactor": reactor, "scheduler": scheduler},
+            extras={"reactor": reactor, "scheduler": scheduler, "stall": self.stall},
             services=self.services,
         )
         self.app = make_app(self.context, route_modules)

@@ -56,6 +56,7 @@ def test_status_has_scrapy_do_keys_and_real_figures(daemon: DaemonProcess) -> No
     assert body["hostname"]
     assert body["uptime"].endswith("s")
     assert body["slots"] == 2 and body["running"] >= 0 and body["pending"] >= 0
+    assert 0 <= body["reactor-max-stall-ms"] < 10_000
     time.strptime(body["time"].split(".")[0], "%Y-%m-%d %H:%M:%S")
 
 

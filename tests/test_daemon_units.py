@@ -310,3 +310,22 @@ def test_store_events_and_scheduled_jobs_do_not_count_as_runs(tmp_path: Path) ->
     ]
     store.finish("sch", CANCELED)
     assert store.counters()["jobs-canceled"] == 0
+
+
+def test_urlencoded_parsing_matches_twisted_and_handles_slices() -> None:
+    import os
+    from urllib.parse import unquote_to_bytes, urlencode
+
+    from twisted.web.http import parse_qs
+
+    from daemon.api.http import _unquote_plus, parse_urlencoded
+
+    for blob in (os.urandom(300_001), b"a+b%25c%" * 10, b"%" * 70_000):
+        body = urlencode({"archive": blob, "x": "1 2&=", "e": ""}).encode() + b"&noeq"
+        fields = parse_urlencoded(body)
+        assert fields[b"archive"] == [blob]
+        assert fields == parse_qs(body, 1)
+    for raw in (b"%", b"%4", b"abc%zz", b"x" * 65534 + b"%41%42", b"x" * 65536 + b"%"):
+        assert _unquote_plus(raw) == unquote_to_bytes(raw)
+    with pytest.raises(ValueError, match="form fields"):
+        parse_urlencoded(b"a=1&" * 1000)

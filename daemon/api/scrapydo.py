@@ -154,6 +154,7 @@ def register(app: Klein, ctx: Any) -> None:
     proc.cpu_percent(None)  # primes the counter: the next call measures since now
     jobs = ctx.jobs
     projects = ctx.projects
+    stall = ctx.extras.get("stall")
 
     @app.route("/status.json", methods=["GET"])
     def status(request: Any) -> bytes:
@@ -169,6 +170,7 @@ def register(app: Klein, ctx: Any) -> None:
                 "uptime": format_uptime(now.timestamp() - ctx.started),
                 **jobs.figures(),
                 "projects": len(projects.names()),
+                "reactor-max-stall-ms": round(stall.max_stall * 1000, 1) if stall else None,
                 "daemon-version": VERSION,
             },
         )
