@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -126,11 +127,15 @@ def page_server() -> Iterator[str]:
         stop_process(proc, 5)
 
 
-def direct_runs(python: str, top: Path, samples: int) -> list[float]:
-    """Wall times of `scrapy crawl ping` run directly (one warm-up run not counted)."""
+def direct_runs(
+    python: str, top: Path, samples: int, cpu_times: list[float] | None = None
+) -> list[float]:
+    """Wall times of `scrapy crawl ping` run directly (one warm-up run not counted);
+    the CPU seconds (user + system) of each run go to `cpu_times` when given."""
     times = []
     env = dict(os.environ)
     for n in range(samples + 1):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         result = subprocess.run(
             [python, "-m", "scrapy", "crawl", SPIDER],
@@ -141,8 +146,12 @@ def direct_runs(python: str, top: Path, samples: int) -> list[float]:
             env=env,
         )
         elapsed = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         if result.returncode or "'item_scraped_count': 1" not in result.stderr:
             raise BenchError(f"direct scrapy crawl failed: {result.stderr[-800:]}")
         if n:
             times.append(elapsed)
+            if cpu_times is not None:
+                cpu_times.append(cpu)
     return times
