@@ -12,12 +12,16 @@ import json
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from twisted.cred._digest import calcHA1, calcHA2, calcResponse
+from twisted.cred.credentials import DigestCredentialFactory
+from twisted.cred.error import LoginFailed
 from twisted.internet.threads import deferToThread
 from twisted.web import http, resource, server
 
 from daemon.config import AuthConfig
 
 JSON_TYPE = b"application/json"
+REALM = b"coinspiders"
 # Form bodies up to this size are parsed on the reactor thread (well under a
 # millisecond); larger ones (project uploads) in a worker thread, as parsing a
 # multi-megabyte body takes seconds of pure Python.
@@ -105,13 +109,15 @@ class ErrorResource(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, message: str, code: int, headers: dict[bytes, bytes] | None = None):
+    def __init__(
+        self, message: str, code: int, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
         super().__init__()
-        self.message, self.code, self.headers = message, code, headers or {}
+        self.message, self.code, self.headers = message, code, headers or []
 
     def render(self, request: Any) -> bytes:
-        for key, value in self.headers.items():
-            request.setHeader(key, value)
+        for key, value in self.headers:
+            request.responseHeaders.addRawHeader(key, value)
         if self.code == 413:
             request.setHeader(b"Connection", b"close")
         return error_body(request, self.message, self.code)
@@ -239,6 +245,11 @@ class GuardedRequest(server.Request):
         super().process()
 
 
+def _client_host(request: Any) -> bytes:
+    address = request.getClientAddress()
+    return str(getattr(address, "host", "")).encode()
+
+
 def _encodings(text: str) -> list[bytes]:
     out = [text.encode("utf-8")]
     try:
@@ -265,14 +276,11 @@ class GuardedSite(server.Site):
             # UTF-8 per RFC 7617; Latin-1 too, as many clients (python-requests) send it.
             self._users = _encodings(auth.username)
             self._passwords = _encodings(auth.password)
+            self._digest = DigestCredentialFactory(b"md5", REALM)
 
     def getResourceFor(self, request: Any) -> resource.Resource:
         if self.auth is not None and not self._authorized(request):
-            return ErrorResource(
-                "Authentication required",
-                401,
-                {b"WWW-Authenticate": b'Basic realm="coinspiders", charset="UTF-8"'},
-            )
+            return ErrorResource("Authentication required", 401, self._challenges(request))
         if getattr(request, "too_large", False):
             return ErrorResource(
                 f"Request body is larger than the upload cap of {self.upload_max_bytes} bytes",
@@ -282,20 +290,74 @@ class GuardedSite(server.Site):
             return ErrorResource(f"Bad request body: {request.bad_body}", 400)
         return super().getResourceFor(request)
 
+    def _challenges(self, request: Any) -> list[tuple[bytes, bytes]]:
+        """Digest first (scrapy-do's client speaks only Digest and reads the first
+        challenge), then Basic (curl -u, browsers, most clients)."""
+        fields = self._digest.getChallenge(_client_host(request))
+        digest = b"Digest " + b", ".join(
+            b'%s="%s"' % (key.encode(), value if isinstance(value, bytes) else value.encode())
+            for key, value in fields.items()
+        )
+        basic = b'Basic realm="%s", charset="UTF-8"' % REALM
+        return [(b"WWW-Authenticate", digest), (b"WWW-Authenticate", basic)]
+
     def _authorized(self, request: Any) -> bool:
         header = request.getHeader(b"authorization") or b""
         scheme, _, token = header.partition(b" ")
-        if scheme.lower() != b"basic":
-            return False
+        scheme = scheme.lower()
+        if scheme == b"basic":
+            return self._basic_ok(token.strip())
+        if scheme == b"digest":
+            return self._digest_ok(token.strip(), request)
+        return False
+
+    def _basic_ok(self, token: bytes) -> bool:
         try:
-            decoded = base64.b64decode(token.strip(), validate=True)
+            decoded = base64.b64decode(token, validate=True)
         except (binascii.Error, ValueError):
             return False
         user, sep, password = decoded.partition(b":")
-        # Both compared, always, in constant time: no early exit that times the name.
+        # Every candidate compared, always, in constant time: no early exit to time.
         user_ok = [hmac.compare_digest(user, u) for u in self._users]
         password_ok = [hmac.compare_digest(password, p) for p in self._passwords]
         return bool(sep) and any(user_ok) and any(password_ok)
+
+    def _digest_ok(self, token: bytes, request: Any) -> bool:
+        """RFC 2617 Digest (MD5, qop=auth), as scrapy-do's client sends it. The nonce is
+        stateless (Twisted's signed opaque, valid 15 minutes): nothing kept per client."""
+        try:
+            creds = self._digest.decode(token, request.method, _client_host(request))
+        except (LoginFailed, ValueError, TypeError):
+            return False
+        if creds is None:
+            return False
+        fields = creds.fields
+        if fields.get("uri") != request.uri:
+            return False  # a response computed for another path
+        algo = fields.get("algorithm", b"md5").lower()
+        qop = fields.get("qop", b"auth")
+        try:
+            expected = calcResponse(
+                calcHA1(
+                    algo,
+                    self._users[0],
+                    REALM,
+                    self._passwords[0],
+                    fields.get("nonce"),
+                    fields.get("cnonce"),
+                ),
+                calcHA2(algo, request.method, fields.get("uri"), qop, None),
+                algo,
+                fields.get("nonce"),
+                fields.get("nc"),
+                fields.get("cnonce"),
+                qop,
+            )
+        except (KeyError, TypeError, ValueError):
+            return False
+        user_ok = hmac.compare_digest(creds.username, self._users[0])
+        response_ok = hmac.compare_digest(expected, fields.get("response") or b"")
+        return user_ok and response_ok
 
     def log(self, request: Any) -> None:
         """Access log without query strings (they may carry values users consider private)."""
