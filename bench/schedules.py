@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from bench.adapters import Daemon
@@ -22,18 +23,23 @@ IDLE_SECONDS = 10.0
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
-def spec(n: int) -> str:
-    """Recurring specs none of which can fire within a few minutes of being set."""
+def spec(n: int, today: int | None = None) -> str:
+    """Recurring specs none of which can fire within a few hours of being set: intervals
+    of 2 h or more, and weekdays other than today and tomorrow (`today`: 0 = Monday)."""
+    if today is None:
+        today = datetime.now(UTC).weekday()
     kind = n % 3
     if kind == 0:
         return f"every {2 + n % 20} hours"
     if kind == 1:
         return f"every {1 + n % 6} days"
-    return f"every {WEEKDAYS[n % 7]} at {n % 24:02d}:{n % 60:02d}"
+    days = [d for d in WEEKDAYS if WEEKDAYS.index(d) not in (today, (today + 1) % 7)]
+    return f"every {days[n % len(days)]} at {n % 24:02d}:{n % 60:02d}"
 
 
 def add_schedules(daemon: Daemon, count: int, connections: int = 2) -> float:
     errors: list[str] = []
+    today = datetime.now(UTC).weekday()
 
     def worker(offset: int) -> None:
         api = Api(daemon.port, daemon.auth)
@@ -41,7 +47,7 @@ def add_schedules(daemon: Daemon, count: int, connections: int = 2) -> float:
         try:
             for n in range(offset, count, connections):
                 path = "/schedule-job.json" if daemon.name != "scrapyd" else "/schedule.json"
-                reply = api.post_json(path, {**fields, "when": spec(n)})
+                reply = api.post_json(path, {**fields, "when": spec(n, today)})
                 if reply.get("status") != "ok":
                     errors.append(str(reply))
                     return
