@@ -103,3 +103,26 @@ def test_busy_port_stops_the_start(tmp_path: Path) -> None:
         config.write_text(f"port: {port}\ndata_dir: {tmp_path / 'data'}\n")
         res = run_daemon("--config", str(config))
     assert res.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in res.stderr
+
+
+def test_completed_cap_forgets_old_jobs_and_their_logs_only(tmp_path: Path) -> None:
+    toy = write_toy_project(tmp_path / "toy")
+    config = write_config(tmp_path / "config.yaml", tmp_path / "data", toy, completed_cap=2)
+    daemon = DaemonProcess(config, tmp_path).start()
+    try:
+        sleeper = daemon.schedule("sleepy")
+        daemon.wait_log(sleeper, "START")
+        ids = []
+        for _ in range(3):
+            ids.append(daemon.schedule("items"))
+            daemon.wait_status(ids[-1], ("SUCCESSFUL",))
+        logs = tmp_path / "data" / "logs"
+        rsp = daemon.get("/list-jobs.json", params={"id": ids[0]})
+        assert rsp.status_code == 404  # the oldest completed job is forgotten ...
+        assert not (logs / f"{ids[0]}.out").exists()  # ... with its logs
+        assert all(daemon.job(i)["status"] == "SUCCESSFUL" for i in ids[1:])
+        assert daemon.job(sleeper)["status"] == "RUNNING"  # an active job is never touched
+        assert (logs / f"{sleeper}.err").exists()
+        daemon.post("/cancel-job.json", data={"id": sleeper})
+    finally:
+        daemon.stop()
