@@ -220,6 +220,19 @@ def test_status_errors(daemon: DaemonProcess) -> None:
     assert daemon.get("/api/jobs/..%2F..%2Fetc/data/").status_code == 404
 
 
+def test_a_job_that_ends_is_indexed_without_being_asked(daemon: DaemonProcess) -> None:
+    job_id = daemon.schedule(
+        "coin", project="coinspiders", payload=json.dumps({"coins": ["shiba-inu"]})
+    )
+    daemon.wait_status(job_id, ("SUCCESSFUL",), timeout=60)
+    # No status poll and no job filter read this job: the end-of-job event did.
+    deadline = time.monotonic() + 10
+    while not (shib := daemon.get("/api/coins/", params={"slug": "shiba-inu"}).json()):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert shib[0]["job_id"] == job_id and shib[0]["symbol"] == "SHIB"
+
+
 def test_coin_data_filters_paging_history_and_logo(daemon: DaemonProcess, cmc: CMCServer) -> None:
     first = crawl(daemon, ["BTC", "ETH", "duko", "santiment"])
     second = crawl(daemon, ["bitcoin", "DUKO"])
