@@ -398,3 +398,17 @@ def test_recurring_job_spawns_runs_until_cancelled(daemon: DaemonProcess) -> Non
             "/schedule-job.json", data={"project": "toy", "spider": "items", "when": spec}
         )
         assert rsp.status_code == 400 and words in rsp.json()["msg"], rsp.text
+
+
+def test_get_log_follow_streams_until_the_job_ends(daemon: DaemonProcess) -> None:
+    job_id = daemon.schedule("sleepy", payload='{"seconds": 1.5}')
+    daemon.wait_log(job_id, "START")
+    t0 = time.monotonic()
+    rsp = daemon.get(f"/get-log/data/{job_id}.out", params={"follow": "1"})
+    elapsed = time.monotonic() - t0
+    assert rsp.status_code == 200
+    assert "START" in rsp.text and "CLOSED finished" in rsp.text  # written after we asked
+    assert elapsed < 10
+    assert daemon.job(job_id)["status"] == "SUCCESSFUL"
+    tail = daemon.get(f"/get-log/data/{job_id}.out", params={"follow": "1", "offset": "6"})
+    assert tail.text == rsp.text[6:]  # a finished job: the rest, then the end

@@ -144,6 +144,53 @@ def job_to_dict(job: Job, tz: ZoneInfo) -> dict[str, Any]:
     }
 
 
+FOLLOW_INTERVAL = 0.25
+FOLLOW_CHUNK = 64 * 1024
+
+
+def _follow(request: Any, path: Any, job_id: str, offset: int, jobs: Any) -> Deferred[bytes]:
+    """`tail -f` over HTTP: stream the log from `offset`, then what the crawl appends,
+    until the job is final and the file is drained (or the client goes away). Reads
+    are bounded (1 MB per tick) so a huge log never holds the reactor."""
+    from twisted.internet import reactor
+    from twisted.internet.task import LoopingCall
+
+    request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+    handle = open(path, "rb")  # noqa: SIM115 (closed by stop(), below)
+    handle.seek(offset)
+    state = {"done": False}
+
+    def stop() -> None:
+        if state["done"]:
+            return
+        state["done"] = True
+        if loop.running:
+            loop.stop()
+        handle.close()
+
+    finished: Deferred[bytes] = Deferred(lambda _: stop())
+
+    def tick() -> None:
+        # The state is read before the file: a job seen final has written its last byte.
+        job = jobs.get(job_id)
+        final = job is None or not job.active
+        for _ in range(16):
+            data = handle.read(FOLLOW_CHUNK)
+            if not data:
+                break
+            request.write(data)
+        else:
+            return  # more to send: next tick
+        if final:
+            stop()
+            finished.callback(b"")
+
+    loop = LoopingCall(tick)
+    loop.clock = reactor
+    loop.start(FOLLOW_INTERVAL, now=True)
+    return finished
+
+
 # -- routes -----------------------------------------------------------------------------
 
 
@@ -272,6 +319,9 @@ def register(app: Klein, ctx: Any) -> None:
         if not path.is_file():
             raise ApiError(f"Log not found: {name[:80]}", 404)
         request.setHeader(b"Cache-Control", b"no-store")
+        if arg(request, "follow") in ("1", "true", "yes"):
+            offset = arg_int(request, "offset", 0, 0, 2**62)
+            return _follow(request, path, match.group(1), offset, jobs)
         # static.File streams in chunks (no big read on the reactor) and answers Range.
         return File(str(path), defaultType="text/plain; charset=utf-8")
 
