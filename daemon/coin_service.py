@@ -290,8 +290,10 @@ class CoinService(Service):
             job_id, relpath = found
             folder = (self.data_dir / job_id).resolve()
             path = (folder / relpath).resolve()
-            # A record names the file; it must still be a file inside its job folder.
-            if not path.is_relative_to(folder) or not path.is_file():
+            # A record names the file; it must still be a file inside its job folder,
+            # and that folder inside data/ (links resolved).
+            inside = path.is_relative_to(folder) and folder.is_relative_to(self.data_dir)
+            if not inside or not path.is_file():
                 return None
             return path.read_bytes()
 

@@ -4,7 +4,6 @@ the CoinMarketCap test server; start/status as seed 000, the coin data as seed 0
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import urllib.request
 import uuid
@@ -327,11 +326,26 @@ def test_index_is_rebuilt_from_job_folders(daemon: DaemonProcess) -> None:
     data_dir = Path(daemon.workdir) / "data"
     for path in data_dir.glob("coins.sqlite*"):
         path.unlink()
-    shutil.rmtree(data_dir / "not-a-job", ignore_errors=True)
+    # A job folder whose records name logos outside it (by `..` or by a link).
+    secret = Path(daemon.workdir) / "secret.png"
+    secret.write_bytes(b"\x89PNG not yours")
+    hostile = data_dir / str(uuid.uuid4())
+    (hostile / "Images").mkdir(parents=True)
+    (hostile / "Images" / "999002.png").symlink_to(secret)
+    records = [
+        {"id": 999001, "slug": "evil-dots", "symbol": "EVD", "logo_path": "../../secret.png"},
+        {"id": 999002, "slug": "evil-link", "symbol": "EVL", "logo_path": "Images/999002.png"},
+    ]
+    (hostile / "items.jl").write_text("".join(json.dumps(r) + "\n" for r in records))
     daemon.start()
-    assert daemon.get("/api/coins/", params={"limit": 1000}).json() == before
+    everything = daemon.get("/api/coins/", params={"limit": 1000}).json()
+    assert [c for c in everything if c["id"] < 999001] == before
     assert daemon.get("/api/coins/ethereum/history/").json() == history
     assert (data_dir / "coins.sqlite").exists()
+    for slug in ("evil-dots", "evil-link"):
+        assert daemon.get(f"/api/coins/{slug}/").status_code == 200
+        logo = daemon.get(f"/api/coins/{slug}/logo.png")
+        assert logo.status_code == 404 and b"not yours" not in logo.content
 
 
 def test_start_without_the_coinspiders_project_is_503(tmp_path: Path) -> None:
