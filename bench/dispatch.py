@@ -3,11 +3,15 @@ the wall time of the same spider run directly with `scrapy crawl`.
 
 Each sample schedules one job on an idle daemon and polls its state every 5 ms until it
 runs, then every 10 ms until it is done, so the figures carry up to ~10 ms of poll slack.
+Direct runs alternate with the daemon's samples (one each, 20 pairs), so both see the same
+load from whatever else the machine is doing; the ratio is of their medians.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 from bench.adapters import DONE, Daemon
@@ -17,7 +21,6 @@ from bench.project import direct_runs
 from bench.runner import guard
 
 SAMPLES = 20
-DIRECT_SAMPLES = 5
 
 
 def sample(daemon: Daemon, timeout: float = 120.0) -> tuple[float, float, str, float]:
@@ -37,12 +40,15 @@ def sample(daemon: Daemon, timeout: float = 120.0) -> tuple[float, float, str, f
         time.sleep(0.005 if to_running is None else 0.01)
 
 
-def measure(daemon: Daemon, samples: int) -> dict[str, Any]:
-    running, done, replies, states = [], [], [], {}
+def measure(daemon: Daemon, samples: int, top: Path) -> dict[str, Any]:
+    running, done, replies, direct, states = [], [], [], [], {}
     daemon.deploy()
-    sample(daemon)  # warm-up: first crawl pays for cold caches
+    direct_runs(daemon.python, top, 0)  # warm-up: first crawls pay for cold caches
+    sample(daemon)
     time.sleep(0.5)
     for _ in range(samples):
+        direct += direct_runs(daemon.python, top, 1, warm_up=False)
+        time.sleep(0.3)
         to_running, to_done, state, replied = sample(daemon)
         replies.append(replied)
         running.append(to_running)
@@ -53,29 +59,20 @@ def measure(daemon: Daemon, samples: int) -> dict[str, Any]:
         "schedule_reply_s": summary(replies),
         "to_running_s": summary(running),
         "to_done_s": summary(done),
+        "direct_s": summary(direct),
+        "done_over_direct": ratio(statistics.median(done), statistics.median(direct)),
         "states": states,
     }
 
 
 def run(env: Env, kinds: list[str], quick: bool = False) -> dict[str, Any]:
     samples = 5 if quick else SAMPLES
-    direct_cache: dict[str, dict[str, float]] = {}
     results: dict[str, Any] = {}
     for kind in kinds:
         daemon = env.daemon(kind)
-        if daemon.python not in direct_cache:
-            log(f"dispatch: direct `scrapy crawl` x{DIRECT_SAMPLES} with {daemon.python}")
-            direct_cache[daemon.python] = summary(
-                direct_runs(daemon.python, env.top, DIRECT_SAMPLES)
-            )
-        log(f"dispatch: {daemon.name}, {samples} samples")
+        log(f"dispatch: {daemon.name}, {samples} samples, each after a direct `scrapy crawl`")
         with daemon:
-            figures = measure(daemon, samples)
-        figures["direct_s"] = direct_cache[daemon.python]
-        figures["done_over_direct"] = ratio(
-            figures["to_done_s"]["median"], figures["direct_s"]["median"]
-        )
-        results[daemon.name] = figures
+            results[daemon.name] = measure(daemon, samples, env.top)
     print_table(results)
     return {"samples": samples, "daemons": results}
 

@@ -128,13 +128,18 @@ def page_server() -> Iterator[str]:
 
 
 def direct_runs(
-    python: str, top: Path, samples: int, cpu_times: list[float] | None = None
+    python: str,
+    top: Path,
+    samples: int,
+    cpu_times: list[float] | None = None,
+    warm_up: bool = True,
 ) -> list[float]:
-    """Wall times of `scrapy crawl ping` run directly (one warm-up run not counted);
+    """Wall times of `scrapy crawl ping` run directly (a first warm-up run not counted);
     the CPU seconds (user + system) of each run go to `cpu_times` when given."""
     times = []
     env = dict(os.environ)
-    for n in range(samples + 1):
+    skip = 1 if warm_up else 0
+    for n in range(samples + skip):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         result = subprocess.run(
@@ -150,7 +155,7 @@ def direct_runs(
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         if result.returncode or "'item_scraped_count': 1" not in result.stderr:
             raise BenchError(f"direct scrapy crawl failed: {result.stderr[-800:]}")
-        if n:
+        if n >= skip:
             times.append(elapsed)
             if cpu_times is not None:
                 cpu_times.append(cpu)
