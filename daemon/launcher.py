@@ -251,7 +251,13 @@ class Launcher:
         if crawl.outcome is not None:
             waiter.callback(crawl.outcome)
         else:
-            crawl.ended.addBoth(lambda r: (waiter.callback(r), r)[1])
+
+            def relay(result: Any) -> Any:
+                if not waiter.called:  # the waiter may have been cancelled (client left)
+                    waiter.callback(result)
+                return result
+
+            crawl.ended.addBoth(relay)
         return waiter
 
     def _ended(self, crawl: Crawl, reason: Failure) -> None:

@@ -50,6 +50,8 @@ def test_kill_9_restart_follows_live_crawl_and_runs_pending_once(setup) -> None:
     pid = crawl_pid(running)
     first.stop(signal.SIGKILL)
     assert pid_alive(pid)  # its own session: the crawl outlives the daemon
+    wal = first.workdir / "data" / "daemon.sqlite-wal"
+    assert wal.stat().st_size > 0  # restarted below with the WAL not yet merged
 
     second = setup()
     job = second.job(running)
