@@ -1,6 +1,7 @@
 """Benchmark 6: the spiders. The `coin` spider over 2,000 generated coin pages from the CMC
 test server, against a bare spider that only downloads the same pages with the same project
-settings (ratio = the cost of our parsing and pipelines, logo downloads included), and the
+settings (ratio = the cost of our parsing and pipelines, logo downloads included; a third
+run without the logo pipeline separates parsing from logos), and the
 `cmc_api` spider over 5,000 coins (bench/bench_cmc_api.py, when it is there).
 
 A coin crawl takes at most 1,000 coins, so each side runs as two crawls of 1,000 pages,
@@ -28,6 +29,7 @@ from bench.runner import guard
 PAGES = 2_000
 PER_CRAWL = 1_000
 API_COINS = 5_000
+JOB_FOLDER_PIPELINE = "coinspiders.pipelines.JobFolderPipeline"
 
 
 def timed_run(command: list[str], env: dict[str, str], log_path: Path) -> dict[str, float]:
@@ -67,7 +69,7 @@ def crawl_pages(pages: int, work: Path) -> dict[str, Any]:
         env = {**os.environ, **cmc.settings(api_key=""), "LOG_LEVEL": "INFO"}
         env.pop("CMC_API_KEY", None)
         chunks = [slugs[n : n + PER_CRAWL] for n in range(0, pages, PER_CRAWL)]
-        sides: dict[str, list[dict[str, float]]] = {"coin": [], "bare": []}
+        sides: dict[str, list[dict[str, float]]] = {"coin": [], "coin_no_logos": [], "bare": []}
         items = 0
         for n, chunk in enumerate(chunks):
             data = work / f"data-{n}"
@@ -102,6 +104,18 @@ def crawl_pages(pages: int, work: Path) -> dict[str, Any]:
                     work / f"coin-{n}.log",
                 )
             )
+            log(f"crawl: coin spider without the logo pipeline, {len(chunk)} pages")
+            sides["coin_no_logos"].append(
+                timed_run(
+                    [
+                        *[sys.executable, "-m", "scrapy", "crawl", "coin", "-a", f"coins={coins}"],
+                        *["-s", f"ITEM_PIPELINES={json.dumps({JOB_FOLDER_PIPELINE: 900})}"],
+                        *["-s", f"JOB_ID={job_id}-no-logos"],
+                    ],
+                    run_env,
+                    work / f"coin-no-logos-{n}.log",
+                )
+            )
             manifest = json.loads((data / job_id / "job.json").read_text())
             items += int(manifest.get("items", 0))
             if manifest.get("coin_errors") or manifest.get("errors"):
@@ -116,9 +130,9 @@ def crawl_pages(pages: int, work: Path) -> dict[str, Any]:
             "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
         }
     figures["coin"]["items"] = items
-    figures["coin_over_bare"] = ratio(
-        figures["coin"]["pages_per_s"], figures["bare"]["pages_per_s"]
-    )
+    bare = figures["bare"]["pages_per_s"]
+    figures["coin_over_bare"] = ratio(figures["coin"]["pages_per_s"], bare)
+    figures["coin_no_logos_over_bare"] = ratio(figures["coin_no_logos"]["pages_per_s"], bare)
     return figures
 
 
@@ -151,10 +165,13 @@ def print_table(results: dict[str, Any]) -> None:
     print(f"\n6. Crawl: {r['pages']:,} coin pages from the CMC test server")
     rows = [
         [side, r[side]["seconds"], r[side]["pages_per_s"], r[side]["peak_rss_mib"]]
-        for side in ("bare", "coin")
+        for side in ("bare", "coin_no_logos", "coin")
     ]
     print(table(["spider", "wall s", "pages/s", "peak RSS MiB"], rows))
-    print(f"coin / bare (pages/s): {r['coin_over_bare']:.2f}   items: {r['coin']['items']:,}")
+    print(
+        f"coin / bare (pages/s): {r['coin_over_bare']:.2f} with logos, "
+        f"{r['coin_no_logos_over_bare']:.2f} without   items: {r['coin']['items']:,}"
+    )
     api = results.get("cmc_api")
     if api:
         print(f"cmc_api spider: {json.dumps(api, default=str)}")

@@ -104,6 +104,8 @@ def targets(results: dict[str, Any]) -> list[list[Any]]:
             c["coin_over_bare"] >= 0.8,
             f"{c['coin_over_bare']:.2f}x",
         )
+        nl = c.get("coin_no_logos_over_bare")
+        add("coin spider without logos / bare", nl, "(report)", None, f"{nl:.2f}x" if nl else None)
     return rows
 
 
