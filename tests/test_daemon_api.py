@@ -349,6 +349,8 @@ def test_wrong_method_and_unknown_path(daemon: DaemonProcess) -> None:
 
 
 def test_bad_bodies_get_json_errors(daemon: DaemonProcess) -> None:
+    rsp = daemon.get("/get-log/data/%ff%fe.out")
+    assert rsp.status_code == 400 and "UTF-8" in rsp.json()["msg"]
     rsp = daemon.post(
         "/schedule-job.json",
         data=b"garbage without boundary",

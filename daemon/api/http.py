@@ -288,6 +288,10 @@ class GuardedSite(server.Site):
             )
         if getattr(request, "bad_body", None):
             return ErrorResource(f"Bad request body: {request.bad_body}", 400)
+        try:
+            unquote_to_bytes(request.path).decode("utf-8")
+        except UnicodeDecodeError:
+            return ErrorResource("The request path is not valid UTF-8", 400)
         return super().getResourceFor(request)
 
     def _challenges(self, request: Any) -> list[tuple[bytes, bytes]]:
