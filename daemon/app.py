@@ -219,6 +219,19 @@ class Daemon:
         self.site = GuardedSite(self.app.resource(), config.auth, config.upload_max_bytes)
         self.web.site = self.site
 
+    def warm_up(self) -> None:
+        """List the local projects' spiders in the background now, so the first
+        schedule-job does not wait for `scrapy list`."""
+        for name in self.config.projects:
+            d = self.projects.get_spiders(name)
+            d.addErrback(
+                lambda f, name=name: log.warn(
+                    "cannot list the spiders of {name}: {why}",
+                    name=name,
+                    why=f.getErrorMessage(),
+                )
+            )
+
 
 def setup_logging() -> None:
     from twisted.logger import globalLogBeginner, textFileLogObserver
@@ -243,6 +256,7 @@ def run(config: Config, port_file: Path | None = None) -> int:
     def start() -> None:
         try:
             daemon.services.startService()
+            daemon.warm_up()
         except CannotListenError as exc:
             failed.append(f"cannot listen on {config.host}:{config.port}: {exc.socketError}")
             reactor.stop()
