@@ -197,6 +197,8 @@ class Ours(Daemon):
             "status.json": ["/status.json"],
             "list-jobs page": ["/list-jobs.json?status=COMPLETED&limit=100"],
             "list-jobs by id": [f"/list-jobs.json?id={i}" for i in ids],
+            # scrapy-do's request as is: the default limit is 1,000 jobs.
+            "list-jobs 1,000": ["/list-jobs.json?status=COMPLETED"],
         }
 
 

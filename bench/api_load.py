@@ -6,6 +6,8 @@ endpoint for a bounded time. Stores are filled before the daemon starts (see ben
 bench.adapters). scrapy-do and scrapyd return every job on their list endpoints (no paging),
 so they are measured at 100 and 1,000 jobs only; their "page" is that whole list.
 scrapyd's by-id request is status.json?job=, its status request daemonstatus.json.
+Ours is also asked scrapy-do's request as is ("list-jobs 1,000": no limit given, so its
+default page of 1,000), which returns the same jobs as the peers' lists at 1,000.
 """
 
 from __future__ import annotations
@@ -60,6 +62,12 @@ def print_table(results: dict[str, Any]) -> None:
                 if endpoint == "rss_mib":
                     continue
                 mine = ours.get(size, {}).get(endpoint, {}).get("rps")
+                same_jobs = None
+                if name != "coinspiders" and endpoint == "list-jobs page":
+                    endpoint = "list-jobs (all)"
+                    same_jobs = ratio(
+                        ours.get(size, {}).get("list-jobs 1,000", {}).get("rps"), r["rps"]
+                    )
                 rows.append(
                     [
                         name,
@@ -71,12 +79,26 @@ def print_table(results: dict[str, Any]) -> None:
                         r["requests"],
                         r["errors"],
                         ratio(mine, r["rps"]) if name != "coinspiders" else None,
+                        same_jobs,
                     ]
                 )
     print("\n3. API under load (1 keep-alive connection, another process)")
+    print("   ours/this: ours' same endpoint (for a peer's whole list: ours' page of 100);")
+    print("   ours 1,000/this: ours' list-jobs without a limit (<= 1,000 jobs) vs the whole list")
     print(
         table(
-            ["daemon", "jobs", "endpoint", "req/s", "p50 ms", "p99 ms", "n", "err", "ours/this"],
+            [
+                "daemon",
+                "jobs",
+                "endpoint",
+                "req/s",
+                "p50 ms",
+                "p99 ms",
+                "n",
+                "err",
+                "ours/this",
+                "ours 1,000/this",
+            ],
             rows,
         )
     )
