@@ -24,6 +24,8 @@ setup(
             # scrapy-do's own client, to prove our API is a drop-in for it.
             "scrapy-do==0.5.0",
             "ruff>=0.6",
+            # Fuzzes the live daemon against daemon/openapi.json.
+            "schemathesis>=4.32,<5",
         ],
     },
     entry_points={

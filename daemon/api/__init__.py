@@ -24,7 +24,7 @@ from daemon.config import Config
 
 log = Logger()
 
-DEFAULT_ROUTE_MODULES = ("daemon.api.scrapydo", "daemon.api.coins")
+DEFAULT_ROUTE_MODULES = ("daemon.api.scrapydo", "daemon.api.coins", "daemon.api.openapi")
 
 
 @dataclass

@@ -1,0 +1,630 @@
+"""Writes daemon/openapi.json, the OpenAPI 3.1 description of the daemon's HTTP API.
+
+The document is kept in the repo (and served at /openapi.json); this script is how it is
+maintained: change the routes in daemon/api/, change this script, run
+`python tools/gen_openapi.py`, commit both. tests/test_daemon_openapi.py checks the live
+daemon against the committed file with schemathesis, and that the file is what this
+script writes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+OUT = Path(__file__).resolve().parent.parent / "daemon" / "openapi.json"
+
+STR: dict[str, Any] = {"type": "string"}
+STRN: dict[str, Any] = {"type": ["string", "null"]}
+INT: dict[str, Any] = {"type": "integer"}
+INTN: dict[str, Any] = {"type": ["integer", "null"]}
+NUM: dict[str, Any] = {"type": "number"}
+NUMN: dict[str, Any] = {"type": ["number", "null"]}
+STATUSES = ["SCHEDULED", "PENDING", "RUNNING", "CANCELED", "SUCCESSFUL", "FAILED"]
+
+
+def ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def json_response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def obj(props: dict[str, Any], required: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "object", "properties": props}
+    if required:
+        out["required"] = list(required)
+    return out
+
+
+def ok_with(props: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    return obj({"status": {"const": "ok"}, **props}, ("status", *required))
+
+
+# Answered before any route runs (GuardedSite, Klein's error handlers), so every path
+# may get them, always in scrapy-do's envelope.
+def site_errors(*, post: bool) -> dict[str, Any]:
+    out = {
+        "401": json_response(
+            "Authentication required (auth on, credentials missing or wrong); nothing else said",
+            ref("Error"),
+        ),
+        "405": json_response("Wrong method (the Allow header lists the right one)", ref("Error")),
+    }
+    if post:
+        out["413"] = json_response("The request body is larger than upload_max_bytes", ref("Error"))
+    return out
+
+
+def scrapydo_errors(*codes: int, post: bool = False) -> dict[str, Any]:
+    texts = {
+        400: "Bad request (missing, repeated, malformed or non-UTF-8 parameter; bad body)",
+        404: "Unknown project, job or log",
+        409: "Conflict (the project has active jobs)",
+        500: "A fault of the daemon's host (disk full, cannot start `scrapy list`)",
+    }
+    out = {str(c): json_response(texts[c], ref("Error")) for c in codes}
+    out.update(site_errors(post=post))
+    return out
+
+
+def form_body(props: dict[str, Any], required: tuple[str, ...], example: dict[str, Any]) -> Any:
+    schema = obj(props, required)
+    return {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {"schema": schema, "example": example},
+            "multipart/form-data": {"schema": schema},
+        },
+    }
+
+
+def query(name: str, schema: dict[str, Any], description: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+        **extra,
+    }
+
+
+def int_or_empty(low: int, high: int | None = None) -> dict[str, Any]:
+    """An integer parameter; given empty it means its default (as when left out)."""
+    number: dict[str, Any] = {"type": "integer", "minimum": low}
+    if high is not None:
+        number["maximum"] = high
+    return {"anyOf": [number, {"type": "string", "maxLength": 0}]}
+
+
+def path_param(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": schema,
+        "description": description,
+    }
+
+
+JOB = obj(
+    {
+        "identifier": {"type": "string", "format": "uuid"},
+        "status": {"enum": STATUSES},
+        "actor": {"enum": ["USER", "SCHEDULER"]},
+        "schedule": STR,
+        "project": STR,
+        "spider": STR,
+        "description": STRN,
+        "timestamp": {**STRN, "description": "last state change, local time, as scrapy-do"},
+        "duration": {**INTN, "description": "seconds from start to end, null until it ends"},
+        "payload": {**STR, "description": "the JSON object given at schedule, as text"},
+        "created": STRN,
+        "started": STRN,
+        "finished": STRN,
+        "exit_code": {**INTN, "description": "negative: killed by that signal"},
+        "parent": {**STRN, "description": "the scheduled job that fired this run"},
+        "reason": {**STRN, "description": "why it ended as it did (FAILED, CANCELED)"},
+        "settings": {"type": "array", "items": STR, "description": "names only, never values"},
+        "max_runtime": NUMN,
+        "next_run": STRN,
+        "last_fire": STRN,
+        "skipped": INTN,
+        "events": {
+            "type": "array",
+            "description": "the job's history (only when asked by id)",
+            "items": obj({"time": STR, "text": STR}, ("time", "text")),
+        },
+    },
+    ("identifier", "status", "actor", "schedule", "project", "spider", "timestamp", "duration"),
+)
+
+# The coin API's record: the figures of coinspiders.items.COIN_FIELDS, as the crawl wrote
+# them (typed loosely: the daemon shows what the crawl stored).
+COIN = {
+    "type": "object",
+    "additionalProperties": True,
+    "properties": {
+        "id": INTN,
+        "name": STRN,
+        "symbol": STRN,
+        "slug": STRN,
+        "source": STRN,
+        "scraped_at": STRN,
+    },
+}
+
+COIN_ERRORS = {
+    "400": json_response(
+        "Bad parameter (coin API envelope) or a malformed body (scrapy-do envelope)",
+        {"anyOf": [ref("CoinError"), ref("Error")]},
+    ),
+    "404": json_response(
+        "Never collected / unknown job (coin API envelope), or no such path",
+        {"anyOf": [ref("CoinError"), ref("Error")]},
+    ),
+    **site_errors(post=False),
+}
+
+SEED_ERRORS = {
+    "400": json_response(
+        "Bad request (seed 000 envelope) or a malformed body (scrapy-do envelope)",
+        {"anyOf": [ref("SeedError"), ref("Error")]},
+    ),
+    "404": json_response(
+        "Unknown job (seed 000 envelope), or no such path",
+        {"anyOf": [ref("SeedError"), ref("Error")]},
+    ),
+}
+
+LIMIT_OFFSET = [
+    query("limit", int_or_empty(1, 1000), "page size (default 100)"),
+    query("offset", int_or_empty(0, 10_000_000), "rows skipped"),
+]
+COIN_KEY = path_param(
+    "coin", {"type": "string", "minLength": 1, "maxLength": 200}, "the coin's CMC id or its slug"
+)
+JOB_ID_PARAM = path_param(
+    "job_id", {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"}, "a job identifier"
+)
+
+PATHS: dict[str, Any] = {
+    "/status.json": {
+        "get": {
+            "summary": "Daemon status (scrapy-do keys plus slots, queue and reactor stall)",
+            "operationId": "status",
+            "responses": {
+                "200": json_response(
+                    "Status",
+                    ok_with(
+                        {
+                            "memory-usage": {**NUM, "description": "RSS in MiB"},
+                            "cpu-usage": {**NUM, "description": "percent since the last call"},
+                            "time": STR,
+                            "timezone": STR,
+                            "hostname": STR,
+                            "uptime": STR,
+                            "jobs-run": INT,
+                            "jobs-successful": INT,
+                            "jobs-failed": INT,
+                            "jobs-canceled": INT,
+                            "jobs-scheduled": INT,
+                            "slots": INT,
+                            "running": INT,
+                            "pending": INT,
+                            "projects": INT,
+                            "reactor-max-stall-ms": {
+                                **NUMN,
+                                "description": "longest delay of the reactor since start",
+                            },
+                            "daemon-version": STR,
+                        },
+                        (
+                            "memory-usage",
+                            "cpu-usage",
+                            "time",
+                            "timezone",
+                            "hostname",
+                            "uptime",
+                            "jobs-run",
+                            "jobs-successful",
+                            "jobs-failed",
+                            "jobs-canceled",
+                        ),
+                    ),
+                ),
+                **site_errors(post=False),
+            },
+        }
+    },
+    "/push-project.json": {
+        "post": {
+            "summary": "Push a project archive (zip with scrapy.cfg at its top or in one folder)",
+            "operationId": "push_project",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": obj(
+                            {"archive": {"type": "string", "format": "binary"}}, ("archive",)
+                        ),
+                    },
+                    "application/x-www-form-urlencoded": {
+                        "schema": obj({"archive": STR}, ("archive",)),
+                    },
+                },
+            },
+            "responses": {
+                "200": json_response(
+                    "Pushed",
+                    ok_with(
+                        {"name": STR, "spiders": {"type": "array", "items": STR}},
+                        ("name", "spiders"),
+                    ),
+                ),
+                **scrapydo_errors(400, 409, 500, post=True),
+            },
+        }
+    },
+    "/list-projects.json": {
+        "get": {
+            "summary": "Names of the local and pushed projects",
+            "operationId": "list_projects",
+            "responses": {
+                "200": json_response(
+                    "Projects",
+                    ok_with({"projects": {"type": "array", "items": STR}}, ("projects",)),
+                ),
+                **site_errors(post=False),
+            },
+        }
+    },
+    "/list-spiders.json": {
+        "get": {
+            "summary": "The spiders of a project",
+            "operationId": "list_spiders",
+            "parameters": [
+                {**query("project", STR, "project name", example="coinspiders"), "required": True}
+            ],
+            "responses": {
+                "200": json_response(
+                    "Spiders",
+                    ok_with(
+                        {"project": STR, "spiders": {"type": "array", "items": STR}},
+                        ("project", "spiders"),
+                    ),
+                ),
+                **scrapydo_errors(400, 404, 500),
+            },
+        }
+    },
+    "/schedule-job.json": {
+        "post": {
+            "summary": "Schedule a job: `now`, `every ...`, cron, or ISO timestamps",
+            "operationId": "schedule_job",
+            "requestBody": form_body(
+                {
+                    "project": STR,
+                    "spider": STR,
+                    "when": {**STR, "description": "now | every 10 minutes | cron ... | at ..."},
+                    "description": {**STR, "maxLength": 2000},
+                    "payload": {**STR, "description": "a JSON object (at most 64 KiB)"},
+                    "setting": {
+                        "type": "array",
+                        "items": STR,
+                        "maxItems": 100,
+                        "description": "KEY=VALUE Scrapy settings for this job",
+                    },
+                    "max_runtime": {**STR, "description": "seconds; the crawl is stopped after"},
+                },
+                ("project", "spider", "when"),
+                {
+                    "project": "coinspiders",
+                    "spider": "coin",
+                    "when": "now",
+                    "payload": '{"coins": ["BTC"]}',
+                },
+            ),
+            "responses": {
+                "200": json_response(
+                    "Scheduled",
+                    ok_with(
+                        {
+                            "identifier": {"type": "string", "format": "uuid"},
+                            "next_run": {**STR, "description": "first fire time (not for now)"},
+                            "ignored": {
+                                "type": "array",
+                                "items": STR,
+                                "description": "past timestamps left out",
+                            },
+                        },
+                        ("identifier",),
+                    ),
+                ),
+                **scrapydo_errors(400, 404, 500, post=True),
+            },
+        }
+    },
+    "/list-jobs.json": {
+        "get": {
+            "summary": "Jobs by status (newest first, paged) or one job by id",
+            "operationId": "list_jobs",
+            "parameters": [
+                query(
+                    "status",
+                    STR,
+                    "a status, ACTIVE or COMPLETED (case-insensitive)",
+                    example="ACTIVE",
+                ),
+                query("id", STR, "a job identifier (then status is not needed)"),
+                query("project", STR, "only this project's jobs"),
+                query("spider", STR, "only this spider's jobs"),
+                query(
+                    "limit",
+                    int_or_empty(0, 10000),
+                    "page size (default 1000)",
+                ),
+                query("offset", int_or_empty(0, 10**9), "jobs skipped"),
+            ],
+            "responses": {
+                "200": json_response(
+                    "Jobs", ok_with({"jobs": {"type": "array", "items": ref("Job")}}, ("jobs",))
+                ),
+                **scrapydo_errors(400, 404),
+            },
+        }
+    },
+    "/cancel-job.json": {
+        "post": {
+            "summary": "Cancel a scheduled, pending or running job (SIGTERM, SIGKILL after grace)",
+            "operationId": "cancel_job",
+            "requestBody": form_body(
+                {"id": STR}, ("id",), {"id": "00000000-0000-4000-8000-000000000000"}
+            ),
+            "responses": {
+                "200": json_response("Cancelled", ref("Ok")),
+                **scrapydo_errors(400, 404, post=True),
+            },
+        }
+    },
+    "/remove-project.json": {
+        "post": {
+            "summary": "Remove a pushed project (refused while it has active jobs)",
+            "operationId": "remove_project",
+            "requestBody": form_body({"name": STR}, ("name",), {"name": "nosuchproject"}),
+            "responses": {
+                "200": json_response("Removed", ref("Ok")),
+                **scrapydo_errors(400, 404, 409, 500, post=True),
+            },
+        }
+    },
+    "/get-log/data/{name}": {
+        "get": {
+            "summary": "A job's stdout (<id>.out) or stderr (<id>.err); Range and follow mode",
+            "operationId": "get_log",
+            "parameters": [
+                path_param("name", STR, "<job id>.out or <job id>.err"),
+                query("follow", STR, "1: stream until the job ends"),
+                query("offset", int_or_empty(0, 2**62), "with follow: start at this byte"),
+            ],
+            "responses": {
+                "200": {"description": "Log text", "content": {"text/plain": {"schema": STR}}},
+                "206": {
+                    "description": "Part of the log (Range)",
+                    "content": {"text/plain": {"schema": STR}},
+                },
+                "416": {"description": "Range not satisfiable"},
+                **scrapydo_errors(400, 404),
+            },
+        }
+    },
+    "/api/crypto/start_scraping/": {
+        "post": {
+            "summary": "Start a coin crawl (seed 000)",
+            "operationId": "start_scraping",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": obj({"coins": {"type": "array", "items": STR}}, ("coins",)),
+                        "example": {"coins": ["BTC", "ethereum"]},
+                    },
+                    "application/x-www-form-urlencoded": {
+                        "schema": obj(
+                            {
+                                "coins": {
+                                    "type": ["array", "string"],
+                                    "items": STR,
+                                    "description": "repeated, or comma-separated names",
+                                }
+                            },
+                            ("coins",),
+                        ),
+                    },
+                },
+            },
+            "responses": {
+                "200": json_response(
+                    "Started",
+                    obj(
+                        {"job_id": STR, "task_ids": {**STR, "description": "JSON text"}},
+                        ("job_id", "task_ids"),
+                    ),
+                ),
+                **SEED_ERRORS,
+                "503": json_response("No coinspiders project in this daemon", ref("SeedError")),
+                **site_errors(post=True),
+            },
+        }
+    },
+    "/api/crypto/scraping_status/{job_id}/": {
+        "get": {
+            "summary": "Each asked coin's output so far (seed 000)",
+            "operationId": "scraping_status",
+            "parameters": [
+                path_param("job_id", STR, "the job_id start_scraping answered"),
+                query("task_ids", STR, "the task_ids start_scraping answered (JSON)"),
+            ],
+            "responses": {
+                "200": json_response(
+                    "Tasks",
+                    obj(
+                        {
+                            "job_id": STR,
+                            "tasks": {
+                                "type": "array",
+                                "items": obj(
+                                    {"coin": STR, "output": {"type": ["object", "string"]}},
+                                    ("coin", "output"),
+                                ),
+                            },
+                        },
+                        ("job_id", "tasks"),
+                    ),
+                ),
+                **SEED_ERRORS,
+                **site_errors(post=False),
+            },
+        }
+    },
+    "/api/coins/": {
+        "get": {
+            "summary": "The latest record of every collected coin, by market-cap rank",
+            "operationId": "coin_list",
+            "parameters": [
+                query("symbol", STR, "only this symbol"),
+                query("slug", STR, "only this slug"),
+                query("platform", STR, "only tokens on this platform"),
+                query(
+                    "source",
+                    {"enum": ["page", "api", ""]},
+                    "only records from this spider (empty: all)",
+                ),
+                query("job", STR, "only records of this job"),
+                *LIMIT_OFFSET,
+            ],
+            "responses": {
+                "200": json_response("Coins", {"type": "array", "items": COIN}),
+                **COIN_ERRORS,
+            },
+        }
+    },
+    "/api/coins/{coin}/": {
+        "get": {
+            "summary": "The latest record of one coin",
+            "operationId": "coin_detail",
+            "parameters": [COIN_KEY],
+            "responses": {"200": json_response("Coin", COIN), **COIN_ERRORS},
+        }
+    },
+    "/api/coins/{coin}/history/": {
+        "get": {
+            "summary": "Every record of one coin, oldest first",
+            "operationId": "coin_history",
+            "parameters": [
+                COIN_KEY,
+                query("since", STR, "ISO 8601 date or time"),
+                query("until", STR, "ISO 8601 date or time"),
+                query(
+                    "limit",
+                    int_or_empty(1, 10000),
+                    "page size (default 1000)",
+                ),
+                LIMIT_OFFSET[1],
+            ],
+            "responses": {
+                "200": json_response("History", {"type": "array", "items": COIN}),
+                **COIN_ERRORS,
+            },
+        }
+    },
+    "/api/coins/{coin}/logo.png": {
+        "get": {
+            "summary": "The newest stored logo of one coin",
+            "operationId": "coin_logo",
+            "parameters": [COIN_KEY],
+            "responses": {
+                "200": {
+                    "description": "PNG",
+                    "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+                },
+                **COIN_ERRORS,
+            },
+        }
+    },
+    "/api/jobs/{job_id}/data/": {
+        "get": {
+            "summary": "A job's data.json once written, else the records collected so far",
+            "operationId": "job_data",
+            "parameters": [JOB_ID_PARAM],
+            "responses": {
+                "200": {
+                    "description": "The JSON document (header X-Job-Data: complete or partial)",
+                    "content": {"application/json": {"schema": {}}},
+                },
+                **COIN_ERRORS,
+            },
+        }
+    },
+    "/openapi.json": {
+        "get": {
+            "summary": "This description",
+            "operationId": "openapi",
+            "responses": {
+                "200": json_response("OpenAPI 3.1 document", {"type": "object"}),
+                **site_errors(post=False),
+            },
+        }
+    },
+}
+
+SPEC: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "coinspiders crawl daemon",
+        "version": "0.1.0",
+        "description": (
+            "scrapy-do 0.5 REST API (same paths, parameters and JSON keys) plus the coin "
+            "API. Errors of the scrapy-do endpoints, and every error answered before "
+            'routing (401, 405, 413, unknown path), are {"status": "error", "msg": ...}; '
+            'the coin start/status endpoints answer {"error": "..."} (seed 000), the coin '
+            'data endpoints {"error": true, "message": "..."}. With auth on, every path '
+            "(this document included) needs HTTP Basic or Digest credentials."
+        ),
+    },
+    "servers": [{"url": "http://127.0.0.1:7654"}],
+    "components": {
+        "securitySchemes": {
+            "basic": {"type": "http", "scheme": "basic"},
+            "digest": {"type": "http", "scheme": "digest"},
+        },
+        "schemas": {
+            "Error": obj({"status": {"const": "error"}, "msg": STR}, ("status", "msg")),
+            "Ok": obj({"status": {"const": "ok"}}, ("status",)),
+            "Job": JOB,
+            "CoinError": obj({"error": {"const": True}, "message": STR}, ("error", "message")),
+            "SeedError": obj({"error": STR}, ("error",)),
+        },
+    },
+    "security": [{}, {"basic": []}, {"digest": []}],
+    "paths": PATHS,
+}
+
+
+def render() -> str:
+    return json.dumps(SPEC, indent=1, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    out = Path(argv[1]) if len(argv) > 1 else OUT
+    out.write_text(render(), encoding="utf-8")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
