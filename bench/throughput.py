@@ -12,6 +12,8 @@ import os
 import time
 from typing import Any
 
+import psutil
+
 from bench.adapters import Daemon
 from bench.common import BenchError, log, ratio, save_results, summary, table
 from bench.env import Env, arguments, bench_env
@@ -24,6 +26,8 @@ JOBS = 150
 def measure(daemon: Daemon, jobs: int) -> dict[str, Any]:
     daemon.deploy()
     base = daemon.finished_count()
+    proc = psutil.Process(daemon.pid)
+    cpu0 = proc.cpu_times()
     start = time.perf_counter()
     ids = [daemon.schedule("now") for _ in range(jobs)]
     queued = time.perf_counter() - start
@@ -33,6 +37,7 @@ def measure(daemon: Daemon, jobs: int) -> dict[str, Any]:
             raise BenchError(f"{daemon.name}: {jobs} jobs not done after {deadline - start:.0f} s")
         time.sleep(0.1)
     elapsed = time.perf_counter() - start
+    cpu1 = proc.cpu_times()
     states: dict[str, int] = {}
     for job_id in ids:
         state = daemon.state(job_id)
@@ -42,6 +47,13 @@ def measure(daemon: Daemon, jobs: int) -> dict[str, Any]:
         "seconds": elapsed,
         "queue_seconds": queued,
         "jobs_per_min": jobs / elapsed * 60,
+        # CPU of the daemon itself, and of its reaped children (the crawls) per job.
+        "daemon_cpu_s": (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system),
+        "crawl_cpu_s_per_job": (
+            (cpu1.children_user - cpu0.children_user)
+            + (cpu1.children_system - cpu0.children_system)
+        )
+        / jobs,
         "states": states,
     }
 
@@ -96,6 +108,8 @@ def print_table(results: dict[str, Any]) -> None:
                     r["of_ideal"],
                     r["cpu_bound_jobs_per_min"],
                     r["of_cpu_bound"],
+                    r["crawl_cpu_s_per_job"],
+                    r["daemon_cpu_s"],
                     vs_ours if name != "coinspiders" else None,
                     r["seconds"],
                     ",".join(f"{k}:{v}" for k, v in r["states"].items()),
@@ -112,6 +126,8 @@ def print_table(results: dict[str, Any]) -> None:
                 "of ideal",
                 "CPU-bound max",
                 "of max",
+                "CPU s/job",
+                "daemon CPU s",
                 "ours/this",
                 "wall s",
                 "states",
