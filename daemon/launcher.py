@@ -103,6 +103,9 @@ class Crawl:
     orphan: bool = False
     timers: list[IDelayedCall] = field(default_factory=list)
     outcome: Outcome | None = None
+    # Descendants seen when the crawl was told to stop: (pid, start time). One that left
+    # the crawl's process group (setsid) is not reached by killpg, so it is killed by pid.
+    descendants: list[tuple[int, float]] = field(default_factory=list)
 
 
 def process_start_time(pid: int) -> float | None:
@@ -138,6 +141,27 @@ def find_crawl_process(job_id: str) -> tuple[int, float] | None:
 def _killpg(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
+
+
+def descendants_of(pid: int) -> list[tuple[int, float]]:
+    """Every live descendant of `pid` as (pid, start time); [] when it is gone."""
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except (psutil.Error, OSError):
+        return []
+    out = []
+    for child in children:
+        with contextlib.suppress(psutil.Error, OSError):
+            out.append((child.pid, child.create_time()))
+    return out
+
+
+def kill_escaped(pids: list[tuple[int, float]], sig: int) -> None:
+    """Signal each (pid, start time) that is still that same process."""
+    for pid, start in pids:
+        if process_alive(pid, start):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
 
 
 class _CrawlProtocol(protocol.ProcessProtocol):
@@ -236,7 +260,9 @@ class Launcher:
             return None
         if crawl.stop_reason is None:
             crawl.stop_reason = why
+            crawl.descendants = descendants_of(crawl.pid)
             _killpg(crawl.pid, signal.SIGTERM)
+            kill_escaped(crawl.descendants, signal.SIGTERM)
             crawl.timers.append(self.reactor.callLater(self.cancel_grace, self._kill, crawl))
         return self._wait(crawl)
 
@@ -244,6 +270,7 @@ class Launcher:
         if crawl.outcome is None:
             crawl.killed = True
             _killpg(crawl.pid, signal.SIGKILL)
+            kill_escaped(crawl.descendants, signal.SIGKILL)
 
     @staticmethod
     def _wait(crawl: Crawl) -> Deferred[Outcome]:
@@ -269,6 +296,7 @@ class Launcher:
     def _finish(self, crawl: Crawl, outcome: Outcome) -> None:
         # Descendants that ignored SIGTERM or outlived their leader go with it.
         _killpg(crawl.pid, signal.SIGKILL)
+        kill_escaped(crawl.descendants, signal.SIGKILL)
         for timer in crawl.timers:
             if timer.active():
                 timer.cancel()
