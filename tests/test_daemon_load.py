@@ -1,0 +1,26 @@
+"""A short load run (tests/load_daemon.py; `python -m tests.load_daemon --seconds 60` for the
+full minute): 50 clients scheduling, listing and cancelling at once get no error reply,
+lose and duplicate no job, and the reactor never stalls for 100 ms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.load_daemon import MAX_STALL_MS, run_load, start_loaded_daemon
+
+SECONDS = 10
+CLIENTS = 50
+
+
+def test_50_clients_scheduling_listing_cancelling(tmp_path: Path) -> None:
+    daemon, blocker = start_loaded_daemon(tmp_path)
+    try:
+        result = run_load(daemon, SECONDS, CLIENTS)
+        print(result.summary())
+        assert result.errors == []
+        assert result.scheduled > 100 and result.canceled > 50
+        assert result.missing == [] and result.duplicated == [] and result.wrong_status == []
+        assert result.stall_after_ms < MAX_STALL_MS
+        assert daemon.job(blocker)["status"] == "RUNNING"  # the slot was never given away
+    finally:
+        daemon.stop()
