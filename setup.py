@@ -10,7 +10,7 @@ setup(
     packages=find_packages(include=["coinspiders", "coinspiders.*", "daemon", "daemon.*"]),
     package_data={"daemon": ["openapi.json"]},
     install_requires=[
-        "scrapy>=2.13,<3",
+        "scrapy>=2.19,<3",
         "twisted>=24.7",
         "klein>=23.12",
         "croniter>=2.0,<8",
