@@ -463,3 +463,29 @@ def test_rss_stays_flat_over_10000_authenticated_requests(auth_daemon: DaemonPro
         f"request) in {elapsed:.1f} s"
     )
     assert after - before < 5 * 2**20
+
+
+def test_upload_over_the_cap_is_refused_from_its_header_before_the_body(
+    daemon: DaemonProcess,
+) -> None:
+    """A body announced at 10 GB is answered 413 at once, with almost none of it sent."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as sock:
+        head = (
+            "POST /push-project.json HTTP/1.1\r\nHost: x\r\n"
+            "Content-Type: multipart/form-data; boundary=b\r\n"
+            "Content-Length: 10000000000\r\n\r\n"
+        )
+        sock.sendall(head.encode() + b"--b\r\n" + b"x" * 1000)
+        reply = b""
+        t0 = time.monotonic()
+        while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+        elapsed = time.monotonic() - t0
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+    assert b'"status": "error"' in reply and b"upload cap" in reply
+    assert elapsed < 5
