@@ -112,16 +112,19 @@ class JobFolderPipeline:
 
     def open_spider(self) -> None:
         spider = self.crawler.spider
-        self.folder = job_dir(self.crawler.settings["DATA_DIR"], spider.job_id)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._items_fh = open(self.folder / ITEMS_FILE, "ab")  # noqa: SIM115 - open for the crawl
+        folder = job_dir(self.crawler.settings["DATA_DIR"], spider.job_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        items_fh = open(folder / ITEMS_FILE, "ab")  # noqa: SIM115 - open for the crawl
         try:
             # Two crawls never share a folder: the second one stops here.
-            fcntl.flock(self._items_fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(items_fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            self._items_fh.close()
-            self._items_fh = None
-            raise RuntimeError(f"job folder {self.folder} is in use by another crawl") from None
+            items_fh.close()
+            raise RuntimeError(f"job folder {folder} is in use by another crawl") from None
+        # The folder is ours only once locked: spider_closed still fires after a failed
+        # open and must not write into the folder of the crawl that holds the lock.
+        self.folder = folder
+        self._items_fh = items_fh
         self.started = utc_now()
         logger.info("job %s: output in %s", spider.job_id, self.folder)
         write_json_atomic(self.folder / MANIFEST_FILE, self._manifest(finished=None, reason=None))

@@ -7,6 +7,7 @@ is off, so the tests measure the spider, not its politeness.
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import json
 import os
@@ -360,3 +361,21 @@ def test_sigterm_finishes_what_is_in_flight_and_marks_the_rest(
     )
     job = json.loads((folder / "job.json").read_text(encoding="utf-8"))
     assert (job["close_reason"], job["succeeded"]) == ("shutdown", False)
+
+
+def test_a_second_crawl_with_the_same_job_id_leaves_the_first_ones_folder_alone(
+    cmc: CMCServer, tmp_path: Path
+) -> None:
+    first = run_crawl(cmc, tmp_path, "-a", "coins=duko", job_id="job-twice", CMC_API_KEY="")
+    assert first.returncode == 0, first.stderr[-3000:]
+    folder = first.folder
+    before = {name: (folder / name).read_bytes() for name in ("job.json", "data.json", "items.jl")}
+    # The first crawl still owns the folder: it holds the lock on items.jl.
+    with open(folder / "items.jl", "ab") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        second = run_crawl(cmc, tmp_path, "-a", "coins=bitcoin", job_id="job-twice", CMC_API_KEY="")
+    assert second.returncode != 0
+    assert "is in use by another crawl" in second.stderr
+    after = {name: (folder / name).read_bytes() for name in before}
+    assert after == before
+    assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
