@@ -211,6 +211,33 @@ def coin_output(record: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def task_outputs(
+    coins: Iterable[str],
+    found: Mapping[str, Mapping[str, Any]],
+    ended: tuple[str, str | None] | None,
+) -> list[dict[str, Any]]:
+    """The status endpoint's tasks: each coin's output, its error, or "not completed".
+
+    `ended` is the job's final status and reason as it stood *before* items.jl was read
+    (None while the job still ran then). Only a job that had already ended before that
+    read can be missing a coin for good: a job that ends during or after the read may
+    still have lines the read did not see, so its missing coins are "not completed yet".
+    """
+    tasks = []
+    for coin in coins:
+        record = found.get(coin)
+        if record is not None:
+            output: Any = coin_output(record)
+        elif ended is not None:
+            status, reason = ended
+            why = f": {reason}" if reason else ""
+            output = {"error": f"Not collected, the job ended {status}{why}"}
+        else:
+            output = NOT_COMPLETED
+        tasks.append({"coin": coin, "output": output})
+    return tasks
+
+
 def parse_coins(value: Any) -> list[str]:
     """The coins of a start request, each asked once (case-insensitive, first spelling kept).
 

@@ -22,7 +22,7 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from daemon.coin_index import CoinFilter, CoinIndex
-from daemon.coin_records import NOT_COMPLETED, coin_output, task_id
+from daemon.coin_records import coin_output, task_id, task_outputs
 
 log = Logger()
 T = TypeVar("T")
@@ -220,28 +220,19 @@ class CoinService(Service):
         job = self._job(job_id)
         if job is None and not (self.data_dir / job_id).is_dir():
             raise CoinApiError(f"Job {job_id} not found", 404)
+        # Whether the job ended is taken here, on the reactor, before items.jl is read:
+        # a job that ends while the read runs may have lines the read missed, and its
+        # coins must not be reported as never collected.
+        ended = (
+            (job.status, job.reason) if job is not None and job.status in FINAL_STATUSES else None
+        )
 
         def read() -> dict[str, dict[str, Any]]:
             self.index.ingest_job(job_id)
             return self.index.task_records(job_id, coins)
 
         def shape(found: dict[str, dict[str, Any]]) -> dict[str, Any]:
-            # Asked again after the reply: a run that just ended may have had its last
-            # lines read by `read` already, so "ended" is decided after reading.
-            current = self._job(job_id)
-            ended = current is not None and current.status in FINAL_STATUSES
-            tasks = []
-            for coin in coins:
-                record = found.get(coin)
-                if record is not None:
-                    output: Any = coin_output(record)
-                elif ended:
-                    why = f": {current.reason}" if current and current.reason else ""
-                    output = {"error": f"Not collected, the job ended {current.status}{why}"}
-                else:
-                    output = NOT_COMPLETED
-                tasks.append({"coin": coin, "output": output})
-            return {"job_id": job_id, "tasks": tasks}
+            return {"job_id": job_id, "tasks": task_outputs(coins, found, ended)}
 
         return self._run(read).addCallback(shape)
 

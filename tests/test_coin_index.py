@@ -22,6 +22,7 @@ from daemon.coin_records import (
     parse_time,
     record_row,
     task_id,
+    task_outputs,
 )
 
 
@@ -155,6 +156,21 @@ def test_coin_output_shows_figures_or_the_error() -> None:
         "error": "not found"
     }
     assert NOT_COMPLETED == "Task not completed yet"
+
+
+def test_task_outputs_trust_only_an_end_seen_before_the_read() -> None:
+    found = {"BTC": coin(1, "BTC", rank=1)}
+    # Still running when items.jl was read: a missing coin may yet come.
+    running = task_outputs(["BTC", "ETH"], found, None)
+    assert [t["coin"] for t in running] == ["BTC", "ETH"]
+    assert running[0]["output"]["id"] == 1 and running[1]["output"] == NOT_COMPLETED
+    # Ended before the read: every line was there, so a missing coin is missing for good,
+    # and a collected one is shown whatever the job's status.
+    ended = task_outputs(["BTC", "ETH"], found, ("FAILED", "exit code 1"))
+    assert ended[0]["output"]["id"] == 1
+    assert ended[1]["output"] == {"error": "Not collected, the job ended FAILED: exit code 1"}
+    done = task_outputs(["ETH"], {}, ("SUCCESSFUL", None))
+    assert done == [{"coin": "ETH", "output": {"error": "Not collected, the job ended SUCCESSFUL"}}]
 
 
 # -- ingest ----------------------------------------------------------------------
