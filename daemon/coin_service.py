@@ -203,7 +203,10 @@ class CoinService(Service):
             status = getattr(exc, "http_status", 500)
             message = getattr(exc, "message", None) or "The job could not be started"
             raise CoinApiError(message, status) from None
-        self.active.add(job.id)
+        # A job that submit already ended has had its final event: adding it now would
+        # leave it in `active` for good.
+        if job.status in ("PENDING", "RUNNING"):
+            self.active.add(job.id)
         return Started(job.id, {coin: task_id(job.id, coin) for coin in coins})
 
     def _job(self, job_id: str) -> JobLike | None:
