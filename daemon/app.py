@@ -151,6 +151,7 @@ def _make_projects(reactor: Any, config: Config) -> Any:
         limits=limits,
         list_timeout=config.list_spiders_timeout,
         reactor=reactor,
+        hidden_env=config.hidden_env,
     )
 
 
@@ -182,7 +183,13 @@ class Daemon:
         self._lock = _lock_data_dir(config.data_dir)
         self.store = Store(config.db_path)
         self.projects = _make_projects(reactor, config)
-        self.launcher = Launcher(reactor, config.data_dir, config.logs_dir, config.cancel_grace)
+        self.launcher = Launcher(
+            reactor,
+            config.data_dir,
+            config.logs_dir,
+            config.cancel_grace,
+            hidden_env=config.hidden_env,
+        )
         self.jobs = JobsService(
             self.store,
             self.launcher,

@@ -28,6 +28,8 @@ class ConfigError(Exception):
 class AuthConfig:
     username: str
     password: str = field(repr=False)
+    #: The variable named by `auth.password_env`, hidden from crawls like the password.
+    password_env: str | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,13 @@ class Config:
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def hidden_env(self) -> tuple[str, ...]:
+        """Environment variables of the daemon its children must not inherit, beyond
+        the ones daemon.children always hides."""
+        var = self.auth.password_env if self.auth else None
+        return (var,) if var else ()
 
     @property
     def logs_dir(self) -> Path:
@@ -131,8 +140,10 @@ def _auth(raw: Any, environ: Mapping[str, str]) -> AuthConfig | None:
     if not username or ":" in username:
         raise ConfigError("config key 'auth.username': a non-empty name without ':'")
     password = env_password
-    if password is None and section.get("password_env"):
+    var = None
+    if section.get("password_env"):
         var = _check_type("auth.password_env", section["password_env"], (str,))
+    if password is None and var:
         password = environ.get(var)
         if password is None:
             raise ConfigError(f"config key 'auth.password_env': variable {var} is not set")
@@ -143,7 +154,7 @@ def _auth(raw: Any, environ: Mapping[str, str]) -> AuthConfig | None:
             f"config key 'auth.password': auth.username is set but no password "
             f"(give auth.password, auth.password_env, or {PASSWORD_ENV})"
         )
-    return AuthConfig(username=username, password=password)
+    return AuthConfig(username=username, password=password, password_env=var)
 
 
 def _tls(raw: Any, base: Path) -> TLSConfig | None:

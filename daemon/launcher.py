@@ -13,7 +13,7 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,20 +26,12 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from daemon.children import child_env, scrapy_command
+
 log = Logger()
 
 # Settings the daemon sets itself; a job may not override them.
 RESERVED_SETTINGS = frozenset({"JOB_ID", "DATA_DIR", "REMOTE_CONTROL_ENABLED"})
-
-# The child becomes a session (and process group) leader, then runs Scrapy's own
-# `python -m scrapy` entry point in the same interpreter: one Python start, no wrapper.
-_BOOT = (
-    "import os, runpy, sys; os.setsid(); sys.argv = ['scrapy', *sys.argv[1:]]; "
-    "runpy.run_module('scrapy', run_name='__main__', alter_sys=True)"
-)
-
-# Environment variables never handed to a crawl (secrets of the daemon itself).
-_SECRET_ENV = ("COINSPIDERS_PASSWORD",)
 
 
 def crawl_args(
@@ -69,13 +61,14 @@ def crawl_args(
 
 def crawl_command(args: list[str], python: str = sys.executable) -> list[str]:
     """argv that runs `python -m scrapy <args>` as the leader of a new session."""
-    return [python, "-c", _BOOT, *args]
+    return scrapy_command(args, python)
 
 
-def crawl_env(data_dir: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ if base is None else base)
-    for name in _SECRET_ENV:
-        env.pop(name, None)
+def crawl_env(
+    data_dir: Path, base: Mapping[str, str] | None = None, hidden: Iterable[str] = ()
+) -> dict[str, str]:
+    """A crawl's environment: the daemon's without its secrets (see child_env)."""
+    env = child_env(hidden, base)
     env["SPIDER_DATA_DIR"] = str(Path(data_dir).resolve())
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -182,11 +175,13 @@ class Launcher:
         logs_dir: Path,
         cancel_grace: float,
         orphan_poll: float = 0.5,
+        hidden_env: Iterable[str] = (),
     ) -> None:
         self.reactor = reactor
         self.data_dir = Path(data_dir).resolve()
         self.logs_dir = Path(logs_dir).resolve()
         self.cancel_grace = cancel_grace
+        self.hidden_env = tuple(hidden_env)
         self.running: dict[str, Crawl] = {}
         self._orphan_poll = orphan_poll
         self._orphan_loop: LoopingCall | None = None
@@ -218,7 +213,7 @@ class Launcher:
                 proto,
                 argv[0],
                 argv,
-                env=crawl_env(self.data_dir),
+                env=crawl_env(self.data_dir, hidden=self.hidden_env),
                 path=str(cwd),
                 childFDs={0: fds[0], 1: fds[1], 2: fds[2]},
             )

@@ -22,9 +22,8 @@ import os
 import re
 import shutil
 import signal
-import sys
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +42,7 @@ from daemon.archive import (
     open_zip,
     read_archive,
 )
+from daemon.children import child_env, scrapy_command
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +54,6 @@ _STDOUT_CAP = 1024 * 1024
 _STDERR_TAIL = 4000
 _STDERR_LINES = 40
 _VERSION_RE = re.compile(r"[0-9A-Za-z-]{1,64}")
-#: Variables of the daemon's own environment that would make Scrapy ignore the
-#: project's scrapy.cfg.
-_DROPPED_ENV = ("SCRAPY_SETTINGS_MODULE", "SCRAPY_PROJECT")
-#: Runs the command in a new session so a time limit can kill everything it started.
-_SETSID = "import os, sys; os.setsid(); os.execv(sys.argv[1], sys.argv[1:])"
 
 
 class ProjectError(Exception):
@@ -254,6 +249,7 @@ class ProjectStore:
         limits: ArchiveLimits | None = None,
         list_timeout: float = 60.0,
         reactor: Any = None,
+        hidden_env: Iterable[str] = (),
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -262,6 +258,7 @@ class ProjectStore:
         self._reactor = reactor
         self.limits = limits or ArchiveLimits()
         self.list_timeout = list_timeout
+        self.hidden_env = tuple(hidden_env)
         self.root = Path(root).resolve()
         self._records = self.root / "records"
         self._versions = self.root / "versions"
@@ -399,14 +396,15 @@ class ProjectStore:
 
     def _start_listing(self, path: Path, label: str) -> _ListProtocol:
         proto = _ListProtocol(self._reactor, self.list_timeout, label, str(path))
-        env = {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV}
+        # Own session (a time limit kills everything it started), no secrets.
+        env = child_env(self.hidden_env)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(path), os.environ.get("PYTHONPATH", "")) if p
         )
-        args = [sys.executable, "-c", _SETSID, sys.executable, "-m", "scrapy", "list"]
+        args = scrapy_command(["list"])
         try:
             IReactorProcess(self._reactor).spawnProcess(
-                proto, sys.executable, args, env=env, path=str(path)
+                proto, args[0], args, env=env, path=str(path)
             )
         except OSError as exc:
             proto.done.errback(ProjectError(f"cannot start scrapy list for {label}: {exc}", 500))

@@ -49,6 +49,7 @@ class Items(scrapy.Spider):
         print("SETTING", self.settings.get("TOY_SETTING"), flush=True)
         print("ENV", os.environ.get("SPIDER_DATA_DIR"), flush=True)
         print("SECRET", os.environ.get("COINSPIDERS_PASSWORD"), flush=True)
+        print("ENVIRON", json.dumps(dict(os.environ), sort_keys=True), flush=True)
         for n in range(3):
             yield {"n": n}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -104,3 +106,50 @@ def test_digest_auth_and_scrapy_do_cl_with_a_password(daemon: DaemonProcess) -> 
         capture_output=True, text=True, timeout=60, env=env,
     )  # fmt: skip
     assert res.returncode == 1 and "Authentication required" in res.stdout
+
+
+def test_crawls_and_listings_get_no_secret_and_no_foreign_scrapy_project(
+    tmp_path: Path,
+) -> None:
+    """The variable named by auth.password_env is hidden from crawls like
+    COINSPIDERS_PASSWORD; SCRAPY_SETTINGS_MODULE of the daemon's environment would make
+    Scrapy ignore the project's scrapy.cfg, so it is dropped too; CMC_* pass through."""
+    toy = write_toy_project(tmp_path / "toy")
+    config = write_config(tmp_path / "config.yaml", tmp_path / "data", toy)
+    with config.open("a") as fh:
+        fh.write("auth:\n  username: admin\n  password_env: TOY_DAEMON_PW\n")
+    secret = "pw-from-password-env-7f3a"
+    env = {
+        "TOY_DAEMON_PW": secret,
+        "SCRAPY_SETTINGS_MODULE": "no_such_project.settings",
+        "SCRAPY_PROJECT": "elsewhere",
+        "CMC_API_KEY": "cmc-key-for-spiders",
+    }
+    daemon = DaemonProcess(config, tmp_path, env=env).start()
+    try:
+        session = requests.Session()
+        session.auth = ("admin", secret)
+        rsp = session.get(daemon.url + "/list-spiders.json?project=toy", timeout=30)
+        assert rsp.status_code == 200 and "items" in rsp.json()["spiders"], rsp.text
+        rsp = session.post(
+            daemon.url + "/schedule-job.json",
+            data={"project": "toy", "spider": "items", "when": "now"},
+            timeout=10,
+        )
+        job_id = rsp.json()["identifier"]
+        for _ in range(600):
+            job = session.get(daemon.url + f"/list-jobs.json?id={job_id}").json()["jobs"][0]
+            if job["status"] not in ("PENDING", "RUNNING"):
+                break
+            time.sleep(0.05)
+        assert job["status"] == "SUCCESSFUL", job
+        out = session.get(daemon.url + f"/get-log/data/{job_id}.out").text
+        err = session.get(daemon.url + f"/get-log/data/{job_id}.err").text
+    finally:
+        daemon.stop()
+    line = next(x for x in out.splitlines() if x.startswith("ENVIRON "))
+    seen = json.loads(line.removeprefix("ENVIRON "))
+    assert "TOY_DAEMON_PW" not in seen and secret not in out and secret not in err
+    assert "SCRAPY_PROJECT" not in seen
+    assert seen["SCRAPY_SETTINGS_MODULE"] == "toy.settings"  # from the project's scrapy.cfg
+    assert seen["CMC_API_KEY"] == "cmc-key-for-spiders"

@@ -124,6 +124,13 @@ def test_crawl_args_daemon_settings_last_and_payload_as_one_argument(tmp_path: P
     env = crawl_env(tmp_path, {"COINSPIDERS_PASSWORD": "x", "PATH": "/bin"})
     assert env["SPIDER_DATA_DIR"] == str(tmp_path.resolve())
     assert "COINSPIDERS_PASSWORD" not in env and env["PATH"] == "/bin"
+    base = {"PW": "x", "SCRAPY_SETTINGS_MODULE": "a.b", "SCRAPY_PROJECT": "a", "CMC_API_KEY": "k"}
+    env = crawl_env(tmp_path, base, hidden=("PW",))
+    assert env["CMC_API_KEY"] == "k" and not {
+        "PW",
+        "SCRAPY_SETTINGS_MODULE",
+        "SCRAPY_PROJECT",
+    } & set(env)
 
 
 @pytest.mark.parametrize(
