@@ -268,6 +268,18 @@ def parse_coins(value: Any) -> list[str]:
     return list(coins.values())
 
 
+def is_job_id(value: str) -> bool:
+    """True for a job id as the daemon and the spiders make them: a UUID, canonical form.
+
+    Other names in data/ (the daemon's `logs`, `projects`, a shell crawl's JOB_ID) are
+    folders, not jobs the coin API answers for.
+    """
+    try:
+        return str(uuid.UUID(value)) == value
+    except (ValueError, TypeError, AttributeError):
+        return False
+
+
 def task_id(job_id: str, coin: str) -> str:
     """A stable id for one coin of one job: the same job and coin always give the same id."""
     try:

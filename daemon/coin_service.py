@@ -22,12 +22,14 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from daemon.coin_index import CoinFilter, CoinIndex
-from daemon.coin_records import coin_output, task_id, task_outputs
+from daemon.coin_records import coin_output, is_job_id, task_id, task_outputs
 
 log = Logger()
 T = TypeVar("T")
 
 DATA_FILE = "data.json"
+# A job folder holds at least one of these once its crawl started.
+JOB_FILES = ("job.json", "items.jl")
 FINAL_STATUSES = ("SUCCESSFUL", "FAILED", "CANCELED")
 # Largest data.json served whole (a 5,000-coin listing is about 10 MB).
 MAX_DATA_BYTES = 64 * 1024 * 1024
@@ -215,13 +217,24 @@ class CoinService(Service):
         except Exception:  # a malformed id is simply not a job
             return None
 
+    def _known_job(self, job_id: str) -> tuple[bool, JobLike | None]:
+        """(exists, the daemon's job if it has one): a UUID the daemon knows, or whose
+        folder a crawl wrote (a run the daemon forgot, or one started from a shell)."""
+        if not is_job_id(job_id):
+            return False, None
+        job = self._job(job_id)
+        if job is not None:
+            return True, job
+        folder = self.data_dir / job_id
+        return any((folder / name).is_file() for name in JOB_FILES), None
+
     def job_exists(self, job_id: str) -> bool:
-        return self._job(job_id) is not None or (self.data_dir / job_id).is_dir()
+        return self._known_job(job_id)[0]
 
     def status(self, job_id: str, coins: list[str]) -> Deferred[dict[str, Any]]:
         """Each asked coin's output: its figures or error once its line is in items.jl."""
-        job = self._job(job_id)
-        if job is None and not (self.data_dir / job_id).is_dir():
+        exists, job = self._known_job(job_id)
+        if not exists:
             raise CoinApiError(f"Job {job_id} not found", 404)
         # Whether the job ended is taken here, on the reactor, before items.jl is read:
         # a job that ends while the read runs may have lines the read missed, and its
@@ -299,14 +312,19 @@ class CoinService(Service):
             raise CoinApiError(f"Job {job_id} not found", 404)
 
         def read() -> tuple[bool, Any]:
-            path = self.data_dir / job_id / DATA_FILE
-            try:
-                with path.open("rb") as fh:
-                    raw = fh.read(MAX_DATA_BYTES + 1)
-                if len(raw) <= MAX_DATA_BYTES:
-                    return True, raw
-            except FileNotFoundError:
-                pass
+            folder = (self.data_dir / job_id).resolve()
+            path = (folder / DATA_FILE).resolve()
+            # As for logos: data.json must be a file inside its job folder, and the folder
+            # inside data/ (links resolved); otherwise the records of items.jl are served.
+            inside = path.is_relative_to(folder) and folder.is_relative_to(self.data_dir)
+            if inside:
+                try:
+                    with path.open("rb") as fh:
+                        raw = fh.read(MAX_DATA_BYTES + 1)
+                    if len(raw) <= MAX_DATA_BYTES:
+                        return True, raw
+                except (FileNotFoundError, IsADirectoryError):
+                    pass
             self.index.ingest_job(job_id)
             return False, [_data_entry(r) for r in self.index.job_records(job_id)]
 

@@ -211,6 +211,9 @@ def test_status_errors(daemon: DaemonProcess) -> None:
     assert rsp.json() == {"error": f"Job {job_id} not found"}
     rsp = daemon.get(f"{base}..%2F..%2Fetc/", params={"task_ids": '{"BTC": "x"}'})
     assert rsp.status_code == 404
+    for folder in ("logs", "projects"):
+        rsp = daemon.get(f"{base}{folder}/", params={"task_ids": '{"BTC": "x"}'})
+        assert (rsp.status_code, rsp.json()) == (404, {"error": f"Job {folder} not found"})
     assert daemon.get(START).status_code == 405
     daemon.wait_status(known, ("SUCCESSFUL",), timeout=60)
     # A job started through scrapy-do's API is indexed too, as soon as it ends.
@@ -306,6 +309,9 @@ def test_coin_data_filters_paging_history_and_logo(daemon: DaemonProcess, cmc: C
         ("/api/coins/no-such-coin/logo.png", {}, 404, "No stored logo"),
         (f"/api/jobs/{uuid.uuid4()}/data/", {}, 404, "not found"),
         ("/api/jobs/bad%20id/data/", {}, 404, "not found"),
+        # The daemon's own folders in data/ are no jobs.
+        ("/api/jobs/logs/data/", {}, 404, "not found"),
+        ("/api/jobs/projects/data/", {}, 404, "not found"),
     ],
 )
 def test_data_endpoint_errors(
@@ -337,7 +343,17 @@ def test_index_is_rebuilt_from_job_folders(daemon: DaemonProcess) -> None:
         {"id": 999002, "slug": "evil-link", "symbol": "EVL", "logo_path": "Images/999002.png"},
     ]
     (hostile / "items.jl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    # Its data.json is a link to a file outside the folder.
+    outside = Path(daemon.workdir) / "outside.json"
+    outside.write_text('[{"secret": "not yours"}]')
+    (hostile / "data.json").symlink_to(outside)
     daemon.start()
+    # A folder of a crawl the daemon never ran is a job all the same; its data.json is
+    # not followed out of the folder, the records read from items.jl are served instead.
+    data = daemon.get(f"/api/jobs/{hostile.name}/data/")
+    assert data.status_code == 200 and data.headers["X-Job-Data"] == "partial"
+    assert b"not yours" not in data.content
+    assert sorted(r["id"] for r in data.json()) == [999001, 999002]
     everything = daemon.get("/api/coins/", params={"limit": 1000}).json()
     assert [c for c in everything if c["id"] < 999001] == before
     assert daemon.get("/api/coins/ethereum/history/").json() == history

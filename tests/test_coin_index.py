@@ -17,6 +17,7 @@ from daemon.coin_records import (
     RequestError,
     coin_output,
     complete_lines,
+    is_job_id,
     parse_coins,
     parse_task_ids,
     parse_time,
@@ -156,6 +157,13 @@ def test_coin_output_shows_figures_or_the_error() -> None:
         "error": "not found"
     }
     assert NOT_COMPLETED == "Task not completed yet"
+
+
+def test_job_ids_are_canonical_uuids_only() -> None:
+    job = str(uuid.uuid4())
+    assert is_job_id(job)
+    for bad in ("logs", "projects", "job-1", job.upper(), job.replace("-", ""), f"{{{job}}}", ""):
+        assert not is_job_id(bad), bad
 
 
 def test_task_outputs_trust_only_an_end_seen_before_the_read() -> None:
