@@ -214,6 +214,10 @@ def load_config(
             text = file.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot read config file {file}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"config file {file} is not UTF-8 text (byte {exc.start}): is it the right file?"
+            ) from None
         try:
             loaded = yaml.safe_load(text)
         except yaml.YAMLError as exc:

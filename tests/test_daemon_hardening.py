@@ -510,3 +510,51 @@ def test_upload_over_the_cap_is_413_and_never_kept_in_memory(daemon: DaemonProce
     print(f"RSS while 50 MB were refused: {before / 2**20:.1f} -> peak {peak / 2**20:.1f} MiB")
     assert peak - before < 10 * 2**20
     assert biggest_file < 4_000_000
+
+
+# -- unreadable config and store ------------------------------------------------------
+
+
+def _refused_start(config: Path) -> str:
+    import subprocess
+    import sys
+
+    res = subprocess.run(
+        [sys.executable, "-m", "daemon", "--config", str(config)],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "Traceback" not in res.stderr and "listening" not in res.stdout
+    return res.stderr
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"\xff\xfe\x00\x01 not text", b"port: [1,\n  x: :\n", b"- a list\n- not a mapping\n"],
+    ids=["not-utf8", "bad-yaml", "not-a-mapping"],
+)
+def test_unreadable_config_stops_the_start_naming_the_file(tmp_path: Path, content: bytes) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_bytes(content)
+    assert str(config) in _refused_start(config)
+    assert config.read_bytes() == content
+    assert not (tmp_path / "data").exists()
+
+
+def test_truncated_store_stops_the_start_naming_the_file(tmp_path: Path) -> None:
+    import sqlite3
+
+    data = tmp_path / "data"
+    data.mkdir()
+    store = data / "daemon.sqlite"
+    conn = sqlite3.connect(store)
+    conn.execute("CREATE TABLE t (x)")
+    conn.executemany("INSERT INTO t VALUES (?)", [("x" * 500,)] * 2000)
+    conn.commit()
+    conn.close()
+    cut = store.read_bytes()[: store.stat().st_size // 2]
+    store.write_bytes(cut)
+    config = tmp_path / "config.yaml"
+    config.write_text(f"port: 0\ndata_dir: {json.dumps(str(data))}\n")
+    assert f"store {store} is unusable" in _refused_start(config)
+    assert store.read_bytes() == cut
