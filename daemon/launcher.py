@@ -131,9 +131,35 @@ def find_crawl_process(job_id: str) -> tuple[int, float] | None:
     return None
 
 
-def _killpg(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
+def _orphan_may_be_signalled(crawl: Crawl) -> bool:
+    """False when the orphan's pid now belongs to another process. A pid that is free
+    may still name the orphan's process group (a pid is not reused while a group of
+    that id exists), so its leftovers can be signalled."""
+    try:
+        proc = psutil.Process(crawl.pid)
+        created = proc.create_time()
+    except psutil.NoSuchProcess:
+        return True
+    except (psutil.Error, OSError):
+        return False
+    return crawl.proc_start is not None and abs(created - crawl.proc_start) < 1.0
+
+
+def signal_crawl(crawl: Crawl, sig: int, *, ended: bool = False) -> None:
+    """Signal the crawl's process group. A child that has not reached its setsid()
+    yet has no group of its own: it gets the signal by pid (only while it has not
+    ended, as an ended child's pid may be reused). An orphan (not our child) is only
+    signalled while its pid still is that process."""
+    if crawl.orphan and not _orphan_may_be_signalled(crawl):
+        return
+    try:
+        os.killpg(crawl.pid, sig)
+    except ProcessLookupError:
+        if not ended and not crawl.orphan:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(crawl.pid, sig)
+    except PermissionError:
+        pass
 
 
 def descendants_of(pid: int) -> list[tuple[int, float]]:
@@ -256,7 +282,7 @@ class Launcher:
         if crawl.stop_reason is None:
             crawl.stop_reason = why
             crawl.descendants = descendants_of(crawl.pid)
-            _killpg(crawl.pid, signal.SIGTERM)
+            signal_crawl(crawl, signal.SIGTERM)
             kill_escaped(crawl.descendants, signal.SIGTERM)
             crawl.timers.append(self.reactor.callLater(self.cancel_grace, self._kill, crawl))
         return self._wait(crawl)
@@ -264,7 +290,7 @@ class Launcher:
     def _kill(self, crawl: Crawl) -> None:
         if crawl.outcome is None:
             crawl.killed = True
-            _killpg(crawl.pid, signal.SIGKILL)
+            signal_crawl(crawl, signal.SIGKILL)
             kill_escaped(crawl.descendants, signal.SIGKILL)
 
     @staticmethod
@@ -290,7 +316,7 @@ class Launcher:
 
     def _finish(self, crawl: Crawl, outcome: Outcome) -> None:
         # Descendants that ignored SIGTERM or outlived their leader go with it.
-        _killpg(crawl.pid, signal.SIGKILL)
+        signal_crawl(crawl, signal.SIGKILL, ended=True)
         kill_escaped(crawl.descendants, signal.SIGKILL)
         for timer in crawl.timers:
             if timer.active():

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import psutil
 import pytest
+from twisted.internet.task import Clock
 
+from daemon.launcher import Crawl, Launcher, Outcome, process_start_time
 from tests.daemon_support import DaemonProcess, pid_alive, write_config, write_toy_project
 
 
@@ -111,3 +113,46 @@ def test_second_daemon_on_the_same_data_folder_is_refused(setup, tmp_path: Path)
     )
     assert res.returncode == 2
     assert "another daemon is using the data folder" in res.stderr
+
+
+# -- signals to crawl processes (the launcher with a test clock, real processes) -----------
+
+
+def _sleeper(**popen: object) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], **popen)
+
+
+def test_cancel_reaches_a_crawl_that_has_no_process_group_yet(tmp_path: Path) -> None:
+    """A crawl cancelled before its setsid() has no group: SIGTERM goes to its pid, so
+    it stops at once instead of being SIGKILLed after the grace period."""
+    child = _sleeper()  # in the test's process group, like a crawl before its setsid()
+    try:
+        launcher = Launcher(Clock(), tmp_path, tmp_path / "logs", cancel_grace=3600)
+        launcher.running["j"] = Crawl("j", child.pid, process_start_time(child.pid))
+        launcher.stop("j", "cancel")
+        assert child.wait(timeout=60) == -signal.SIGTERM
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_orphan_whose_pid_was_reused_is_never_signalled(tmp_path: Path) -> None:
+    """A followed crawl's pid that now names another process (its start time differs)
+    counts as ended, and that other process is left alone."""
+    other = _sleeper(start_new_session=True)
+    try:
+        clock = Clock()
+        launcher = Launcher(clock, tmp_path, tmp_path / "logs", cancel_grace=1)
+        started = process_start_time(other.pid)
+        assert started is not None
+        crawl = launcher.follow("j", other.pid, started - 100)
+        ended: list[Outcome] = []
+        crawl.ended.addCallback(ended.append)
+        assert launcher.stop("j", "cancel") is not None  # not signalled either
+        clock.advance(1)
+        assert ended and ended[0].orphan and "j" not in launcher.running
+        with pytest.raises(subprocess.TimeoutExpired):
+            other.wait(timeout=1)
+    finally:
+        other.kill()
+        other.wait()
