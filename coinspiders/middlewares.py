@@ -3,13 +3,13 @@
 Scrapy's retry machinery (RetryMiddleware, `get_retry_request`) re-sends a request at
 once; a site that just blocked us (Cloudflare 403, 429) only gets angrier. This waits
 before a retry goes out: `RETRY_BACKOFF_BASE * 2**(n-1)` seconds for the n-th retry,
-at most `RETRY_BACKOFF_MAX`, or exactly `meta["retry_delay"]` when the spider knows
-better (an API that said how long to wait).
+at most `RETRY_BACKOFF_MAX`. The Pro API's rate limit has its own wait, the one the API
+asks for (coinspiders.cmc_ratelimit).
 """
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Self
 
 from scrapy import Request
 from scrapy.crawler import Crawler
@@ -36,9 +36,6 @@ class RetryBackoffMiddleware:
         tries = int(request.meta.get("retry_times", 0) or 0)
         if tries <= 0:
             return 0.0
-        explicit: Any = request.meta.get("retry_delay")
-        if isinstance(explicit, int | float) and explicit >= 0:
-            return float(explicit)
         return min(self.base * 2 ** (tries - 1), self.maximum)
 
     async def process_request(self, request: Request) -> None:

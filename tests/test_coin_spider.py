@@ -319,8 +319,6 @@ def test_backoff_delays() -> None:
     assert backoff.delay_for(first) == 0
     delays = [backoff.delay_for(first.replace(meta={"retry_times": n})) for n in (1, 2, 3, 4)]
     assert delays == [2.0, 4.0, 8.0, 10.0]
-    told = first.replace(meta={"retry_times": 1, "retry_delay": 60})
-    assert backoff.delay_for(told) == 60.0
 
 
 def test_sigterm_finishes_what_is_in_flight_and_marks_the_rest(
@@ -379,3 +377,16 @@ def test_a_second_crawl_with_the_same_job_id_leaves_the_first_ones_folder_alone(
     after = {name: (folder / name).read_bytes() for name in before}
     assert after == before
     assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_server_error_on_the_symbol_lookup_is_retried_before_falling_back(
+    cmc: CMCServer, tmp_path: Path
+) -> None:
+    # HOT is three coins' symbol and no coin's slug: only the map call can pick holo.
+    cmc.add_fault("server_error", "/v1/cryptocurrency/map", times=1)
+    crawl = run_crawl(cmc, tmp_path, "-a", "coins=HOT")
+    assert crawl.returncode == 0, crawl.stderr[-3000:]
+    hot = crawl.outputs()["HOT"]
+    assert (hot["id"], hot["slug"]) == (2682, "holo")
+    assert [m["status"] for m in cmc.requests_for("/v1/cryptocurrency/map")] == [500, 200]
+    assert "lookup_warnings" not in crawl.job

@@ -18,6 +18,7 @@ from scrapy.downloadermiddlewares.retry import get_retry_request
 from scrapy.http import Response, TextResponse
 from twisted.python.failure import Failure
 
+from coinspiders.cmc_ratelimit import API_META
 from coinspiders.items import COIN_FIELDS, CoinItem
 from coinspiders.parsing import api, identity, page
 from coinspiders.pipelines import utc_now
@@ -34,7 +35,13 @@ class CoinSpider(JobSpider):
     name = "coin"
     source = "page"
     custom_settings = {
-        "DOWNLOADER_MIDDLEWARES": {"coinspiders.middlewares.RetryBackoffMiddleware": 560},
+        "DOWNLOADER_MIDDLEWARES": {
+            # Scrapy's retry, plus the Pro API's rate-limit pause for `cmc_api` requests
+            # (the same middleware as the cmc_api spider's); pages retry as before.
+            "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
+            "coinspiders.cmc_ratelimit.CmcApiRetryMiddleware": 550,
+            "coinspiders.middlewares.RetryBackoffMiddleware": 560,
+        },
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -151,32 +158,22 @@ class CoinSpider(JobSpider):
             meta={
                 "queries": queries,
                 "handle_httpstatus_all": True,
-                # Rate limits are judged from the body here, with the API's own delay.
-                "dont_retry": True,
+                # CmcApiRetryMiddleware waits out rate limits; 5xx and connection errors
+                # get Scrapy's retry (with backoff) before the spider sees the answer.
+                API_META: True,
             },
         )
 
     # --- identity -------------------------------------------------------------------
 
-    def _api_verdict(self, response: Response) -> tuple[api.ApiVerdict, dict | None, Any]:
+    def _api_verdict(self, response: Response) -> tuple[api.ApiVerdict, dict | None]:
+        """The answer's verdict once the middleware retried what it could.
+
+        A rate limit still here is one the middleware gave up on: it counts as failed.
+        """
         payload = api.load_payload(response.body)
-        verdict = api.classify_response(
-            response.status,
-            payload,
-            response.headers.get("Retry-After"),
-            default_delay=self.settings.getfloat("CMC_RATE_LIMIT_DELAY", 60.0),
-        )
-        retry = None
-        if verdict.kind == api.RETRY:
-            retry = get_retry_request(
-                response.request,
-                spider=self,
-                reason="API rate limit",
-                max_retry_times=self.settings.getint("CMC_RATE_LIMIT_RETRIES", 3),
-            )
-            if retry is not None:
-                retry.meta["retry_delay"] = verdict.delay
-        return verdict, payload, retry
+        verdict = api.classify_response(response.status, payload)
+        return verdict, payload
 
     def _lookup_failed(self, what: str, verdict: api.ApiVerdict) -> str:
         message = api.redact(
@@ -188,10 +185,7 @@ class CoinSpider(JobSpider):
         return message
 
     def parse_map(self, response: Response) -> Iterator[Any]:
-        verdict, payload, retry = self._api_verdict(response)
-        if retry is not None:
-            yield retry
-            return
+        verdict, payload = self._api_verdict(response)
         groups: dict[str, list] = {}
         if verdict.kind == api.OK and payload is not None:
             groups = identity.group_by_symbol(payload.get("data"))
@@ -215,10 +209,7 @@ class CoinSpider(JobSpider):
                 yield self.page_request(query, chosen["slug"], candidates=others)
 
     def parse_info(self, response: Response) -> Iterator[Any]:
-        verdict, payload, retry = self._api_verdict(response)
-        if retry is not None:
-            yield retry
-            return
+        verdict, payload = self._api_verdict(response)
         queries: list[identity.CoinQuery] = response.meta["queries"]
         if verdict.kind != api.OK or payload is None:
             message = self._lookup_failed("id lookup", verdict)
@@ -236,11 +227,8 @@ class CoinSpider(JobSpider):
                 yield self.page_request(query, slug)
 
     def api_failed(self, failure: Failure) -> Iterator[Any]:
+        # The retry middleware has already re-sent it as often as RETRY_TIMES allows.
         request = failure.request  # type: ignore[attr-defined]
-        retry = get_retry_request(request, spider=self, reason=failure.type)
-        if retry is not None:
-            yield retry
-            return
         verdict = api.ApiVerdict(api.FAILED, None, str(failure.value), 0)
         queries: list[identity.CoinQuery] = request.meta["queries"]
         if request.callback == self.parse_map:
