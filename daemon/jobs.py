@@ -75,6 +75,7 @@ class SchedulerLike(Protocol):
 
 class ProjectsLike(Protocol):
     def path(self, name: str) -> Path: ...
+    def pin(self, name: str) -> tuple[Path, Callable[[], Any]]: ...
     def settings(self, name: str) -> dict[str, str]: ...
 
 
@@ -163,7 +164,9 @@ class JobsService(Service):
         return d.addCallback(lambda _: None)
 
     def recover(self) -> None:
-        """Settle jobs left RUNNING by a daemon that died: follow live crawls, fail dead."""
+        """Settle jobs left RUNNING by a daemon that died: follow live crawls (with their
+        max_runtime left and their project folder pinned), judge ended ones by their
+        job.json (their exit status is lost)."""
         for job in self.store.jobs_in(RUNNING):
             alive = None
             # pid + start time identify the process; without a start time only the
@@ -174,12 +177,9 @@ class JobsService(Service):
             else:
                 alive = find_crawl_process(job.id)
             if alive is None:
-                self._record_end(
-                    job.id,
-                    FAILED,
-                    "the daemon stopped while the crawl ran and the crawl is gone",
-                    None,
-                )
+                outcome = Outcome(None, None, None, orphan=True)
+                status, reason = verdict(outcome, self._manifest(job.id))
+                self._record_end(job.id, status, reason, None)
                 continue
             pid, start = alive
             if job.pid != pid:
@@ -189,8 +189,19 @@ class JobsService(Service):
                 job=job.id,
                 pid=pid,
             )
-            crawl = self.launcher.follow(job.id, pid, start)
+            release: Callable[[], Any] = _nothing
+            try:
+                _cwd, release = self.projects.pin(job.project)
+            except Exception as exc:  # the project is gone: nothing to keep
+                log.warn("job {id}: project not pinned: {exc}", id=job.id, exc=exc)
+            max_runtime = job.max_runtime if job.max_runtime is not None else self.max_runtime
+            left = None
+            if max_runtime:
+                ran = self.now().timestamp() - (job.started or self.now().timestamp())
+                left = max(0.0, max_runtime - ran)
+            crawl = self.launcher.follow(job.id, pid, start, max_runtime=left)
             crawl.ended.addCallback(self._on_end, job.id)
+            crawl.ended.addBoth(lambda result, release=release: (release(), result)[1])
 
     # -- listeners (other services, e.g. the coin index) ---------------------
 
@@ -432,12 +443,8 @@ class JobsService(Service):
         self._notify(job)
         release: Callable[[], Any] = _nothing
         try:
-            pin = getattr(self.projects, "pin", None)
-            if pin is not None:
-                # Keeps a pushed project's folder on disk while this crawl runs in it.
-                cwd, release = pin(job.project)
-            else:
-                cwd = self.projects.path(job.project)
+            # Keeps a pushed project's folder on disk while this crawl runs in it.
+            cwd, release = self.projects.pin(job.project)
             settings = {**self.projects.settings(job.project), **job.settings}
             max_runtime = job.max_runtime if job.max_runtime is not None else self.max_runtime
             crawl: Crawl = self.launcher.start(

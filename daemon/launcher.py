@@ -254,11 +254,15 @@ class Launcher:
             crawl.timers.append(self.reactor.callLater(max_runtime, self.stop, job_id, "timeout"))
         return crawl
 
-    def follow(self, job_id: str, pid: int, proc_start: float | None) -> Crawl:
+    def follow(
+        self, job_id: str, pid: int, proc_start: float | None, max_runtime: float | None = None
+    ) -> Crawl:
         """Track a crawl started by an earlier daemon until it ends (polled: it is not
-        our child, so no SIGCHLD tells us)."""
+        our child, so no SIGCHLD tells us); `max_runtime` is the time it has left."""
         crawl = Crawl(job_id=job_id, pid=pid, proc_start=proc_start, orphan=True)
         self.running[job_id] = crawl
+        if max_runtime is not None:
+            crawl.timers.append(self.reactor.callLater(max_runtime, self.stop, job_id, "timeout"))
         if self._orphan_loop is None or not self._orphan_loop.running:
             self._orphan_loop = LoopingCall(self._poll_orphans)
             self._orphan_loop.clock = self.reactor

@@ -555,16 +555,23 @@ class ProjectStore:
                 kept.add(record.name)
                 continue
             self._pushed[record.name] = record
+        stale: list[Path] = []
         for parent in self._versions.iterdir():
             if parent.name in kept:
                 continue
             current = self._pushed.get(parent.name)
             if current is None or not parent.is_dir():
-                _remove_path(parent)
+                stale.append(parent)
                 continue
-            for version in parent.iterdir():
-                if version.name != current.version:
-                    _remove_path(version)
+            stale += [v for v in parent.iterdir() if v.name != current.version]
+        # A crawl that outlived a killed daemon may still run in a replaced version:
+        # its folder stays until a later start finds it unused.
+        in_use = _cwds_inside(stale) if stale else set()
+        for path in stale:
+            if path in in_use:
+                log.warning("keeping %s: a running process works in it", path)
+            else:
+                _remove_path(path)
 
 
 def _shield(d: defer.Deferred[Any]) -> tuple[defer.Deferred[Any], defer.Deferred[None]]:
@@ -605,6 +612,17 @@ def _from_json(data: dict[str, Any]) -> _Pushed:
     if not isinstance(spiders, list) or not all(isinstance(s, str) for s in spiders):
         raise ValueError("spiders is not a list of names")
     return _Pushed(str(data["name"]), str(data["version"]), tuple(spiders), str(data["pushed"]))
+
+
+def _cwds_inside(folders: list[Path]) -> set[Path]:
+    """The folders of `folders` that hold the working directory of a live process."""
+    import psutil
+
+    cwds = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, OSError):
+            cwds.append(Path(proc.cwd()))
+    return {f for f in folders if any(c == f or c.is_relative_to(f) for c in cwds)}
 
 
 def _remove_path(path: Path) -> None:

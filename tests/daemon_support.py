@@ -60,7 +60,11 @@ class Sleepy(scrapy.Spider):
     async def start(self):
         print("START", self.settings.get("JOB_ID"), flush=True)
         args = json.loads(getattr(self, "payload", "{}"))
-        await asyncio.sleep(float(args.get("seconds", 30)))
+        if args.get("until_file"):  # ends when the test says so, not after a guessed time
+            while not Path(args["until_file"]).exists():
+                await asyncio.sleep(0.05)
+        else:
+            await asyncio.sleep(float(args.get("seconds", 30)))
         yield {"slept": True}
 
     def closed(self, reason):

@@ -3,18 +3,25 @@ graceful stop — every job ends truthfully, none runs twice, no log is cut shor
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
 import pytest
 from twisted.internet.task import Clock
 
+from daemon.config import LocalProject
+from daemon.jobs import JobsService
 from daemon.launcher import Crawl, Launcher, Outcome, process_start_time
+from daemon.projects import ProjectStore
+from daemon.store import PENDING, RUNNING, USER, Job, Store
 from tests.daemon_support import DaemonProcess, pid_alive, write_config, write_toy_project
 
 
@@ -43,7 +50,8 @@ def crawl_pid(job_id: str) -> int:
 
 def test_kill_9_restart_follows_live_crawl_and_runs_pending_once(setup) -> None:
     first = setup()
-    running = first.schedule("sleepy", payload='{"seconds": 3}')
+    gate = first.workdir / "gate"
+    running = first.schedule("sleepy", payload=json.dumps({"until_file": str(gate)}))
     first.wait_log(running, "START")
     pending = first.schedule("items")
     assert first.job(pending)["status"] == "PENDING"  # one slot
@@ -61,6 +69,7 @@ def test_kill_9_restart_follows_live_crawl_and_runs_pending_once(setup) -> None:
     assert second.job(pending)["status"] == "PENDING"  # the slot is still taken
     resumed = second.job(hourly)
     assert resumed["status"] == "SCHEDULED" and resumed["next_run"] == next_run
+    gate.touch()  # now the followed crawl may finish
     job = second.wait_status(running, ("SUCCESSFUL", "FAILED"), timeout=20)
     assert job["status"] == "SUCCESSFUL", job
     assert "restarted" in job["reason"]
@@ -83,7 +92,7 @@ def test_crawl_that_died_while_daemon_was_down_is_failed(setup) -> None:
         time.sleep(0.05)
     second = setup()
     job = second.job(job_id)
-    assert job["status"] == "FAILED" and "gone" in job["reason"]
+    assert job["status"] == "FAILED" and "no job.json" in job["reason"]
     assert second.get("/status.json").json()["running"] == 0
 
 
@@ -92,9 +101,7 @@ def test_graceful_stop_never_records_success(setup) -> None:
     job_id = first.schedule("stubborn")
     first.wait_log(job_id, "CHILD")
     pid = crawl_pid(job_id)
-    t0 = time.monotonic()
-    assert first.stop(signal.SIGTERM) == 0
-    assert time.monotonic() - t0 < 8  # SIGTERM, then SIGKILL after the 2 s grace
+    assert first.stop(signal.SIGTERM) == 0  # SIGTERM, then SIGKILL after the 2 s grace
     assert not pid_alive(pid)
     second = setup()
     job = second.job(job_id)
@@ -156,3 +163,74 @@ def test_orphan_whose_pid_was_reused_is_never_signalled(tmp_path: Path) -> None:
     finally:
         other.kill()
         other.wait()
+
+
+# -- recovery of RUNNING jobs (jobs service + launcher on a test clock) ---------------------
+
+T0 = 1_700_000_000.0
+
+
+def _recovering(tmp_path: Path, clock: Clock, **job: object) -> tuple[JobsService, Store, str]:
+    """A store holding one RUNNING job (started at T0) as a killed daemon left it."""
+    store = Store(tmp_path / "d.sqlite", clock=lambda: T0)
+    toy = write_toy_project(tmp_path / "toy")
+    projects = ProjectStore(tmp_path / "projects", {"toy": LocalProject(toy, {})}, reactor=clock)
+    launcher = Launcher(clock, tmp_path / "data", tmp_path / "logs", cancel_grace=1)
+    jobs = JobsService(
+        store,
+        launcher,
+        projects,
+        slots=1,
+        data_dir=tmp_path / "data",
+        now=lambda: datetime.fromtimestamp(T0 + clock.seconds(), UTC),
+    )
+    job_id = str(uuid.uuid4())
+    store.insert(Job(job_id, PENDING, USER, "now", "toy", "sleepy", **job))  # type: ignore[arg-type]
+    store.mark_running(job_id)
+    return jobs, store, job_id
+
+
+@pytest.mark.parametrize(
+    ("manifest", "status", "words"),
+    [
+        ({"close_reason": "finished", "succeeded": True}, "SUCCESSFUL", "restarted"),
+        ({"close_reason": "shutdown"}, "FAILED", "'shutdown'"),
+        (None, "FAILED", "no job.json"),
+    ],
+)
+def test_crawl_that_ended_while_the_daemon_was_down_is_judged_by_its_job_json(
+    tmp_path: Path, manifest: dict | None, status: str, words: str
+) -> None:
+    jobs, store, job_id = _recovering(tmp_path, Clock())
+    gone = _sleeper()
+    gone.kill()
+    gone.wait()
+    store.record_process(job_id, gone.pid, T0)
+    if manifest is not None:
+        folder = tmp_path / "data" / job_id
+        folder.mkdir(parents=True)
+        (folder / "job.json").write_text(json.dumps(manifest))
+    jobs.recover()
+    job = store.get(job_id)
+    assert job is not None and job.status == status and words in (job.reason or ""), job
+
+
+def test_followed_crawl_keeps_the_rest_of_its_max_runtime(tmp_path: Path) -> None:
+    clock = Clock()
+    jobs, store, job_id = _recovering(tmp_path, clock, max_runtime=150.0)
+    crawl = _sleeper(start_new_session=True)
+    try:
+        store.record_process(job_id, crawl.pid, process_start_time(crawl.pid))
+        clock.advance(100)  # the daemon comes back 100 s after the crawl started
+        jobs.recover()
+        assert store.get(job_id).status == RUNNING
+        clock.advance(49)
+        assert crawl.poll() is None and store.get(job_id).status == RUNNING
+        clock.advance(2)  # 151 s after its start: stopped
+        assert crawl.wait(timeout=60) == -signal.SIGTERM
+        clock.advance(1)  # the next poll of the followed crawl sees it gone
+        job = store.get(job_id)
+        assert job.status == "FAILED" and "max_runtime" in job.reason, job
+    finally:
+        crawl.kill()
+        crawl.wait()

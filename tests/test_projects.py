@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -355,3 +357,21 @@ def _rmtree(path: Path) -> None:
     import shutil
 
     shutil.rmtree(path, ignore_errors=True)
+
+
+def test_start_sweep_keeps_a_replaced_version_a_crawl_still_runs_in(tmp_path: Path) -> None:
+    """A crawl that outlived a killed daemon may work in a version folder no record names
+    any more; the sweep at start leaves it until a later start finds it unused."""
+    root = tmp_path / "store"
+    stale = root / "versions" / "gone" / "20250101T000000-abc"
+    stale.mkdir(parents=True)
+    sleeper = "import time; time.sleep(120)"
+    proc = subprocess.Popen([sys.executable, "-c", sleeper], cwd=stale)
+    try:
+        ProjectStore(root)
+        assert stale.is_dir()
+    finally:
+        proc.kill()
+        proc.wait()
+    ProjectStore(root)
+    assert not (root / "versions" / "gone").exists()
