@@ -2,7 +2,7 @@
 
 import pytest
 
-from coinspiders.parsing.numbers import as_number, known, parse_int, parse_number
+from coinspiders.parsing.numbers import as_int, as_number, known, parse_int, parse_number
 
 
 @pytest.mark.parametrize(
@@ -68,6 +68,22 @@ def test_as_number_rejects_what_is_not_a_figure() -> None:
     assert as_number(float("nan")) is None
     assert as_number(float("inf")) is None
     assert as_number({"a": 1}) is None
+
+
+def test_as_number_reads_a_json_numeric_string_whole() -> None:
+    # The Pro API and the page's JSON may send numbers as strings, exponent and all.
+    assert as_number("1.5e-05") == 1.5e-05
+    assert as_number("-2E3") == -2000.0
+    assert as_number("nan") is None and as_number("inf") is None
+    assert as_number("$12.5M") == 12_500_000.0  # a printed figure still reads
+
+
+def test_as_int_takes_whole_numbers_only() -> None:
+    assert as_int(1027) == 1027
+    assert as_int(2.0) == 2 and as_int("1008") == 1008 and as_int("-3") == -3
+    assert as_int(2.5) is None and as_int("1.5") is None
+    assert as_int(True) is None and as_int(None) is None and as_int([1]) is None
+    assert as_int(float("inf")) is None
 
 
 def test_known_turns_zero_into_unknown() -> None:

@@ -18,6 +18,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 from coinspiders.parsing.links import official_links, socials
+from coinspiders.parsing.numbers import as_int, as_number, known
 
 T = TypeVar("T")
 
@@ -70,18 +71,6 @@ def load_payload(body: bytes | str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _int_or_none(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    return None
-
-
 def retry_after_seconds(value: str | bytes | None, now: datetime | None = None) -> float | None:
     """A Retry-After header (seconds or an HTTP date) as seconds from now, capped.
 
@@ -119,9 +108,9 @@ def classify_response(
     status = payload.get("status") if payload is not None else None
     if not isinstance(status, Mapping):
         status = {}
-    code = _int_or_none(status.get("error_code"))
+    code = as_int(status.get("error_code"))
     message = str(status.get("error_message") or "").strip()
-    credits = _int_or_none(status.get("credit_count")) or 0
+    credits = as_int(status.get("credit_count")) or 0
 
     if code == RATE_LIMIT_CODE or (http_status == 429 and code in (None, 0)):
         delay = retry_after_seconds(retry_after)
@@ -152,9 +141,7 @@ def listing_entries(payload: Mapping[str, Any]) -> list[dict[str, Any]]:
     if not isinstance(data, list):
         return []
     return [
-        entry
-        for entry in data
-        if isinstance(entry, dict) and _int_or_none(entry.get("id")) is not None
+        entry for entry in data if isinstance(entry, dict) and as_int(entry.get("id")) is not None
     ]
 
 
@@ -173,7 +160,7 @@ def info_entries(payload: Mapping[str, Any]) -> dict[int, dict[str, Any]]:
         candidates = value if isinstance(value, list) else [value]
         for entry in candidates:
             if isinstance(entry, dict):
-                coin_id = _int_or_none(entry.get("id"))
+                coin_id = as_int(entry.get("id"))
                 if coin_id is not None:
                     entries.setdefault(coin_id, entry)
     return entries
@@ -191,26 +178,6 @@ def chunked(things: Iterable[T], size: int = INFO_MAX_IDS) -> Iterator[list[T]]:
             batch = []
     if batch:
         yield batch
-
-
-def _number(value: Any) -> int | float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int | float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            return None
-        return number if math.isfinite(number) else None
-    return None
-
-
-def _known(value: Any) -> int | float | None:
-    """A figure where 0 means "not tracked" (market cap, volume, circulating supply)."""
-    number = _number(value)
-    return number if number else None
 
 
 def _quote(entry: Mapping[str, Any], convert: str) -> Mapping[str, Any]:
@@ -261,7 +228,7 @@ def coin_from_api(
     scraped_at: str,
 ) -> dict[str, Any]:
     """One listings entry (plus its info entry, when the API had one) as CoinItem fields."""
-    coin_id = _int_or_none(entry.get("id"))
+    coin_id = as_int(entry.get("id"))
     if coin_id is None:
         raise ValueError("listing entry has no numeric id")
     quote = _quote(entry, convert)
@@ -274,17 +241,17 @@ def coin_from_api(
         "name": entry.get("name"),
         "symbol": entry.get("symbol"),
         "slug": entry.get("slug"),
-        "price": _number(quote.get("price")),
-        "price_change": _number(quote.get("percent_change_24h")),
-        "market_cap": _known(quote.get("market_cap")),
-        "market_cap_rank": _int_or_none(entry.get("cmc_rank")),
-        "volume": _known(quote.get("volume_24h")),
+        "price": as_number(quote.get("price")),
+        "price_change": as_number(quote.get("percent_change_24h")),
+        "market_cap": known(as_number(quote.get("market_cap"))),
+        "market_cap_rank": as_int(entry.get("cmc_rank")),
+        "volume": known(as_number(quote.get("volume_24h"))),
         "volume_rank": None,
-        "volume_change": _number(quote.get("volume_change_24h")),
-        "circulating_supply": _known(entry.get("circulating_supply")),
-        "total_supply": _number(entry.get("total_supply")),
-        "max_supply": _number(entry.get("max_supply")),
-        "diluted_market_cap": _known(quote.get("fully_diluted_market_cap")),
+        "volume_change": as_number(quote.get("volume_change_24h")),
+        "circulating_supply": known(as_number(entry.get("circulating_supply"))),
+        "total_supply": as_number(entry.get("total_supply")),
+        "max_supply": as_number(entry.get("max_supply")),
+        "diluted_market_cap": known(as_number(quote.get("fully_diluted_market_cap"))),
         "contracts": _contracts(entry, info),
         "official_links": official_links(urls),
         "socials": socials(urls),

@@ -7,6 +7,7 @@ must be expanded before they mean anything.
 
 from __future__ import annotations
 
+import math
 import re
 from decimal import Decimal, InvalidOperation
 
@@ -68,16 +69,32 @@ def parse_int(text: str | None) -> int | None:
 
 
 def as_number(value: object) -> float | int | None:
-    """A JSON value as a number, or None: booleans, strings and NaN are not figures."""
+    """A JSON value (page data or Pro API) as a finite number, or None.
+
+    Booleans, NaN and infinities are not figures. A string is read whole first
+    (`"1.5e-05"`, as an API may send it), else as the site prints it (`"$12.5M"`).
+    """
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int):
         return value
     if isinstance(value, float):
-        return value if value == value and value not in (float("inf"), float("-inf")) else None
+        return value if math.isfinite(value) else None
     if isinstance(value, str):
-        return parse_number(value)
+        try:
+            number = float(value)
+        except ValueError:
+            return parse_number(value)
+        return number if math.isfinite(number) else None
     return None
+
+
+def as_int(value: object) -> int | None:
+    """A JSON value as a whole number (an id, a rank, an error code), or None."""
+    number = as_number(value)
+    if number is None or number != int(number):
+        return None
+    return int(number)
 
 
 def known(value: float | int | None) -> float | int | None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from coinspiders.parsing.links import normalize_url, official_links, social_name, socials
-from coinspiders.parsing.numbers import as_number, known, parse_int, parse_number
+from coinspiders.parsing.numbers import as_int, as_number, known, parse_int, parse_number
 
 # What a page turned out to be.
 COIN = "coin"
@@ -96,15 +96,8 @@ def _str(value: Any) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 
-def _int(value: Any) -> int | None:
-    number = as_number(value)
-    if number is None or number != int(number):
-        return None
-    return int(number)
-
-
 def _rank(value: Any) -> int | None:
-    rank = _int(value)
+    rank = as_int(value)
     return rank if rank and rank > 0 else None
 
 
@@ -127,7 +120,7 @@ def coin_from_next_data(data: dict[str, Any]) -> dict[str, Any] | None:
     detail = _dig(data, "props", "pageProps", "detailRes", "detail")
     if not isinstance(detail, dict):
         return None
-    coin_id = _int(detail.get("id"))
+    coin_id = as_int(detail.get("id"))
     name, symbol, slug = (_str(detail.get(k)) for k in ("name", "symbol", "slug"))
     if coin_id is None or not (name and symbol and slug):
         return None
