@@ -11,6 +11,7 @@ import os
 import re
 import tempfile
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,11 @@ def resolve_job_id(configured: str | None) -> str:
 def job_dir(data_dir: str | os.PathLike[str], job_id: str) -> Path:
     """The folder of one job; `job_id` must come from `resolve_job_id`."""
     return Path(data_dir).resolve() / job_id
+
+
+def utc_now() -> str:
+    """A timestamp for job.json and items: ISO 8601 in UTC, to the millisecond."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def logo_relpath(coin_id: int) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Self
 
@@ -28,6 +27,7 @@ from coinspiders.jobfolder import (
     MANIFEST_FILE,
     job_dir,
     logo_relpath,
+    utc_now,
     write_json_atomic,
 )
 
@@ -35,11 +35,6 @@ logger = logging.getLogger(__name__)
 
 # Keys of a record besides the coin figures, in the order they are written.
 _EXTRA_FIELDS = ("query", "candidates", "error")
-
-
-def utc_now() -> str:
-    """A timestamp for job.json and items: ISO 8601 in UTC, to the millisecond."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def item_record(item: Any) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from twisted.python.failure import Failure
 
 from coinspiders.cmc_ratelimit import API_META, RATE_LIMIT_GAVE_UP_META
 from coinspiders.items import CoinItem
+from coinspiders.jobfolder import utc_now
 from coinspiders.parsing.api import (
     FAILED,
     FATAL,
@@ -43,7 +44,6 @@ from coinspiders.parsing.api import (
     rank_key,
     redact,
 )
-from coinspiders.pipelines import utc_now
 from coinspiders.spiders.base import JobSpider
 
 LISTINGS_PATH = "/v1/cryptocurrency/listings/latest"

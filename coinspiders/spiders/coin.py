@@ -20,8 +20,8 @@ from twisted.python.failure import Failure
 
 from coinspiders.cmc_ratelimit import API_META
 from coinspiders.items import COIN_FIELDS, CoinItem
+from coinspiders.jobfolder import utc_now
 from coinspiders.parsing import api, identity, page
-from coinspiders.pipelines import utc_now
 from coinspiders.spiders.base import JobSpider
 
 # Statuses a coin page answers a bot with when it is blocked, not missing.
