@@ -314,9 +314,3 @@ def parse_task_ids(raw: str | None) -> list[str]:
     if len(coins) > MAX_COINS:
         raise RequestError(f"At most {MAX_COINS} task_ids per request")
     return coins
-
-
-def check_job_id(job_id: str) -> str:
-    if not JOB_ID_RE.match(job_id):
-        raise RequestError(f"Invalid job id {job_id[:80]!r}")
-    return job_id
