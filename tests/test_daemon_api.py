@@ -9,6 +9,7 @@ import signal
 import time
 import uuid
 import zipfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psutil
@@ -26,6 +27,11 @@ def daemon(tmp_path_factory: pytest.TempPathFactory):
     proc = DaemonProcess(config, work).start()
     yield proc
     proc.stop()
+
+
+def daemon_now(daemon: DaemonProcess) -> datetime:
+    """The daemon's clock (status.json `time`, in its time zone: UTC here)."""
+    return datetime.fromisoformat(daemon.get("/status.json").json()["time"]).replace(tzinfo=UTC)
 
 
 def zip_project(folder: Path, top: str | None) -> bytes:
@@ -164,16 +170,15 @@ def test_failing_crawl_is_failed_with_exit_code(daemon: DaemonProcess) -> None:
 
 
 def test_dispatch_is_immediate(daemon: DaemonProcess) -> None:
-    """A job scheduled into a free slot is RUNNING within milliseconds (no poll tick)."""
+    """A job scheduled into a free slot is started before schedule-job answers (no poll
+    tick): it is never seen PENDING."""
     job_id = daemon.schedule("items")
+    assert daemon.job(job_id)["status"] != "PENDING"
     job = daemon.wait_status(job_id, ("SUCCESSFUL", "FAILED"))
-    from datetime import datetime
-
     created = datetime.fromisoformat(job["created"])
     started = datetime.fromisoformat(job["started"])
     latency = (started - created).total_seconds()
-    print(f"schedule->RUNNING latency: {latency * 1000:.2f} ms")
-    assert latency < 0.5
+    print(f"schedule->RUNNING latency: {latency * 1000:.2f} ms")  # measured, not asserted
 
 
 def test_cancel_running_and_pending_jobs(daemon: DaemonProcess) -> None:
@@ -187,15 +192,21 @@ def test_cancel_running_and_pending_jobs(daemon: DaemonProcess) -> None:
     assert {first, second, third} <= {j["identifier"] for j in active}
     assert daemon.post("/cancel-job.json", data={"id": third}).json() == {"status": "ok"}
     assert daemon.job(third)["status"] == "CANCELED"
-    t0 = time.monotonic()
     assert daemon.post("/cancel-job.json", data={"id": first}).json() == {"status": "ok"}
     job = daemon.job(first)
-    assert job["status"] == "CANCELED" and time.monotonic() - t0 < 2.0
+    # Stopped by its SIGTERM (Scrapy closed it), not SIGKILLed after the grace period.
+    assert job["status"] == "CANCELED" and job["reason"] == "canceled", job
     assert "CLOSED shutdown" in daemon.get(f"/get-log/data/{first}.out").text
     rsp = daemon.post("/cancel-job.json", data={"id": first})
     assert rsp.status_code == 400 and rsp.json()["msg"] == f"Job {first} is not active"
     daemon.post("/cancel-job.json", data={"id": second})
     assert daemon.job(second)["status"] == "CANCELED"
+    # Cancelled at once, maybe before the crawl's setsid(): SIGTERM still reaches it.
+    early = daemon.schedule("sleepy")
+    assert daemon.post("/cancel-job.json", data={"id": early}).json() == {"status": "ok"}
+    job = daemon.job(early)
+    assert job["status"] == "CANCELED" and job["reason"] == "canceled", job
+    assert job["exit_code"] != -signal.SIGKILL
 
 
 def test_cancel_kills_the_whole_group_after_grace(daemon: DaemonProcess) -> None:
@@ -203,14 +214,17 @@ def test_cancel_kills_the_whole_group_after_grace(daemon: DaemonProcess) -> None
     out = daemon.wait_log(job_id, "CHILD")
     child = int(out.split("CHILD")[1].split()[0])
     assert pid_alive(child)
-    t0 = time.monotonic()
+    crawl = next(
+        p.info["pid"]
+        for p in psutil.process_iter(["pid", "cmdline"])
+        if f"JOB_ID={job_id}" in (p.info["cmdline"] or ())
+    )
     rsp = daemon.post("/cancel-job.json", data={"id": job_id})
-    elapsed = time.monotonic() - t0
     assert rsp.json() == {"status": "ok"}
+    assert not pid_alive(crawl)  # the reply waited for the crawl's end
     job = daemon.job(job_id)
     assert job["status"] == "CANCELED" and "killed after the grace period" in job["reason"]
     assert job["exit_code"] == -9
-    assert 1.5 < elapsed < 6
     deadline = time.monotonic() + 3
     while pid_alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -386,12 +400,16 @@ def test_recurring_job_spawns_runs_until_cancelled(daemon: DaemonProcess) -> Non
     assert all(r["actor"] == "SCHEDULER" and r["schedule"] == "now" for r in runs)
     assert all(json.loads(r["payload"]) == {"a": 1} for r in runs)
     assert daemon.job(parent)["last_fire"] is not None
+    next_run = datetime.fromisoformat(daemon.job(parent)["next_run"])
     assert daemon.post("/cancel-job.json", data={"id": parent}).json() == {"status": "ok"}
     assert daemon.job(parent)["status"] == "CANCELED"
-    time.sleep(0.3)
     settled = daemon.get("/list-jobs.json", params={"status": "ACTIVE"}).json()["jobs"]
     before = {j["identifier"] for j in settled if j["parent"] == parent}
-    time.sleep(2.2)
+    # Wait until the daemon's clock is past the next two fire times, then look.
+    deadline = time.monotonic() + 30
+    while daemon_now(daemon) < next_run + timedelta(seconds=1.2):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
     everything = daemon.get("/list-jobs.json", params={"status": "PENDING"}).json()["jobs"]
     assert not [j for j in everything if j["parent"] == parent and j["identifier"] not in before]
     for spec, words in [("every 0 minutes", "0"), ("every 10 fortnights", "fortnight"),
@@ -405,12 +423,9 @@ def test_recurring_job_spawns_runs_until_cancelled(daemon: DaemonProcess) -> Non
 def test_get_log_follow_streams_until_the_job_ends(daemon: DaemonProcess) -> None:
     job_id = daemon.schedule("sleepy", payload='{"seconds": 1.5}')
     daemon.wait_log(job_id, "START")
-    t0 = time.monotonic()
     rsp = daemon.get(f"/get-log/data/{job_id}.out", params={"follow": "1"})
-    elapsed = time.monotonic() - t0
     assert rsp.status_code == 200
     assert "START" in rsp.text and "CLOSED finished" in rsp.text  # written after we asked
-    assert elapsed < 10
     assert daemon.job(job_id)["status"] == "SUCCESSFUL"
     tail = daemon.get(f"/get-log/data/{job_id}.out", params={"follow": "1", "offset": "6"})
     assert tail.text == rsp.text[6:]  # a finished job: the rest, then the end
