@@ -71,6 +71,12 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_status_seq ON jobs (status, seq);
 CREATE INDEX IF NOT EXISTS jobs_active_seq ON jobs (active, seq);
 CREATE INDEX IF NOT EXISTS jobs_project_spider_seq ON jobs (project, spider, seq);
+CREATE INDEX IF NOT EXISTS jobs_project_seq ON jobs (project, seq);
+CREATE INDEX IF NOT EXISTS jobs_spider_seq ON jobs (spider, seq);
+CREATE INDEX IF NOT EXISTS jobs_status_project_seq ON jobs (status, project, seq);
+CREATE INDEX IF NOT EXISTS jobs_status_spider_seq ON jobs (status, spider, seq);
+CREATE INDEX IF NOT EXISTS jobs_active_project_seq ON jobs (active, project, seq);
+CREATE INDEX IF NOT EXISTS jobs_active_spider_seq ON jobs (active, spider, seq);
 CREATE INDEX IF NOT EXISTS jobs_parent ON jobs (parent) WHERE parent IS NOT NULL;
 CREATE TABLE IF NOT EXISTS job_events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -262,6 +262,22 @@ def test_store_pages_use_indexes_not_scans(tmp_path: Path) -> None:
     for sql in shapes:
         plan = " | ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql))
         assert "USING" in plan and "TEMP B-TREE" not in plan, (sql, plan)
+    # list-jobs with project and/or spider filters: the index range covers every
+    # equality of the query (status/active first), read in seq order.
+    filtered = {
+        "spider = 's'": "(spider=?)",
+        "project = 'p'": "(project=?)",
+        "status = 'FAILED' AND project = 'p'": "(status=? AND project=?)",
+        "status = 'FAILED' AND spider = 's'": "(status=? AND spider=?)",
+        "active = 1 AND project = 'p'": "(active=? AND project=?)",
+        "active = 0 AND spider = 's'": "(active=? AND spider=?)",
+        "status = 'RUNNING' AND project = 'p' AND spider = 's'": "(status=? AND spider=?)",
+        "active = 1 AND project = 'p' AND spider = 's'": "(active=? AND spider=?)",
+    }
+    for where, covered in filtered.items():
+        sql = f"SELECT id FROM jobs WHERE {where} ORDER BY seq DESC LIMIT 10"
+        plan = " | ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql))
+        assert covered in plan and "TEMP B-TREE" not in plan, (sql, plan)
 
 
 def test_store_list_page_time_with_many_jobs(tmp_path: Path) -> None:
