@@ -301,6 +301,7 @@ def test_coin_data_filters_paging_history_and_logo(daemon: DaemonProcess, cmc: C
         ("/api/coins/", {"limit": "0"}, 400, "'limit' must be between 1 and 1000"),
         ("/api/coins/", {"limit": "ten"}, 400, "'limit' must be an integer"),
         ("/api/coins/", {"offset": "-1"}, 400, "'offset' must be between"),
+        ("/api/coins/", [("limit", "1"), ("limit", "2")], 400, "'limit' is given more than once"),
         ("/api/coins/", {"source": "web"}, 400, "'source' must be 'page' or 'api'"),
         ("/api/coins/", {"job": "../etc"}, 400, "'job' is not a job id"),
         ("/api/coins/no-such-coin/", {}, 404, "never collected"),
@@ -315,7 +316,7 @@ def test_coin_data_filters_paging_history_and_logo(daemon: DaemonProcess, cmc: C
     ],
 )
 def test_data_endpoint_errors(
-    daemon: DaemonProcess, path: str, params: dict, code: int, needle: str
+    daemon: DaemonProcess, path: str, params: Any, code: int, needle: str
 ) -> None:
     rsp = daemon.get(path, params=params)
     assert rsp.status_code == code, rsp.text

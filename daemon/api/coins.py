@@ -15,6 +15,7 @@ from klein import Klein
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 
+from daemon.api.http import JSON_TYPE, ApiError, arg, arg_int, json_body
 from daemon.coin_index import CoinFilter
 from daemon.coin_records import (
     JOB_ID_RE,
@@ -27,7 +28,6 @@ from daemon.coin_service import CoinApiError, CoinService
 
 log = Logger()
 
-JSON_TYPE = b"application/json"
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_OFFSET = 10_000_000
@@ -36,54 +36,16 @@ SOURCES = ("page", "api")
 MAX_BODY = 1024 * 1024
 
 
-def _send(request: Any, data: Any, code: int = 200) -> bytes:
-    body = (json.dumps(data, ensure_ascii=False) + "\n").encode("utf-8")
-    request.setResponseCode(code)
-    request.setHeader(b"Content-Type", JSON_TYPE)
-    request.setHeader(b"Content-Length", str(len(body)).encode())
-    request.setHeader(b"Cache-Control", b"no-store")
-    return body
-
-
 def _seed000_error(request: Any, message: str, code: int = 400) -> bytes:
-    return _send(request, {"error": message}, code)
+    return json_body(request, {"error": message}, code)
 
 
 def _data_error(request: Any, message: str, code: int = 400) -> bytes:
-    return _send(request, {"error": True, "message": message}, code)
-
-
-def _param(request: Any, name: str) -> str | None:
-    """One GET/form parameter as text; given twice or not UTF-8 is a RequestError."""
-    values = (request.args or {}).get(name.encode(), [])
-    if not values:
-        return None
-    if len(values) > 1:
-        raise RequestError(f"Parameter {name!r} is given more than once")
-    try:
-        value = values[0].decode("utf-8")
-    except UnicodeDecodeError:
-        raise RequestError(f"Parameter {name!r} is not valid UTF-8") from None
-    if "\x00" in value:
-        raise RequestError(f"Parameter {name!r} holds a NUL byte")
-    return value
-
-
-def _int_param(request: Any, name: str, default: int, low: int, high: int) -> int:
-    raw = _param(request, name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise RequestError(f"Parameter {name!r} must be an integer, got {raw[:40]!r}") from None
-    if not low <= value <= high:
-        raise RequestError(f"Parameter {name!r} must be between {low} and {high}")
-    return value
+    return json_body(request, {"error": True, "message": message}, code)
 
 
 def _time_param(request: Any, name: str) -> str | None:
-    raw = _param(request, name)
+    raw = arg(request, name)
     if raw is None or raw == "":
         return None
     try:
@@ -133,7 +95,7 @@ def _deferred_reply(
     request: Any, d: Deferred[Any], shape: Callable[[Any], bytes], error: Callable[..., bytes]
 ) -> Deferred[bytes]:
     def failed(failure: Any) -> bytes:
-        if failure.check(CoinApiError):
+        if failure.check(CoinApiError, ApiError):
             return error(request, failure.value.message, failure.value.http_status)
         if failure.check(RequestError):
             return error(request, str(failure.value), 400)
@@ -153,46 +115,48 @@ def install_routes(app: Klein, service: CoinService) -> None:
             started = service.start(coins)
         except RequestError as exc:
             return _seed000_error(request, str(exc), 400)
-        except CoinApiError as exc:
+        except (CoinApiError, ApiError) as exc:
             return _seed000_error(request, exc.message, exc.http_status)
-        return _send(request, {"job_id": started.job_id, "task_ids": json.dumps(started.task_ids)})
+        return json_body(
+            request, {"job_id": started.job_id, "task_ids": json.dumps(started.task_ids)}
+        )
 
     @app.route("/api/crypto/scraping_status/<string:job_id>/", methods=["GET"])
     def scraping_status(request: Any, job_id: str) -> Any:
         try:
-            raw = _param(request, "task_ids")
+            raw = arg(request, "task_ids")
             if not JOB_ID_RE.match(job_id):
                 raise CoinApiError(f"Job {job_id[:80]} not found", 404)
             coins = parse_task_ids(raw)
             d = service.status(job_id, coins)
         except RequestError as exc:
             return _seed000_error(request, str(exc), 400)
-        except CoinApiError as exc:
+        except (CoinApiError, ApiError) as exc:
             return _seed000_error(request, exc.message, exc.http_status)
-        return _deferred_reply(request, d, lambda doc: _send(request, doc), _seed000_error)
+        return _deferred_reply(request, d, lambda doc: json_body(request, doc), _seed000_error)
 
     @app.route("/api/coins/", methods=["GET"])
     def coin_list(request: Any) -> Any:
         def run() -> Deferred[list[dict[str, Any]]]:
-            source = _param(request, "source") or None
+            source = arg(request, "source") or None
             if source is not None and source not in SOURCES:
                 raise RequestError("Parameter 'source' must be 'page' or 'api'")
-            job = _param(request, "job") or None
+            job = arg(request, "job") or None
             if job is not None and not JOB_ID_RE.match(job):
                 raise RequestError("Parameter 'job' is not a job id")
             filters = CoinFilter(
-                symbol=_param(request, "symbol") or None,
-                slug=_param(request, "slug") or None,
-                platform=_param(request, "platform") or None,
+                symbol=arg(request, "symbol") or None,
+                slug=arg(request, "slug") or None,
+                platform=arg(request, "platform") or None,
                 source=source,
                 job=job,
             )
-            limit = _int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-            offset = _int_param(request, "offset", 0, 0, MAX_OFFSET)
+            limit = arg_int(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+            offset = arg_int(request, "offset", 0, 0, MAX_OFFSET)
             return service.coins(filters, limit, offset)
 
         return _deferred_reply(
-            request, maybeDeferred(run), lambda rows: _send(request, rows), _data_error
+            request, maybeDeferred(run), lambda rows: json_body(request, rows), _data_error
         )
 
     @app.route("/api/coins/<string:key>/", methods=["GET"])
@@ -200,7 +164,7 @@ def install_routes(app: Klein, service: CoinService) -> None:
         def shape(doc: dict[str, Any] | None) -> bytes:
             if doc is None:
                 return _data_error(request, f"Coin {key[:80]!r} was never collected", 404)
-            return _send(request, doc)
+            return json_body(request, doc)
 
         d = maybeDeferred(lambda: service.coin(_coin_key(key)))
         return _deferred_reply(request, d, shape, _data_error)
@@ -210,14 +174,14 @@ def install_routes(app: Klein, service: CoinService) -> None:
         def run() -> Deferred[list[dict[str, Any]] | None]:
             since = _time_param(request, "since")
             until = _time_param(request, "until")
-            limit = _int_param(request, "limit", MAX_LIMIT, 1, 10 * MAX_LIMIT)
-            offset = _int_param(request, "offset", 0, 0, MAX_OFFSET)
+            limit = arg_int(request, "limit", MAX_LIMIT, 1, 10 * MAX_LIMIT)
+            offset = arg_int(request, "offset", 0, 0, MAX_OFFSET)
             return service.history(_coin_key(key), since, until, limit, offset)
 
         def shape(rows: list[dict[str, Any]] | None) -> bytes:
             if rows is None:
                 return _data_error(request, f"Coin {key[:80]!r} was never collected", 404)
-            return _send(request, rows)
+            return json_body(request, rows)
 
         return _deferred_reply(request, maybeDeferred(run), shape, _data_error)
 
@@ -250,7 +214,7 @@ def install_routes(app: Klein, service: CoinService) -> None:
                 request.setHeader(b"Content-Length", str(len(doc)).encode())
                 request.setHeader(b"Cache-Control", b"no-store")
                 return doc
-            return _send(request, doc)
+            return json_body(request, doc)
 
         return _deferred_reply(request, maybeDeferred(run), shape, _data_error)
 
