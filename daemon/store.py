@@ -3,7 +3,7 @@
 Every job state change is one transaction in WAL mode, so a crash (even `kill -9`) leaves
 each job in a state it really had. Statements are small and indexed (a list-jobs page
 reads an index range, never the whole table), so they run on the reactor thread in well
-under a millisecond; bulk reads for other services go through `read_in_thread`.
+under a millisecond; big reads (list-jobs pages) go through `read_in_thread`.
 """
 
 from __future__ import annotations
@@ -249,8 +249,10 @@ class Store:
         spider: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        conn: sqlite3.Connection | None = None,
     ) -> list[Job]:
-        """Newest first. ACTIVE/COMPLETED use the `active` index, a status its own index."""
+        """Newest first. ACTIVE/COMPLETED use the `active` index, a status its own index.
+        `conn`: the worker thread's connection when called through read_in_thread."""
         where, params = [], []
         wanted = tuple(statuses) if statuses is not None else None
         if wanted is not None:
@@ -275,7 +277,7 @@ class Store:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY seq DESC LIMIT ? OFFSET ?"
         params.extend([limit, offset])
-        return [_row_to_job(r) for r in self._conn.execute(sql, params)]
+        return [_row_to_job(r) for r in (conn or self._conn).execute(sql, params)]
 
     def oldest_pending(self) -> Job | None:
         row = self._conn.execute(

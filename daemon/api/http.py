@@ -38,9 +38,18 @@ class ApiError(Exception):
         self.http_status = http_status
 
 
+def encode_json(data: dict[str, Any]) -> bytes:
+    """A reply's bytes; thread-safe, so a big reply can be encoded off the reactor."""
+    return (json.dumps(data, ensure_ascii=False) + "\n").encode("utf-8")
+
+
 def json_body(request: Any, data: dict[str, Any], code: int = 200) -> bytes:
     """Encode a reply; scrapy-do's client wants the Content-Type to be exactly this."""
-    body = (json.dumps(data, ensure_ascii=False) + "\n").encode("utf-8")
+    return json_reply(request, encode_json(data), code)
+
+
+def json_reply(request: Any, body: bytes, code: int = 200) -> bytes:
+    """Send bytes from encode_json with the reply headers."""
     request.setResponseCode(code)
     request.setHeader(b"Content-Type", JSON_TYPE)
     request.setHeader(b"Content-Length", str(len(body)).encode())
