@@ -173,6 +173,8 @@ def test_fuzzing_reached_the_valid_paths_and_left_the_daemon_healthy(
     assert SEEN["GET /list-jobs.json"][200] >= 1
     status = daemon.get("/status.json").json()
     assert status["status"] == "ok" and status["jobs-run"] >= 1
+    log = daemon.log_path.read_text(errors="replace")
+    assert "Traceback" not in log and "Unhandled" not in log, log[-3000:]
 
 
 _SESSIONS: list[requests.Session] = []
