@@ -16,7 +16,9 @@ from zoneinfo import ZoneInfo
 import psutil
 from klein import Klein
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IPushProducer
 from twisted.web.static import File
+from zope.interface import implementer
 
 from daemon.api.http import (
     ApiError,
@@ -157,10 +159,27 @@ FOLLOW_INTERVAL = 0.25
 FOLLOW_CHUNK = 64 * 1024
 
 
+@implementer(IPushProducer)
+class _Backpressure:
+    """Told by the connection when its send buffer is full (paused) and drained again."""
+
+    paused = False
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+
+    def stopProducing(self) -> None:
+        self.paused = True
+
+
 def _follow(request: Any, path: Any, job_id: str, offset: int, jobs: Any) -> Deferred[bytes]:
     """`tail -f` over HTTP: stream the log from `offset`, then what the crawl appends,
     until the job is final and the file is drained (or the client goes away). Reads
-    are bounded (1 MB per tick) so a huge log never holds the reactor."""
+    are bounded (1 MB per tick) so a huge log never holds the reactor, and a tick is
+    skipped while the client has not taken what was sent (no unbounded buffering)."""
     from twisted.internet import reactor
     from twisted.internet.task import LoopingCall
 
@@ -168,6 +187,8 @@ def _follow(request: Any, path: Any, job_id: str, offset: int, jobs: Any) -> Def
     handle = open(path, "rb")  # noqa: SIM115 (closed by stop(), below)
     handle.seek(offset)
     state = {"done": False}
+    flow = _Backpressure()
+    request.registerProducer(flow, True)
 
     def stop() -> None:
         if state["done"]:
@@ -176,10 +197,14 @@ def _follow(request: Any, path: Any, job_id: str, offset: int, jobs: Any) -> Def
         if loop.running:
             loop.stop()
         handle.close()
+        if getattr(request, "channel", None) is not None:  # None once the client left
+            request.unregisterProducer()
 
     finished: Deferred[bytes] = Deferred(lambda _: stop())
 
     def tick() -> None:
+        if flow.paused:  # the client reads slower than the log grows: wait for it
+            return
         # The state is read before the file: a job seen final has written its last byte.
         job = jobs.get(job_id)
         final = job is None or not job.active
