@@ -59,7 +59,7 @@ class Config:
     max_runtime: float = 0.0
     upload_max_bytes: int = 20 * 1024 * 1024
     unpacked_max_bytes: int = 100 * 1024 * 1024
-    unpacked_max_files: int = 5000
+    unpacked_max_files: int = 2000
     list_spiders_timeout: float = 60.0
     timezone: str = "UTC"
     misfire_grace: float = 3600.0

@@ -61,6 +61,23 @@ def test_config_defaults_and_relative_paths(tmp_path: Path) -> None:
     assert cfg.port == 0 and cfg.host == "127.0.0.1"
 
 
+def test_built_in_defaults_are_the_ones_config_yaml_documents() -> None:
+    """config.yaml states every default; a key set there to another value would make the
+    README table (which lists the built-in defaults) wrong for one of them."""
+    import yaml
+
+    from daemon.archive import ArchiveLimits
+    from daemon.config import Config
+
+    defaults = load_config(None, environ={})
+    assert defaults.projects == {} and defaults.unpacked_max_files == 2000
+    assert ArchiveLimits().max_files == defaults.unpacked_max_files
+    repo = yaml.safe_load((Path(__file__).parent.parent / "config.yaml").read_text())
+    for key, value in repo.items():
+        if key not in ("data_dir", "auth", "tls", "projects"):
+            assert getattr(Config(), key) == value, key
+
+
 def test_the_repo_config_loads() -> None:
     cfg = load_config(Path(__file__).resolve().parent.parent / "config.yaml", environ={})
     assert cfg.port == 7654 and "coinspiders" in cfg.projects
