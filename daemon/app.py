@@ -80,22 +80,29 @@ class StallMonitor(Service):
         self.reactor = reactor
         self.interval = interval
         self.max_stall = 0.0
+        # The part of a stall the reactor thread itself spent on a CPU (time.thread_time):
+        # a delay of its own making, as opposed to other programs holding the CPUs.
+        self.max_busy = 0.0
         self._loop: Any = None
         self._last = 0.0
+        self._last_cpu = 0.0
 
     def startService(self) -> None:
         super().startService()
         from twisted.internet.task import LoopingCall
 
         self._last = self.reactor.seconds()
+        self._last_cpu = time.thread_time()
         self._loop = LoopingCall(self._tick)
         self._loop.clock = self.reactor
         self._loop.start(self.interval, now=False)
 
     def _tick(self) -> None:
-        now = self.reactor.seconds()
-        self.max_stall = max(self.max_stall, now - self._last - self.interval)
-        self._last = now
+        now, cpu = self.reactor.seconds(), time.thread_time()
+        late = now - self._last - self.interval
+        self.max_stall = max(self.max_stall, late)
+        self.max_busy = max(self.max_busy, min(late, cpu - self._last_cpu))
+        self._last, self._last_cpu = now, cpu
 
     def stopService(self) -> None:
         super().stopService()

@@ -221,6 +221,11 @@ PATHS: dict[str, Any] = {
                                 **NUMN,
                                 "description": "longest delay of the reactor since start",
                             },
+                            "reactor-max-busy-ms": {
+                                **NUMN,
+                                "description": "the part of that delay the reactor itself "
+                                "spent on a CPU (not waiting for one)",
+                            },
                             "daemon-version": STR,
                         },
                         (

@@ -252,6 +252,7 @@ def register(app: Klein, ctx: Any) -> None:
                 **jobs.figures(),
                 "projects": len(projects.names()),
                 "reactor-max-stall-ms": round(stall.max_stall * 1000, 1) if stall else None,
+                "reactor-max-busy-ms": round(stall.max_busy * 1000, 1) if stall else None,
                 "daemon-version": VERSION,
             },
         )
