@@ -189,7 +189,9 @@ COIN_KEY = path_param(
     "coin", {"type": "string", "minLength": 1, "maxLength": 200}, "the coin's CMC id or its slug"
 )
 JOB_ID_PARAM = path_param(
-    "job_id", {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"}, "a job identifier"
+    "job_id",
+    {"type": "string", "format": "uuid"},
+    "a job identifier (canonical lower-case UUID; anything else is an unknown job, 404)",
 )
 
 PATHS: dict[str, Any] = {
