@@ -5,7 +5,6 @@ Twisted service per concern, started and stopped in order by one MultiService.
 from __future__ import annotations
 
 import fcntl
-import importlib
 import logging
 import sys
 import time
@@ -21,6 +20,7 @@ from daemon.api.http import GuardedSite
 from daemon.config import Config
 from daemon.jobs import JobsService
 from daemon.launcher import Launcher
+from daemon.scheduler import Scheduler
 from daemon.store import Store, StoreError
 
 log = Logger()
@@ -115,31 +115,16 @@ class SchedulerService(Service):
 
     name = "scheduler"
 
-    def __init__(self, scheduler: Any) -> None:
+    def __init__(self, scheduler: Scheduler) -> None:
         self.scheduler = scheduler
 
     def startService(self) -> None:
         super().startService()
         self.scheduler.start()
 
-    def stopService(self) -> Any:
+    def stopService(self) -> None:
         super().stopService()
-        stop = getattr(self.scheduler, "stop", None)
-        return stop() if stop else None
-
-
-def _make_scheduler(reactor: Any, jobs: JobsService, config: Config) -> Any | None:
-    try:
-        module = importlib.import_module("daemon.scheduler")
-    except ModuleNotFoundError as exc:
-        if exc.name == "daemon.scheduler":
-            log.warn("daemon.scheduler is not available: only when=now can be scheduled")
-            return None
-        raise
-    try:
-        return module.Scheduler(reactor, jobs, misfire_grace=config.misfire_grace)
-    except TypeError:
-        return module.Scheduler(reactor, jobs)
+        self.scheduler.stop()
 
 
 def _make_projects(reactor: Any, config: Config) -> Any:
@@ -208,7 +193,7 @@ class Daemon:
             completed_cap=config.completed_cap,
         )
         self.services = MultiService()
-        scheduler = _make_scheduler(reactor, self.jobs, config)
+        scheduler = Scheduler(reactor, self.jobs, misfire_grace=config.misfire_grace)
         self.jobs.scheduler = scheduler
         # Listen first (a busy port stops the start before any crawl is touched); then
         # settle and dispatch jobs, arm the schedules, then the route modules' services.
@@ -218,8 +203,7 @@ class Daemon:
         self.stall = StallMonitor(reactor)
         self.stall.setServiceParent(self.services)
         self.jobs.setServiceParent(self.services)
-        if scheduler is not None:
-            SchedulerService(scheduler).setServiceParent(self.services)
+        SchedulerService(scheduler).setServiceParent(self.services)
         self.context = ApiContext(
             config=config,
             jobs=self.jobs,

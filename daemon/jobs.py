@@ -20,6 +20,8 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from daemon.launcher import Crawl, Launcher, Outcome, find_crawl_process, process_alive
+from daemon.schedule import ScheduleError, parse_when
+from daemon.scheduler import ScheduledJob
 from daemon.store import (
     CANCELED,
     FAILED,
@@ -45,17 +47,6 @@ class JobError(Exception):
         super().__init__(message)
         self.message = message
         self.http_status = http_status
-
-
-@dataclass(frozen=True)
-class ScheduledJob:
-    """What the scheduler needs to arm one scheduled job."""
-
-    id: str
-    spec: str
-    timezone: str
-    last_fire: datetime | None
-    created: datetime
 
 
 @dataclass(frozen=True)
@@ -276,19 +267,13 @@ class JobsService(Service):
             raise JobError("when must not be empty")
         if text.lower() == "now":
             return Plan("now", None, None, ())
-        if self.scheduler is None:
-            raise JobError(f"when={text[:60]!r}: only 'now' is available (no scheduler)")
-        from daemon.schedule import ScheduleError, parse_when
-
         now = self.now()
         try:
             when = parse_when(text, now, self.timezone)
         except ScheduleError as exc:
             raise JobError(str(exc)) from None
-        first = getattr(when, "first", None)
-        next_run = first() if first is not None else when.next_after(now)
-        ignored = tuple(str(i) for i in (getattr(when, "ignored", None) or ()))
-        return Plan(text, when, next_run, ignored, now)
+        ignored = tuple(str(i) for i in when.ignored)
+        return Plan(text, when, when.first(), ignored, now)
 
     def submit(
         self,

@@ -291,9 +291,6 @@ class ProjectStore:
     def __contains__(self, name: object) -> bool:
         return name in self._local or name in self._pushed
 
-    def is_local(self, name: str) -> bool:
-        return name in self._local
-
     def spiders(self, name: str) -> list[str] | None:
         """Cached spider names; None for a local project not listed yet (see get_spiders)."""
         if name in self._pushed:

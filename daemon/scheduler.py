@@ -6,8 +6,7 @@ time, never from when a run ended), so they do not drift. Firings missed while t
 daemon was down (or the reactor was stuck) are coalesced into at most one run when the
 newest miss is within `misfire_grace`, otherwise skipped; either way the host is told.
 
-The host (the jobs service) implements `SchedulerHost`; `record_event`,
-`schedule_finished` and `set_next_run` are optional there (missing ones are logged).
+The host (the jobs service) implements every method of `SchedulerHost`.
 """
 
 from __future__ import annotations
@@ -67,7 +66,6 @@ class SchedulerHost(Protocol):
         still active and return None); persist last_fire=fire_time and next_run (None:
         the schedule has no more fire times) in the same transaction."""
 
-    # Optional:
     def record_event(self, job_id: str, text: str) -> None:
         """Add a line to the job's history (misfires coalesced or skipped, bad specs)."""
 
@@ -281,9 +279,7 @@ class Scheduler:
                 f"{int(self.misfire_grace.total_seconds())} s): skipped; "
                 f"next run {_iso(nxt) if nxt else 'none'}",
             )
-            setter = getattr(self.host, "set_next_run", None)
-            if setter is not None:
-                setter(job_id, nxt)
+            self.host.set_next_run(job_id, nxt)
             if nxt is None:
                 self._finished(job_id)
             return
@@ -329,21 +325,17 @@ class Scheduler:
 
     def _event(self, job_id: str, text: str) -> None:
         log.info("scheduler: job {id}: {text}", id=job_id, text=text)
-        recorder = getattr(self.host, "record_event", None)
-        if recorder is not None:
-            try:
-                recorder(job_id, text)
-            except Exception:
-                log.failure("scheduler: recording an event of job {id} failed", id=job_id)
+        try:
+            self.host.record_event(job_id, text)
+        except Exception:
+            log.failure("scheduler: recording an event of job {id} failed", id=job_id)
 
     def _finished(self, job_id: str) -> Any:
         log.info("scheduler: job {id} has no fire time left", id=job_id)
-        done = getattr(self.host, "schedule_finished", None)
-        if done is not None:
-            try:
-                done(job_id)
-            except Exception:
-                log.failure("scheduler: finishing job {id} failed", id=job_id)
+        try:
+            self.host.schedule_finished(job_id)
+        except Exception:
+            log.failure("scheduler: finishing job {id} failed", id=job_id)
         return None
 
 

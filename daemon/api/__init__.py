@@ -2,8 +2,8 @@
 
 A route module is any module with `register(app: Klein, ctx: ApiContext) -> None`
 (it may start a service of its own with `ctx.add_service(service)`);
-`make_app` mounts the ones it is given (app.py passes scrapy-do's routes and, when it
-exists, `daemon.api.coins`). Routes stay thin: parse, call a service, shape the JSON.
+`make_app` mounts the ones it is given (app.py passes scrapy-do's routes, the coin API
+and the OpenAPI description). Routes stay thin: parse, call a service, shape the JSON.
 """
 
 from __future__ import annotations
@@ -84,19 +84,14 @@ def install_error_handlers(app: Klein) -> None:
 
 
 def make_app(ctx: ApiContext, route_modules: Iterable[str] = DEFAULT_ROUTE_MODULES) -> Klein:
-    """A Klein app with every available route module mounted; a module that does not
-    exist (yet) is skipped, any other import error stops the start."""
+    """A Klein app with every route module mounted; one that cannot be imported stops
+    the start."""
     app = Klein()
     # No 308 redirects to a "cleaned" path: a path is either a route or a JSON 404.
     app.url_map.merge_slashes = False
     app.url_map.strict_slashes = False
     for name in route_modules:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
-            raise
+        module = importlib.import_module(name)
         register = getattr(module, "register", None)
         if register is None:
             log.warn("route module {name} has no register(app, ctx); not mounted", name=name)
