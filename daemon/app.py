@@ -129,9 +129,8 @@ class SchedulerService(Service):
 
 def _make_projects(reactor: Any, config: Config) -> Any:
     from daemon.archive import ArchiveLimits
-    from daemon.projects import LocalProject, ProjectStore
+    from daemon.projects import ProjectStore
 
-    local = {n: LocalProject(p.path, dict(p.settings)) for n, p in config.projects.items()}
     limits = ArchiveLimits(
         max_archive_bytes=config.upload_max_bytes,
         max_unpacked_bytes=config.unpacked_max_bytes,
@@ -139,7 +138,7 @@ def _make_projects(reactor: Any, config: Config) -> Any:
     )
     return ProjectStore(
         config.projects_dir,
-        local,
+        config.projects,
         limits=limits,
         list_timeout=config.list_spiders_timeout,
         reactor=reactor,

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from daemon.errors import DaemonError
+
 MiB = 1024 * 1024
 
 #: Project names become folder names and appear in URLs and argv, so they stay plain.
@@ -30,13 +32,8 @@ _MAX_CFG_BYTES = 64 * 1024
 _IGNORED_TOP = frozenset({"__MACOSX"})
 
 
-class ArchiveError(Exception):
+class ArchiveError(DaemonError):
     """A pushed archive that cannot become a project; `http_status` is 400 or 413."""
-
-    def __init__(self, message: str, http_status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.http_status = http_status
 
 
 @dataclass(frozen=True)

@@ -40,10 +40,11 @@ class TLSConfig:
 
 @dataclass(frozen=True)
 class LocalProject:
-    """A project available without a push: a folder holding scrapy.cfg."""
+    """A project used in place, without a push (e.g. the repo's own coinspiders): a
+    folder holding scrapy.cfg, and default settings for its crawls."""
 
     path: Path
-    settings: Mapping[str, str]
+    settings: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

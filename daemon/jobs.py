@@ -19,6 +19,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
+from daemon.errors import DaemonError
 from daemon.launcher import Crawl, Launcher, Outcome, find_crawl_process, process_alive
 from daemon.schedule import ScheduleError, parse_when
 from daemon.scheduler import ScheduledJob
@@ -40,13 +41,8 @@ log = Logger()
 T = TypeVar("T")
 
 
-class JobError(Exception):
+class JobError(DaemonError):
     """A refused job operation; `http_status` is what the API answers."""
-
-    def __init__(self, message: str, http_status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.http_status = http_status
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import shutil
 import signal
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,8 @@ from daemon.archive import (
     read_archive,
 )
 from daemon.children import child_env, scrapy_command
+from daemon.config import LocalProject
+from daemon.errors import DaemonError
 
 log = logging.getLogger(__name__)
 
@@ -56,21 +58,8 @@ _STDERR_LINES = 40
 _VERSION_RE = re.compile(r"[0-9A-Za-z-]{1,64}")
 
 
-class ProjectError(Exception):
+class ProjectError(DaemonError):
     """A refused project operation; `http_status` is what the API should answer."""
-
-    def __init__(self, message: str, http_status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.http_status = http_status
-
-
-@dataclass(frozen=True)
-class LocalProject:
-    """A project used in place (not pushed), e.g. the repo's own coinspiders."""
-
-    path: Path
-    settings: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

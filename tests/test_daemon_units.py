@@ -369,3 +369,18 @@ def test_urlencoded_parsing_matches_twisted_and_handles_slices() -> None:
         assert _unquote_plus(raw) == unquote_to_bytes(raw)
     with pytest.raises(ValueError, match="form fields"):
         parse_urlencoded(b"a=1&" * 1000)
+
+
+def test_every_daemon_refusal_is_one_error_shape() -> None:
+    from daemon.archive import ArchiveError
+    from daemon.errors import DaemonError
+    from daemon.jobs import JobError
+    from daemon.projects import ProjectError
+
+    for cls in (ApiError, JobError, ProjectError, ArchiveError):
+        error = cls("refused", 409)
+        assert isinstance(error, DaemonError) and (error.message, error.http_status) == (
+            "refused",
+            409,
+        )
+        assert cls("bad").http_status == 400 and str(error) == "refused"

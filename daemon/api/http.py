@@ -19,6 +19,7 @@ from twisted.internet.threads import deferToThread
 from twisted.web import http, resource, server
 
 from daemon.config import AuthConfig
+from daemon.errors import DaemonError
 
 JSON_TYPE = b"application/json"
 REALM = b"coinspiders"
@@ -29,13 +30,8 @@ INLINE_FORM_BYTES = 256 * 1024
 _FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data")
 
 
-class ApiError(Exception):
+class ApiError(DaemonError):
     """A refused request; rendered as {"status": "error", "msg": message}."""
-
-    def __init__(self, message: str, http_status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.http_status = http_status
 
 
 def encode_json(data: dict[str, Any]) -> bytes:
