@@ -225,8 +225,8 @@ PATHS: dict[str, Any] = {
                             },
                             "reactor-max-busy-ms": {
                                 **NUMN,
-                                "description": "the part of that delay the reactor itself "
-                                "spent on a CPU (not waiting for one)",
+                                "description": "longest CPU time the reactor spent in one "
+                                "loop iteration (its own stalls, not waiting for a CPU)",
                             },
                             "daemon-version": STR,
                         },
