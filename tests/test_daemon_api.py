@@ -253,6 +253,8 @@ def test_max_runtime_fails_the_job(daemon: DaemonProcess) -> None:
 
 
 def test_list_jobs_filters_paging_and_errors(daemon: DaemonProcess) -> None:
+    failed = daemon.schedule("fails")  # this test needs no other test to run first
+    daemon.wait_status(failed, ("FAILED",))
     ids = [daemon.schedule("items", description=f"page {i}") for i in range(3)]
     for job_id in ids:
         daemon.wait_status(job_id, ("SUCCESSFUL",))
