@@ -6,6 +6,7 @@ import io
 import json
 import os
 import signal
+import socket
 import time
 import uuid
 import zipfile
@@ -431,3 +432,44 @@ def test_get_log_follow_streams_until_the_job_ends(daemon: DaemonProcess) -> Non
     assert daemon.job(job_id)["status"] == "SUCCESSFUL"
     tail = daemon.get(f"/get-log/data/{job_id}.out", params={"follow": "1", "offset": "6"})
     assert tail.text == rsp.text[6:]  # a finished job: the rest, then the end
+
+
+def _read_position(pid: int, path: Path) -> int | None:
+    """Where process `pid` has read `path` to (its open handle's offset), None if closed."""
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            if Path(os.readlink(fd)) == path:
+                info = Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text()
+                return int(info.split("pos:")[1].split()[0])
+        except OSError:
+            continue
+    return None
+
+
+def test_get_log_follow_waits_for_a_client_that_does_not_read(daemon: DaemonProcess) -> None:
+    """Follow mode reads the log only as fast as the client takes it: with a client that
+    reads nothing, the daemon stops reading once the connection's buffers are full."""
+    job_id = daemon.schedule("items")
+    daemon.wait_status(job_id, ("SUCCESSFUL",))
+    log = (daemon.workdir / "data" / "logs" / f"{job_id}.out").resolve()
+    size = 32 * 1024 * 1024
+    with log.open("ab") as fh:
+        fh.write(b"x" * size)
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client.connect(("127.0.0.1", daemon.port))
+    try:
+        request = f"GET /get-log/data/{job_id}.out?follow=1 HTTP/1.1\r\nHost: x\r\n\r\n"
+        client.sendall(request.encode())
+        assert daemon.proc is not None
+        seen: list[int | None] = []
+        deadline = time.monotonic() + 30
+        # Wait until the read position stands still over 8 polls (4 follow ticks)...
+        while len(seen) < 8 or len(set(seen[-8:])) != 1:
+            assert time.monotonic() < deadline, seen[-8:]
+            seen.append(_read_position(daemon.proc.pid, log))
+            time.sleep(0.15)
+        # ...well before the end of the file: the rest waits for the client.
+        assert seen[-1] is not None and 0 < seen[-1] < size // 2, seen[-1]
+    finally:
+        client.close()
