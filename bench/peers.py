@@ -2,8 +2,8 @@
 run, with the ratios. The peers are installed from the package index into throwaway
 virtualenvs outside the repo (see bench.venvs) the first time. Not part of `make test`/CI.
 
-It takes about 20 minutes on 2 cores, most of it scrapyd working through 2 x 150 jobs at
-its 5 s poll; `--quick` runs small samples (a smoke run, not figures to quote).
+It takes about 30 minutes on 2 cores, most of it scrapyd and scrapy-do working through
+2 x 150 jobs each at their poll intervals; `--quick` runs small samples (a smoke run).
 """
 
 from __future__ import annotations
