@@ -159,6 +159,15 @@ _COLUMNS = [
     "seq",
 ]
 _SELECT = "SELECT " + ", ".join(_COLUMNS) + " FROM jobs"
+_KNOWN_COLUMNS = frozenset(_COLUMNS)
+
+
+def _select(columns: Sequence[str]) -> str:
+    """SELECT of known column names only (they are pasted into the SQL)."""
+    unknown = set(columns) - _KNOWN_COLUMNS
+    if unknown:
+        raise ValueError(f"unknown job columns: {sorted(unknown)}")
+    return "SELECT " + ", ".join(columns) + " FROM jobs"
 
 
 def _row_to_job(row: Sequence[Any]) -> Job:
@@ -253,6 +262,21 @@ class Store:
     ) -> list[Job]:
         """Newest first. ACTIVE/COMPLETED use the `active` index, a status its own index.
         `conn`: the worker thread's connection when called through read_in_thread."""
+        rows = self.list_rows(_COLUMNS, statuses, project, spider, limit, offset, conn)
+        return [_row_to_job(r) for r in rows]
+
+    def list_rows(
+        self,
+        columns: Sequence[str],
+        statuses: Iterable[str] | None = None,
+        project: str | None = None,
+        spider: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        conn: sqlite3.Connection | None = None,
+    ) -> list[tuple[Any, ...]]:
+        """list_jobs' page as plain tuples of `columns`: for a page written straight to
+        JSON, where building a Job per row would cost more than the read itself."""
         where, params = [], []
         wanted = tuple(statuses) if statuses is not None else None
         if wanted is not None:
@@ -272,12 +296,16 @@ class Store:
         if spider is not None:
             where.append("spider = ?")
             params.append(spider)
-        sql = _SELECT
+        sql = _select(columns)
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY seq DESC LIMIT ? OFFSET ?"
         params.extend([limit, offset])
-        return [_row_to_job(r) for r in (conn or self._conn).execute(sql, params)]
+        return (conn or self._conn).execute(sql, params).fetchall()
+
+    def get_row(self, job_id: str, columns: Sequence[str]) -> tuple[Any, ...] | None:
+        """One job as a plain tuple of `columns` (see list_rows)."""
+        return self._conn.execute(_select(columns) + " WHERE id = ?", (job_id,)).fetchone()
 
     def oldest_pending(self) -> Job | None:
         row = self._conn.execute(

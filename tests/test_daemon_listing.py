@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from daemon.api.scrapydo import job_to_dict
-from daemon.store import FAILED, SCHEDULED, Job
+from daemon.api.job_json import JOB_COLUMNS, JobJson, job_row, job_to_dict
+from daemon.store import COMPLETED_STATUSES, FAILED, SCHEDULED, SUCCESSFUL, Job, Store
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -137,3 +141,170 @@ def test_an_offset_with_seconds_is_kept() -> None:
     assert data["timestamp"] == "1930-01-01 00:19:32.250000"
     assert data["created"] == "1930-01-01T00:19:32+00:19:32"
     assert data["duration"] is None and data["started"] is None
+
+
+def reference_dict(job: Job, tz: ZoneInfo) -> dict[str, Any]:
+    """The shaping list-jobs had before rows were written straight to JSON: the spec."""
+
+    def local(ts: float | None) -> datetime | None:
+        return None if ts is None else datetime.fromtimestamp(ts, UTC).astimezone(tz)
+
+    def iso(ts: float | None) -> str | None:
+        value = local(ts)
+        return value.isoformat() if value else None
+
+    updated = local(job.updated)
+    duration = None
+    if job.started is not None and job.finished is not None:
+        duration = round(job.finished - job.started)
+    return {
+        "identifier": job.id,
+        "status": job.status,
+        "actor": job.actor,
+        "schedule": job.schedule,
+        "project": job.project,
+        "spider": job.spider,
+        "description": job.description,
+        "timestamp": str(updated.replace(tzinfo=None)) if updated else None,
+        "duration": duration,
+        "payload": job.payload,
+        "created": iso(job.created),
+        "started": iso(job.started),
+        "finished": iso(job.finished),
+        "exit_code": job.exit_code,
+        "parent": job.parent,
+        "reason": job.reason,
+        "settings": sorted(job.settings),
+        "max_runtime": job.max_runtime,
+        "next_run": iso(job.next_run),
+        "last_fire": iso(job.last_fire),
+        "skipped": job.skipped,
+    }
+
+
+def store_with(tmp_path: Path, *jobs: Job) -> Store:
+    """A store holding `jobs` with their own `updated` times (insert stamps the clock)."""
+    stamps = iter([j.updated for j in jobs])
+    store = Store(tmp_path / "d.sqlite", clock=lambda: next(stamps))
+    for j in jobs:
+        store.insert(j)
+    return store
+
+
+def test_rows_from_the_store_give_the_pinned_bytes(tmp_path: Path) -> None:
+    store = store_with(tmp_path, SCHEDULED_JOB, FINISHED)
+    writer = JobJson(BERLIN)
+    assert writer.job(store.get_row(FINISHED.id, JOB_COLUMNS)) == FINISHED_JSON
+    rows = store.list_rows(JOB_COLUMNS, None, limit=10)
+    assert writer.jobs(rows) == FINISHED_JSON + ", " + SCHEDULED_JSON  # newest first
+    assert writer.jobs(store.list_rows(JOB_COLUMNS, COMPLETED_STATUSES)) == FINISHED_JSON
+    assert writer.jobs([]) == ""
+    # The whole page is what one json.dumps of the envelope gives.
+    page = '{"status": "ok", "jobs": [' + writer.jobs(rows) + "]}"
+    expected = {
+        "status": "ok",
+        "jobs": [reference_dict(j, BERLIN) for j in (FINISHED, SCHEDULED_JOB)],
+    }
+    assert page == json.dumps(expected, ensure_ascii=False)
+    with pytest.raises(ValueError, match="unknown job columns"):
+        store.list_rows(["id", "id; DROP TABLE jobs"])
+
+
+ZONES = [
+    "UTC",
+    "Europe/Berlin",
+    "America/New_York",
+    "America/St_Johns",
+    "Asia/Kathmandu",
+    "Australia/Lord_Howe",
+    "Pacific/Chatham",
+    "Europe/Amsterdam",
+]
+
+
+def transitions(tz: ZoneInfo, start: float, end: float) -> list[float]:
+    """UTC instants near which `tz` changes its offset (found by bisection per day)."""
+    found = []
+    day = start
+    while day < end:
+        a, b = day, day + 86400
+        if datetime.fromtimestamp(a, tz).utcoffset() != datetime.fromtimestamp(b, tz).utcoffset():
+            while b - a > 1:
+                mid = (a + b) // 2
+                same = datetime.fromtimestamp(mid, tz).utcoffset()
+                if same == datetime.fromtimestamp(a, tz).utcoffset():
+                    a = mid
+                else:
+                    b = mid
+            found.append(b)
+        day += 86400
+    return found
+
+
+@pytest.mark.parametrize("zone", ZONES)
+def test_writer_matches_the_reference_around_every_offset_change(zone: str) -> None:
+    """Random jobs and jobs whose times sit on the seconds around each change of offset
+    (2025-2027, and 1930 for zones with odd historical offsets): same JSON, byte for byte."""
+    tz = ZoneInfo(zone)
+    rng = random.Random(zone)
+    start = datetime(2025, 1, 1, tzinfo=UTC).timestamp()
+    end = datetime(2027, 12, 31, tzinfo=UTC).timestamp()
+    moments = [rng.uniform(-1.3e9, 4e9) for _ in range(200)]
+    moments += [datetime(1930, 6, 1, tzinfo=UTC).timestamp() + rng.uniform(0, 1e6)]
+    for edge in transitions(tz, start, end):
+        moments += [edge + d for d in (-3600.5, -1.000001, -0.5, -0.0000004, 0, 0.25, 1800)]
+    assert len(moments) > 200 + (7 if zone not in ("UTC", "Asia/Kathmandu") else 0)
+    writer = JobJson(tz)
+    for n, ts in enumerate(moments):
+        started = None if n % 5 == 0 else ts - rng.choice([0.4, 0.5, 1.5, 3600.25])
+        job = dataclasses.replace(
+            FINISHED if n % 2 else SCHEDULED_JOB,
+            created=ts - 7200.125,
+            updated=ts if n % 3 else ts + 0.000001,
+            started=started,
+            finished=ts if n % 2 else None,
+            next_run=None if n % 2 else ts + 300,
+            last_fire=None if n % 2 else ts - 0.5000005,
+            max_runtime=[None, 0.1, 3600.0, 1e21][n % 4],
+            exit_code=[None, 0, 1, -15][n % 4],
+        )
+        assert writer.job(job_row(job)) == dumps(reference_dict(job, tz)), (zone, ts)
+
+
+def test_numbers_and_loose_column_types_as_json_dumps_writes_them() -> None:
+    writer = JobJson(ZoneInfo("UTC"))
+    odd = dataclasses.replace(
+        FINISHED,
+        max_runtime=float("inf"),
+        exit_code=2**70,
+        skipped=True,
+        description=12,  # a loosely typed SQLite column: written as json.dumps would
+        settings={},
+    )
+    data = json.loads(writer.job(job_row(odd)))
+    assert data["max_runtime"] == float("inf") and data["exit_code"] == 2**70
+    assert data["skipped"] is True and data["description"] == 12 and data["settings"] == []
+    assert writer.job(job_row(odd)) == dumps(reference_dict(odd, ZoneInfo("UTC")))
+
+
+def test_a_completed_page_among_many_jobs(tmp_path: Path) -> None:
+    """The page list-jobs answers for ?status=COMPLETED&limit=100, job for job."""
+    base = datetime(2026, 3, 29, 0, 0, tzinfo=UTC).timestamp()  # summer time begins at 1:00
+    jobs = [
+        dataclasses.replace(
+            FINISHED,
+            id=f"00000000-0000-4000-8000-{n:012d}",
+            status=SUCCESSFUL if n % 4 else SCHEDULED,
+            created=base + n * 37.123457,
+            updated=base + n * 37.123457 + 30,
+            started=base + n * 37.123457 + 1,
+            finished=(base + n * 37.123457 + 30) if n % 4 else None,
+            settings={} if n % 3 else {"A": "1"},
+        )
+        for n in range(300)
+    ]
+    store = store_with(tmp_path, *jobs)
+    rows = store.list_rows(JOB_COLUMNS, COMPLETED_STATUSES, limit=100, offset=5)
+    assert len(rows) == 100
+    expected = [reference_dict(j, BERLIN) for j in reversed(jobs) if j.status != SCHEDULED][5:105]
+    assert JobJson(BERLIN).jobs(rows) == json.dumps(expected, ensure_ascii=False)[1:-1]

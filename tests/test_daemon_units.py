@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from daemon.api.http import ApiError
+from daemon.api.job_json import job_to_dict
 from daemon.api.scrapydo import (
     format_uptime,
-    job_to_dict,
     parse_job_id,
     parse_payload,
     parse_settings,

@@ -9,9 +9,8 @@ import os
 import re
 import socket
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import psutil
 from klein import Klein
@@ -29,8 +28,9 @@ from daemon.api.http import (
     ok,
     required,
 )
+from daemon.api.job_json import JOB_COLUMNS, JobJson
 from daemon.launcher import RESERVED_SETTINGS
-from daemon.store import ACTIVE_STATUSES, ALL_STATUSES, COMPLETED_STATUSES, Job
+from daemon.store import ACTIVE_STATUSES, ALL_STATUSES, COMPLETED_STATUSES
 
 VERSION = "0.1.0"
 MAX_PAYLOAD_BYTES = 64 * 1024
@@ -112,46 +112,6 @@ def parse_settings(values: list[str]) -> dict[str, str]:
             raise ApiError(f"setting {key} contains a NUL byte")
         settings[key] = value
     return settings
-
-
-def _local(ts: float | None, tz: ZoneInfo) -> datetime | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).astimezone(tz)
-
-
-def job_to_dict(job: Job, tz: ZoneInfo) -> dict[str, Any]:
-    """A job as scrapy-do shows it, plus created/started/finished/exit_code/parent/..."""
-    updated = _local(job.updated, tz)
-    duration = None
-    if job.started is not None and job.finished is not None:
-        duration = round(job.finished - job.started)
-
-    def iso(ts: float | None) -> str | None:
-        value = _local(ts, tz)
-        return value.isoformat() if value else None
-
-    return {
-        "identifier": job.id,
-        "status": job.status,
-        "actor": job.actor,
-        "schedule": job.schedule,
-        "project": job.project,
-        "spider": job.spider,
-        "description": job.description,
-        "timestamp": str(updated.replace(tzinfo=None)) if updated else None,
-        "duration": duration,
-        "payload": job.payload,
-        "created": iso(job.created),
-        "started": iso(job.started),
-        "finished": iso(job.finished),
-        "exit_code": job.exit_code,
-        "parent": job.parent,
-        "reason": job.reason,
-        "settings": sorted(job.settings),  # names only: values may be secrets
-        "max_runtime": job.max_runtime,
-        "next_run": iso(job.next_run),
-        "last_fire": iso(job.last_fire),
-        "skipped": job.skipped,
-    }
 
 
 FOLLOW_INTERVAL = 0.25
@@ -237,6 +197,7 @@ def _follow(request: Any, path: Any, job_id: str, offset: int, jobs: Any) -> Def
 def register(app: Klein, ctx: Any) -> None:
     config = ctx.config
     tz = config.tz
+    shaper = JobJson(tz)
     proc = psutil.Process(os.getpid())
     proc.cpu_percent(None)  # primes the counter: the next call measures since now
     jobs = ctx.jobs
@@ -320,7 +281,7 @@ def register(app: Klein, ctx: Any) -> None:
             if plan.ignored:
                 extra["ignored"] = list(plan.ignored)
             if job.next_run is not None:
-                extra["next_run"] = _local(job.next_run, tz).isoformat()
+                extra["next_run"] = shaper.iso(job.next_run)
             return ok(request, identifier=job.id, **extra)
 
         return maybeDeferred(projects.get_spiders, project).addCallback(submit)
@@ -332,27 +293,31 @@ def register(app: Klein, ctx: Any) -> None:
         if job_id is None and status_arg is None:
             raise ApiError("Missing argument: status or id")
         if job_id is not None:
-            job = jobs.get(parse_job_id(job_id))
-            if job is None:
+            row = jobs.get_row(parse_job_id(job_id), JOB_COLUMNS)
+            if row is None:
                 raise ApiError(f"Unknown job: {job_id.strip()}", 404)
-            data = job_to_dict(job, tz)
-            data["events"] = [
-                {"time": _local(t, tz).isoformat(), "text": text} for t, text in jobs.events(job.id)
-            ]
-            return ok(request, jobs=[data])
+            events = [{"time": shaper.iso(t), "text": text} for t, text in jobs.events(row[0])]
+            # The job's object with "events" as its last key, as one dict would give.
+            body = (
+                '{"status": "ok", "jobs": ['
+                + shaper.job(row)[:-1]
+                + ', "events": '
+                + json.dumps(events, ensure_ascii=False)
+                + "}]}\n"
+            )
+            return json_reply(request, body.encode("utf-8"))
         statuses = parse_status(status_arg or "")
         limit = arg_int(request, "limit", LIST_LIMIT_DEFAULT, 0, LIST_LIMIT_MAX)
         offset = arg_int(request, "offset", 0, 0, 10**9)
 
-        def page(found: list[Job]) -> bytes:
-            # Job by job, not one json.dumps of the page: the encoder holds the GIL for
-            # the whole call (~45 ms for 10,000 jobs), which would stall the reactor.
-            jobs_json = ", ".join(json.dumps(job_to_dict(j, tz), ensure_ascii=False) for j in found)
-            return ('{"status": "ok", "jobs": [' + jobs_json + "]}\n").encode("utf-8")
+        def page(rows: list[tuple[Any, ...]]) -> bytes:
+            # Job by job, not one json.dumps of the page: a C call holds the GIL for
+            # all of it (~45 ms for 10,000 jobs), which would stall the reactor.
+            return ('{"status": "ok", "jobs": [' + shaper.jobs(rows) + "]}\n").encode("utf-8")
 
-        # Read, shaped and encoded in a thread: a page of 10,000 jobs takes ~200 ms.
+        # Read and written in a thread: a page of 10,000 jobs takes tens of milliseconds.
         project, spider = arg(request, "project"), arg(request, "spider")
-        d = jobs.list_in_thread(statuses, project, spider, limit, offset, page)
+        d = jobs.list_in_thread(JOB_COLUMNS, statuses, project, spider, limit, offset, page)
         return d.addCallback(lambda body: json_reply(request, body))
 
     @app.route("/cancel-job.json", methods=["POST"])

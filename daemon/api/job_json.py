@@ -1,0 +1,165 @@
+"""A job as list-jobs shows it (scrapy-do's keys plus ours), written as JSON text straight
+from a store row.
+
+list-jobs spends its time here (a page of 1,000 jobs is 1,000 of these), so a row is
+written with one template instead of row -> Job -> dict -> json.dumps: the same bytes
+`json.dumps(dict, ensure_ascii=False)` gives (tests/test_daemon_listing.py pins them),
+at about a third of the cost. Thread-safe: pages are shaped in a worker thread.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from json.encoder import encode_basestring
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from daemon.store import Job
+
+# The columns a row must have, in this order (Store.list_rows / Store.get_row).
+JOB_COLUMNS = (
+    "id",
+    "status",
+    "actor",
+    "schedule",
+    "project",
+    "spider",
+    "description",
+    "payload",
+    "settings",
+    "max_runtime",
+    "created",
+    "updated",
+    "started",
+    "finished",
+    "exit_code",
+    "parent",
+    "reason",
+    "next_run",
+    "last_fire",
+    "skipped",
+)
+
+_fromtimestamp = datetime.fromtimestamp
+_float_repr = float.__repr__
+_int_repr = int.__repr__
+
+
+def _text(value: Any) -> str:
+    """A JSON string (or null, or whatever else a loosely typed column holds)."""
+    if value.__class__ is str:
+        return encode_basestring(value)
+    return _number(value)
+
+
+def _number(value: Any) -> str:
+    """Numbers as json.dumps writes them (NaN and the infinities included)."""
+    if value is None:
+        return "null"
+    if value.__class__ is int:
+        return _int_repr(value)
+    if value.__class__ is float:
+        if math.isfinite(value):
+            return _float_repr(value)
+        return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _setting_names(value: Any) -> str:
+    """Names only, sorted: a setting's value may be a secret. The store keeps settings
+    as JSON text (sorted, '{}' when none); a Job has them as a dict."""
+    if value == "{}" or not value:
+        return "[]"
+    names = sorted(json.loads(value) if isinstance(value, str) else value)
+    return json.dumps(names, ensure_ascii=False)
+
+
+class JobJson:
+    """Writes jobs for one time zone (the daemon's)."""
+
+    def __init__(self, tz: ZoneInfo) -> None:
+        self.tz = tz
+
+    def iso(self, ts: float | None) -> str | None:
+        """A timestamp in the daemon's zone, ISO 8601 with its offset.
+
+        `fromtimestamp(ts, tz)` converts through UTC, as `astimezone` does, so an hour
+        that comes twice (end of summer time) gets the offset it really had.
+        """
+        return None if ts is None else _fromtimestamp(ts, self.tz).isoformat()
+
+    def job(self, row: Sequence[Any]) -> str:
+        """One job's JSON object; `row` holds JOB_COLUMNS in order."""
+        (
+            id_,
+            status,
+            actor,
+            schedule,
+            project,
+            spider,
+            description,
+            payload,
+            settings,
+            max_runtime,
+            created,
+            updated,
+            started,
+            finished,
+            exit_code,
+            parent,
+            reason,
+            next_run,
+            last_fire,
+            skipped,
+        ) = row
+        tz = self.tz
+        finished_iso = None if finished is None else _fromtimestamp(finished, tz).isoformat()
+        if updated == finished:  # every completed job: write the time once
+            updated_iso = finished_iso
+        else:
+            updated_iso = None if updated is None else _fromtimestamp(updated, tz).isoformat()
+        if updated_iso is None:
+            stamp = "null"
+        else:
+            # scrapy-do's "timestamp": the local time without its offset, ' ' for 'T'.
+            end = 26 if updated_iso[19] == "." else 19
+            stamp = f'"{updated_iso[:10]} {updated_iso[11:end]}"'
+        finished_q = "null" if finished_iso is None else '"' + finished_iso + '"'
+        duration = None
+        if started is not None and finished is not None:
+            duration = round(finished - started)
+        return (
+            f'{{"identifier": {_text(id_)}, "status": {_text(status)}, '
+            f'"actor": {_text(actor)}, "schedule": {_text(schedule)}, '
+            f'"project": {_text(project)}, "spider": {_text(spider)}, '
+            f'"description": {_text(description)}, "timestamp": {stamp}, '
+            f'"duration": {_number(duration)}, "payload": {_text(payload)}, '
+            f'"created": {_quoted(created, tz)}, "started": {_quoted(started, tz)}, '
+            f'"finished": {finished_q}, '
+            f'"exit_code": {_number(exit_code)}, "parent": {_text(parent)}, '
+            f'"reason": {_text(reason)}, "settings": {_setting_names(settings)}, '
+            f'"max_runtime": {_number(max_runtime)}, "next_run": {_quoted(next_run, tz)}, '
+            f'"last_fire": {_quoted(last_fire, tz)}, "skipped": {_number(skipped)}}}'
+        )
+
+    def jobs(self, rows: Iterable[Sequence[Any]]) -> str:
+        """The items of a JSON list (no brackets), as json.dumps separates them."""
+        job = self.job
+        return ", ".join([job(row) for row in rows])
+
+
+def _quoted(ts: float | None, tz: ZoneInfo) -> str:
+    return "null" if ts is None else '"' + _fromtimestamp(ts, tz).isoformat() + '"'
+
+
+def job_row(job: Job) -> tuple[Any, ...]:
+    """A Job as a row of JOB_COLUMNS (for a job already read as a Job)."""
+    return tuple(getattr(job, name) for name in JOB_COLUMNS)
+
+
+def job_to_dict(job: Job, tz: ZoneInfo) -> dict[str, Any]:
+    """A job as a dict, from the same writer list-jobs uses (so the two cannot differ)."""
+    return json.loads(JobJson(tz).job(job_row(job)))
