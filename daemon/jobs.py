@@ -25,6 +25,7 @@ from daemon.schedule import ScheduleError, parse_when
 from daemon.scheduler import ScheduledJob
 from daemon.store import (
     CANCELED,
+    COUNTERS,
     FAILED,
     PENDING,
     RUNNING,
@@ -250,13 +251,13 @@ class JobsService(Service):
         return self.data_dir / str(uuid.UUID(job_id))
 
     def figures(self) -> dict[str, int]:
-        running = len(self.launcher.running)
+        counts = self.store.figures()
         return {
-            **self.store.counters(),
+            **{name: counts[name] for name in COUNTERS},
             "slots": self.slots,
-            "running": running,
-            "pending": self.store.count(PENDING),
-            "jobs-scheduled": self.store.count(SCHEDULED),
+            "running": len(self.launcher.running),
+            "pending": counts["pending"],
+            "jobs-scheduled": counts["jobs-scheduled"],
         }
 
     # -- submit / cancel -----------------------------------------------------

@@ -160,6 +160,11 @@ _COLUMNS = [
 ]
 _SELECT = "SELECT " + ", ".join(_COLUMNS) + " FROM jobs"
 _KNOWN_COLUMNS = frozenset(_COLUMNS)
+_FIGURES_SQL = (
+    "SELECT name, value FROM counters"
+    " UNION ALL SELECT 'pending', COUNT(*) FROM jobs WHERE status = ?"
+    " UNION ALL SELECT 'jobs-scheduled', COUNT(*) FROM jobs WHERE status = ?"
+)
 
 
 def _select(columns: Sequence[str]) -> str:
@@ -336,6 +341,13 @@ class Store:
             sql += " AND spider = ?"
             params.append(spider)
         return [_row_to_job(r) for r in self._conn.execute(sql + " LIMIT 100", params)]
+
+    def figures(self) -> dict[str, int]:
+        """The run counters and the pending and scheduled counts, in one statement
+        (status.json asks for them on every request)."""
+        values = dict.fromkeys(COUNTERS, 0)
+        values.update(dict(self._conn.execute(_FIGURES_SQL, (PENDING, SCHEDULED))))
+        return values
 
     def counters(self) -> dict[str, int]:
         values = dict.fromkeys(COUNTERS, 0)

@@ -5,14 +5,12 @@ own client works unchanged; extra keys and parameters only where users asked for
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import uuid
 from datetime import datetime
 from typing import Any
 
-import psutil
 from klein import Klein
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IPushProducer
@@ -29,6 +27,7 @@ from daemon.api.http import (
     required,
 )
 from daemon.api.job_json import JOB_COLUMNS, JobJson
+from daemon.api.procstats import ProcessFigures
 from daemon.launcher import RESERVED_SETTINGS
 from daemon.store import ACTIVE_STATUSES, ALL_STATUSES, COMPLETED_STATUSES
 
@@ -198,8 +197,7 @@ def register(app: Klein, ctx: Any) -> None:
     config = ctx.config
     tz = config.tz
     shaper = JobJson(tz)
-    proc = psutil.Process(os.getpid())
-    proc.cpu_percent(None)  # primes the counter: the next call measures since now
+    process = ProcessFigures()
     jobs = ctx.jobs
     projects = ctx.projects
     stall = ctx.extras.get("stall")
@@ -207,11 +205,12 @@ def register(app: Klein, ctx: Any) -> None:
     @app.route("/status.json", methods=["GET"])
     def status(request: Any) -> bytes:
         now = datetime.now(tz)
+        memory, cpu = process.read()
         return ok(
             request,
             **{
-                "memory-usage": proc.memory_info().rss / 1024.0 / 1024.0,
-                "cpu-usage": proc.cpu_percent(None),
+                "memory-usage": memory,
+                "cpu-usage": cpu,
                 "time": str(now.replace(tzinfo=None)),
                 "timezone": f"{config.timezone}; {now.tzname()}",
                 "hostname": socket.gethostname(),
