@@ -116,6 +116,22 @@ class JobJson:
             skipped,
         ) = row
         tz = self.tz
+        try:
+            texts = (
+                encode_basestring(id_),
+                encode_basestring(status),
+                encode_basestring(actor),
+                encode_basestring(schedule),
+                encode_basestring(project),
+                encode_basestring(spider),
+                encode_basestring(description),
+                encode_basestring(payload),
+            )
+        except TypeError:  # a loosely typed column the daemon did not write
+            texts = tuple(
+                map(_text, (id_, status, actor, schedule, project, spider, description, payload))
+            )
+        id_j, status_j, actor_j, schedule_j, project_j, spider_j, description_j, payload_j = texts
         finished_iso = None if finished is None else _fromtimestamp(finished, tz).isoformat()
         if updated == finished:  # every completed job: write the time once
             updated_iso = finished_iso
@@ -127,18 +143,19 @@ class JobJson:
             # scrapy-do's "timestamp": the local time without its offset, ' ' for 'T'.
             end = 26 if updated_iso[19] == "." else 19
             stamp = f'"{updated_iso[:10]} {updated_iso[11:end]}"'
-        finished_q = "null" if finished_iso is None else '"' + finished_iso + '"'
-        duration = None
+        finished_j = "null" if finished_iso is None else '"' + finished_iso + '"'
         if started is not None and finished is not None:
             duration = round(finished - started)
+            duration_j = _int_repr(duration) if duration.__class__ is int else _number(duration)
+        else:
+            duration_j = "null"
         return (
-            f'{{"identifier": {_text(id_)}, "status": {_text(status)}, '
-            f'"actor": {_text(actor)}, "schedule": {_text(schedule)}, '
-            f'"project": {_text(project)}, "spider": {_text(spider)}, '
-            f'"description": {_text(description)}, "timestamp": {stamp}, '
-            f'"duration": {_number(duration)}, "payload": {_text(payload)}, '
+            f'{{"identifier": {id_j}, "status": {status_j}, "actor": {actor_j}, '
+            f'"schedule": {schedule_j}, "project": {project_j}, "spider": {spider_j}, '
+            f'"description": {description_j}, "timestamp": {stamp}, '
+            f'"duration": {duration_j}, "payload": {payload_j}, '
             f'"created": {_quoted(created, tz)}, "started": {_quoted(started, tz)}, '
-            f'"finished": {finished_q}, '
+            f'"finished": {finished_j}, '
             f'"exit_code": {_number(exit_code)}, "parent": {_text(parent)}, '
             f'"reason": {_text(reason)}, "settings": {_setting_names(settings)}, '
             f'"max_runtime": {_number(max_runtime)}, "next_run": {_quoted(next_run, tz)}, '
