@@ -204,8 +204,8 @@ PATHS: dict[str, Any] = {
                     "Status",
                     ok_with(
                         {
-                            "memory-usage": {**NUM, "description": "RSS in MiB"},
-                            "cpu-usage": {**NUM, "description": "percent since the last call"},
+                            "memory-usage": {**NUM, "description": "RSS in MiB (sampled <= 1/s)"},
+                            "cpu-usage": {**NUM, "description": "percent since the last sample"},
                             "time": STR,
                             "timezone": STR,
                             "hostname": STR,
