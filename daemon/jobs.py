@@ -7,6 +7,7 @@ the scheduler's host: `scheduled_jobs()` and `fire()`.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -72,8 +73,44 @@ def _ts(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
-def verdict(outcome: Outcome, manifest: Mapping[str, Any] | None) -> tuple[str, str | None]:
-    """Final status and reason of an ended crawl (pure: tested without processes)."""
+# Scrapy's engine logs this at INFO as the last word of every crawl that ran a spider.
+_SPIDER_CLOSED = re.compile(rb"\] INFO: Spider closed \((.{0,200}?)\)\r?$", re.MULTILINE)
+# Only the end of the stderr log is read, on the reactor thread: 64 KiB is one small
+# read (well under a millisecond), and the close line is among the last lines.
+LOG_TAIL_BYTES = 64 * 1024
+
+
+def close_reason_from_log(tail: bytes) -> str | None:
+    """The close reason of the last `Spider closed (<reason>)` line in a log tail; None
+    when the crawl never logged one (it did not run a spider, or logs elsewhere)."""
+    matches = _SPIDER_CLOSED.findall(tail)
+    if not matches:
+        return None
+    return matches[-1].decode("utf-8", "replace")
+
+
+def read_log_tail(path: Path, size: int = LOG_TAIL_BYTES) -> bytes:
+    """The last `size` bytes of a log file (empty when it is missing or unreadable)."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(0, fh.tell() - size))
+            return fh.read(size)
+    except OSError:
+        return b""
+
+
+def verdict(
+    outcome: Outcome,
+    manifest: Mapping[str, Any] | None,
+    log_close_reason: str | None = None,
+) -> tuple[str, str | None]:
+    """Final status and reason of an ended crawl (pure: tested without processes).
+
+    `log_close_reason` (from `close_reason_from_log`) judges crawls of projects that
+    write no job.json: exit code 0 alone does not mean success, as Scrapy exits 0 when
+    `start()` raises or the spider closes for another reason than "finished".
+    """
     if outcome.stop_reason == "cancel":
         return CANCELED, "canceled" + (" (killed after the grace period)" if outcome.killed else "")
     if outcome.stop_reason == "timeout":
@@ -94,6 +131,8 @@ def verdict(outcome: Outcome, manifest: Mapping[str, Any] | None) -> tuple[str, 
         except ValueError:
             name = str(outcome.signal)
         return FAILED, f"killed by signal {name}"
+    if manifest is None:
+        close_reason = log_close_reason
     if outcome.exit_code != 0:
         detail = ""
         errors = (manifest or {}).get("job_errors") or []
@@ -102,7 +141,9 @@ def verdict(outcome: Outcome, manifest: Mapping[str, Any] | None) -> tuple[str, 
         elif close_reason and close_reason != "finished":
             detail = f": close reason {close_reason!r}"
         return FAILED, f"exit code {outcome.exit_code}{detail}"
-    if manifest is not None and close_reason != "finished":
+    if manifest is None and close_reason is None:
+        return FAILED, "exited 0 without logging 'Spider closed': no spider ran"
+    if close_reason != "finished":
         return FAILED, f"crawl closed with reason {close_reason!r}"
     return SUCCESSFUL, None
 
@@ -469,7 +510,12 @@ class JobsService(Service):
 
     def _on_end(self, outcome: Outcome, job_id: str) -> Outcome:
         manifest = self._manifest(job_id)
-        status, reason = verdict(outcome, manifest)
+        logged = None
+        if manifest is None:
+            # A 64 KiB tail read on the reactor thread: small enough not to block it.
+            tail = read_log_tail(self.launcher.log_path(job_id, "err"))
+            logged = close_reason_from_log(tail)
+        status, reason = verdict(outcome, manifest, logged)
         exit_code = outcome.exit_code
         if exit_code is None and outcome.signal is not None:
             exit_code = -outcome.signal  # as subprocess reports a death by signal

@@ -1,0 +1,139 @@
+"""Crawls of projects that write no job.json are judged by Scrapy's close reason, read
+from the end of their stderr log (exit code 0 alone does not mean success)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from daemon.jobs import close_reason_from_log, read_log_tail, verdict
+from daemon.launcher import Outcome
+from daemon.store import FAILED, SUCCESSFUL
+from tests.daemon_support import DaemonProcess, write_config, write_toy_project
+
+BROKEN_SPIDERS = """
+import scrapy
+from scrapy.exceptions import CloseSpider
+
+
+class Boom(scrapy.Spider):
+    name = "boom"
+
+    async def start(self):
+        raise RuntimeError("start exploded")
+        yield {}
+
+
+class Gives(scrapy.Spider):
+    name = "gives_up"
+
+    async def start(self):
+        raise CloseSpider("nothing_to_do")
+        yield {}
+"""
+
+LOG = (
+    b"2026-11-23 05:20:00 [scrapy.core.engine] INFO: Closing spider (start_error)\n"
+    b"{'finish_reason': 'start_error'}\n"
+    b"2026-11-23 05:20:00 [scrapy.core.engine] INFO: Spider closed (start_error)\n"
+)
+
+
+# -- pure parts -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tail", "reason"),
+    [
+        (LOG, "start_error"),
+        (LOG.replace(b"\n", b"\r\n"), "start_error"),
+        (b"x INFO: Spider closed (finished)\n", None),  # not a Scrapy log line
+        (b"[scrapy.core.engine] INFO: Spider closed (finished)", "finished"),
+        (b"[e] INFO: Spider closed (a)\n[e] INFO: Spider closed (b)\n", "b"),
+        (b"[e] INFO: Spider closed (odd (reason))\n", "odd (reason)"),
+        (b"[e] INFO: Closing spider (finished)\n", None),
+        (b"", None),
+        (b"\xff\xfe garbage [e] INFO: Spider closed (caf\xc3\xa9)\n", "caf\u00e9"),
+    ],
+)
+def test_close_reason_from_log(tail: bytes, reason: str | None) -> None:
+    assert close_reason_from_log(tail) == reason
+
+
+def test_read_log_tail_reads_only_the_end(tmp_path: Path) -> None:
+    path = tmp_path / "job.err"
+    path.write_bytes(b"a" * 100_000 + LOG)
+    tail = read_log_tail(path)
+    assert len(tail) == 64 * 1024 and tail.endswith(LOG)
+    assert close_reason_from_log(tail) == "start_error"
+    assert read_log_tail(path, 10) == LOG[-10:]
+    assert read_log_tail(tmp_path / "missing.err") == b""
+
+
+@pytest.mark.parametrize(
+    ("outcome", "manifest", "logged", "status", "words"),
+    [
+        (Outcome(0, None, None), None, "finished", SUCCESSFUL, None),
+        (Outcome(0, None, None), None, "start_error", FAILED, "'start_error'"),
+        (Outcome(0, None, None), None, None, FAILED, "no spider ran"),
+        (Outcome(2, None, None), None, "shutdown", FAILED, "exit code 2: close reason"),
+        (Outcome(1, None, None), None, "finished", FAILED, "exit code 1"),
+        # job.json, when there is one, wins over the log.
+        (Outcome(0, None, None), {"close_reason": "finished"}, "start_error", SUCCESSFUL, None),
+        (Outcome(0, None, None), {"close_reason": "shutdown"}, "finished", FAILED, "shutdown"),
+    ],
+)
+def test_verdict_uses_the_logged_close_reason_without_job_json(
+    outcome: Outcome, manifest: dict | None, logged: str | None, status: str, words: str | None
+) -> None:
+    got, reason = verdict(outcome, manifest, logged)
+    assert got == status
+    if words:
+        assert reason is not None and words in reason
+    else:
+        assert reason is None
+
+
+# -- end to end: a real daemon running real crawls --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory):
+    work = tmp_path_factory.mktemp("daemon")
+    toy = write_toy_project(work / "toy")
+    (toy / "toy" / "spiders" / "broken.py").write_text(BROKEN_SPIDERS)
+    config = write_config(work / "config.yaml", work / "data", toy, slots=2)
+    proc = DaemonProcess(config, work).start()
+    yield proc
+    proc.stop()
+
+
+def test_start_that_raises_is_failed_with_the_close_reason(daemon: DaemonProcess) -> None:
+    job_id = daemon.schedule("boom")
+    job = daemon.wait_status(job_id, ("SUCCESSFUL", "FAILED"))
+    assert job["status"] == "FAILED", job
+    assert job["exit_code"] == 0  # Scrapy itself reports nothing wrong
+    assert "'start_error'" in job["reason"]
+
+
+def test_spider_closed_for_another_reason_is_failed(daemon: DaemonProcess) -> None:
+    job_id = daemon.schedule("gives_up")
+    job = daemon.wait_status(job_id, ("SUCCESSFUL", "FAILED"))
+    assert job["status"] == "FAILED", job
+    assert "'nothing_to_do'" in job["reason"]
+
+
+def test_normal_crawl_without_job_json_is_still_successful(daemon: DaemonProcess) -> None:
+    job_id = daemon.schedule("items")
+    job = daemon.wait_status(job_id, ("SUCCESSFUL", "FAILED"))
+    assert job["status"] == "SUCCESSFUL", job
+    assert job["exit_code"] == 0
+
+
+def test_crawl_with_job_json_is_judged_by_it(daemon: DaemonProcess, tmp_path: Path) -> None:
+    until = tmp_path / "go"
+    until.touch()
+    job_id = daemon.schedule("sleepy", payload=f'{{"until_file": "{until}"}}')
+    job = daemon.wait_status(job_id, ("SUCCESSFUL", "FAILED"))
+    assert job["status"] == "SUCCESSFUL", job
