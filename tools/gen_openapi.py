@@ -45,14 +45,17 @@ def ok_with(props: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, 
 
 
 # Answered before any route runs (GuardedSite, Klein's error handlers), so every path
-# may get them, always in scrapy-do's envelope.
-def site_errors(*, post: bool) -> dict[str, Any]:
+# may get them: 401/413 always in scrapy-do's envelope, 405 in the coin API's under /api/.
+def site_errors(*, post: bool, api: bool = False) -> dict[str, Any]:
     out = {
         "401": json_response(
             "Authentication required (auth on, credentials missing or wrong); nothing else said",
             ref("Error"),
         ),
-        "405": json_response("Wrong method (the Allow header lists the right one)", ref("Error")),
+        "405": json_response(
+            "Wrong method (the Allow header lists the right one)",
+            ref("CoinError") if api else ref("Error"),
+        ),
     }
     if post:
         out["413"] = json_response("The request body is larger than upload_max_bytes", ref("Error"))
@@ -164,10 +167,9 @@ COIN_ERRORS = {
         {"anyOf": [ref("CoinError"), ref("Error")]},
     ),
     "404": json_response(
-        "Never collected / unknown job (coin API envelope), or no such path",
-        {"anyOf": [ref("CoinError"), ref("Error")]},
+        "Never collected / unknown job, or no such path (coin API envelope)", ref("CoinError")
     ),
-    **site_errors(post=False),
+    **site_errors(post=False, api=True),
 }
 
 SEED_ERRORS = {
@@ -176,8 +178,8 @@ SEED_ERRORS = {
         {"anyOf": [ref("SeedError"), ref("Error")]},
     ),
     "404": json_response(
-        "Unknown job (seed 000 envelope), or no such path",
-        {"anyOf": [ref("SeedError"), ref("Error")]},
+        "Unknown job (seed 000 envelope), or no such path (coin API envelope)",
+        {"anyOf": [ref("SeedError"), ref("CoinError")]},
     ),
 }
 
@@ -464,7 +466,7 @@ PATHS: dict[str, Any] = {
                 ),
                 **SEED_ERRORS,
                 "503": json_response("No coinspiders project in this daemon", ref("SeedError")),
-                **site_errors(post=True),
+                **site_errors(post=True, api=True),
             },
         }
     },
@@ -494,7 +496,7 @@ PATHS: dict[str, Any] = {
                     ),
                 ),
                 **SEED_ERRORS,
-                **site_errors(post=False),
+                **site_errors(post=False, api=True),
             },
         }
     },
@@ -596,10 +598,11 @@ SPEC: dict[str, Any] = {
         "version": "0.1.0",
         "description": (
             "scrapy-do 0.5 REST API (same paths, parameters and JSON keys) plus the coin "
-            "API. Errors of the scrapy-do endpoints, and every error answered before "
-            'routing (401, 405, 413, unknown path), are {"status": "error", "msg": ...}; '
-            'the coin start/status endpoints answer {"error": "..."} (seed 000), the coin '
-            'data endpoints {"error": true, "message": "..."}. With auth on, every path '
+            "API. Errors of the scrapy-do endpoints, 401 and 413 everywhere, and 404/405 "
+            'outside /api/ are {"status": "error", "msg": ...}; the coin start/status '
+            'endpoints answer {"error": "..."} (seed 000), the coin data endpoints, and '
+            'unknown paths and wrong methods under /api/, {"error": true, "message": "..."}. '
+            "With auth on, every path "
             "(this document included) needs HTTP Basic or Digest credentials."
         ),
     },

@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from daemon.api.http import ApiError, error_body
+from daemon.api.http import ApiError, routing_error
 from daemon.config import Config
 
 log = Logger()
@@ -51,12 +51,13 @@ def _status_of(exc: BaseException) -> int | None:
 
 
 def install_error_handlers(app: Klein) -> None:
-    """404/405 and every service error as the JSON envelope; never a traceback."""
+    """404/405 and every service error as JSON, never a traceback; `routing_error`
+    picks the envelope from the path (coin API under /api/, scrapy-do elsewhere)."""
 
     @app.handle_errors(NotFound)
     def not_found(request: Any, failure: Failure) -> bytes:
         path = request.path.decode("utf-8", "replace")[:200]
-        return error_body(request, f"Not found: {path}", 404)
+        return routing_error(request, f"Not found: {path}", 404)
 
     @app.handle_errors(MethodNotAllowed)
     def not_allowed(request: Any, failure: Failure) -> bytes:
@@ -64,23 +65,23 @@ def install_error_handlers(app: Klein) -> None:
         if allowed:
             request.setHeader(b"Allow", ", ".join(allowed).encode())
         method = request.method.decode("latin-1")[:20]
-        return error_body(request, f"Method {method} not allowed", 405)
+        return routing_error(request, f"Method {method} not allowed", 405)
 
     @app.handle_errors(HTTPException)
     def http_error(request: Any, failure: Failure) -> bytes:
         exc = failure.value
-        return error_body(request, exc.description or exc.name, exc.code or 400)
+        return routing_error(request, exc.description or exc.name, exc.code or 400)
 
     @app.handle_errors(Exception)
     def any_error(request: Any, failure: Failure) -> bytes:
         exc = failure.value
         if isinstance(exc, ApiError):
-            return error_body(request, exc.message, exc.http_status)
+            return routing_error(request, exc.message, exc.http_status)
         code = _status_of(exc)
         if code is not None:
-            return error_body(request, getattr(exc, "message", None) or str(exc), code)
+            return routing_error(request, getattr(exc, "message", None) or str(exc), code)
         log.failure("unexpected error answering {path}", failure, path=request.path)
-        return error_body(request, "Internal error; see the daemon log", 500)
+        return routing_error(request, "Internal error; see the daemon log", 500)
 
 
 def make_app(ctx: ApiContext, route_modules: Iterable[str] = DEFAULT_ROUTE_MODULES) -> Klein:

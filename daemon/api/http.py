@@ -61,6 +61,23 @@ def error_body(request: Any, message: str, code: int) -> bytes:
     return json_body(request, {"status": "error", "msg": message}, code)
 
 
+COIN_API_PREFIX = b"/api/"
+
+
+def is_coin_api_path(path: bytes) -> bool:
+    """Whether a request path belongs to the coin API (its own error envelope)."""
+    return path == COIN_API_PREFIX.rstrip(b"/") or path.startswith(COIN_API_PREFIX)
+
+
+def routing_error(request: Any, message: str, code: int) -> bytes:
+    """An error answered by the app-wide handlers (unknown path, wrong method, a fault no
+    route caught) in the envelope of the API the path belongs to: the coin API's
+    {"error": true, "message": ...} under /api/, scrapy-do's everywhere else."""
+    if is_coin_api_path(request.path or b""):
+        return json_body(request, {"error": True, "message": message}, code)
+    return error_body(request, message, code)
+
+
 def _values(request: Any, name: str) -> list[str]:
     raw = (request.args or {}).get(name.encode(), [])
     out = []
