@@ -31,7 +31,7 @@ _FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data")
 
 
 class ApiError(DaemonError):
-    """A refused request; rendered as {"status": "error", "msg": message}."""
+    """A refused request; rendered by `routing_error` when no route catches it."""
 
 
 def encode_json(data: dict[str, Any]) -> bytes:
