@@ -76,7 +76,7 @@ def test_read_log_tail_reads_only_the_end(tmp_path: Path) -> None:
     [
         (Outcome(0, None, None), None, "finished", SUCCESSFUL, None),
         (Outcome(0, None, None), None, "start_error", FAILED, "'start_error'"),
-        (Outcome(0, None, None), None, None, FAILED, "no spider ran"),
+        (Outcome(0, None, None), None, None, SUCCESSFUL, "close reason not logged"),
         (Outcome(2, None, None), None, "shutdown", FAILED, "exit code 2: close reason"),
         (Outcome(1, None, None), None, "finished", FAILED, "exit code 1"),
         # job.json, when there is one, wins over the log.

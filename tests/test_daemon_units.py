@@ -153,7 +153,7 @@ def test_crawl_args_daemon_settings_last_and_payload_as_one_argument(tmp_path: P
 @pytest.mark.parametrize(
     ("outcome", "manifest", "status", "words"),
     [
-        (Outcome(0, None, None), None, FAILED, "no spider ran"),
+        (Outcome(0, None, None), None, SUCCESSFUL, "close reason not logged"),
         (Outcome(0, None, None), {"close_reason": "finished"}, SUCCESSFUL, None),
         (Outcome(0, None, None), {"close_reason": "shutdown"}, FAILED, "shutdown"),
         (Outcome(1, None, None), {"job_errors": [{"message": "no key"}]}, FAILED, "no key"),
