@@ -128,10 +128,33 @@ class Daemon:
         raise NotImplementedError
 
 
+# ---------------------------------------------------------------------------- scrapy-do API
+
+
+class ScrapyDoApi(Daemon):
+    """Job calls of scrapy-do's REST API, which ours and scrapy-do both answer."""
+
+    def schedule(self, when: str = "now") -> str:
+        reply = self.api.post_json(
+            "/schedule-job.json", {"project": NAME, "spider": SPIDER, "when": when}
+        )
+        if reply.get("status") != "ok":
+            raise BenchError(f"{self.name} refused schedule-job: {reply}")
+        return reply["identifier"]
+
+    def state(self, job_id: str) -> str:
+        jobs = self.api.get_json("/list-jobs.json", {"id": job_id}).get("jobs") or []
+        return jobs[0]["status"] if jobs else "UNKNOWN"
+
+    def finished_count(self) -> int:
+        status = self.api.get_json("/status.json")
+        return int(status["jobs-successful"]) + int(status["jobs-failed"])
+
+
 # ---------------------------------------------------------------------------- ours
 
 
-class Ours(Daemon):
+class Ours(ScrapyDoApi):
     name = "coinspiders"
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -176,22 +199,6 @@ class Ours(Daemon):
 
         return fill.fill_ours(self.data, count, NAME, SPIDER)
 
-    def schedule(self, when: str = "now") -> str:
-        reply = self.api.post_json(
-            "/schedule-job.json", {"project": NAME, "spider": SPIDER, "when": when}
-        )
-        if reply.get("status") != "ok":
-            raise BenchError(f"{self.name} refused schedule-job: {reply}")
-        return reply["identifier"]
-
-    def state(self, job_id: str) -> str:
-        jobs = self.api.get_json("/list-jobs.json", {"id": job_id}).get("jobs") or []
-        return jobs[0]["status"] if jobs else "UNKNOWN"
-
-    def finished_count(self) -> int:
-        status = self.api.get_json("/status.json")
-        return int(status["jobs-successful"]) + int(status["jobs-failed"])
-
     def endpoints(self, ids: list[str]) -> dict[str, list[str]]:
         return {
             "status.json": ["/status.json"],
@@ -205,7 +212,7 @@ class Ours(Daemon):
 # ---------------------------------------------------------------------------- scrapy-do
 
 
-class ScrapyDo(Daemon):
+class ScrapyDo(ScrapyDoApi):
     name = "scrapy-do"
 
     def __init__(self, venv: Path, *args: Any, **kwargs: Any):
@@ -253,22 +260,6 @@ class ScrapyDo(Daemon):
     def prefill(self, count: int) -> list[str]:
         self.store.mkdir(parents=True, exist_ok=True)
         return _peer_fill(self.python, _FILL_SCRAPY_DO, self.store / "schedule.db", count)
-
-    def schedule(self, when: str = "now") -> str:
-        reply = self.api.post_json(
-            "/schedule-job.json", {"project": NAME, "spider": SPIDER, "when": when}
-        )
-        if reply.get("status") != "ok":
-            raise BenchError(f"scrapy-do refused schedule-job: {reply}")
-        return reply["identifier"]
-
-    def state(self, job_id: str) -> str:
-        jobs = self.api.get_json("/list-jobs.json", {"id": job_id}).get("jobs") or []
-        return jobs[0]["status"] if jobs else "UNKNOWN"
-
-    def finished_count(self) -> int:
-        status = self.api.get_json("/status.json")
-        return int(status["jobs-successful"]) + int(status["jobs-failed"])
 
     def endpoints(self, ids: list[str]) -> dict[str, list[str]]:
         return {
