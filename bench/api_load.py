@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.common import load, log, ratio, save_results, table
-from bench.env import Env, arguments, bench_env
-from bench.runner import guard
+from bench.common import load, log, ratio, table
+from bench.env import Env
+from bench.runner import main_for_daemons
 
 OURS_SIZES = (100, 1_000, 10_000, 100_000)
 PEER_SIZES = (100, 1_000)
@@ -105,14 +105,7 @@ def print_table(results: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    args = arguments(__doc__).parse_args()
-
-    def body() -> None:
-        with bench_env() as env:
-            data = run(env, args.daemon or ["ours"], args.quick)
-        save_results("api_load", data)
-
-    guard("api_load", body)
+    main_for_daemons("api_load", __doc__, run)
 
 
 if __name__ == "__main__":

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.adapters import DONE, Daemon
-from bench.common import BenchError, log, ratio, save_results, summary, table
-from bench.env import Env, arguments, bench_env
+from bench.common import BenchError, log, ratio, summary, table
+from bench.env import Env
 from bench.project import direct_runs
-from bench.runner import guard
+from bench.runner import main_for_daemons
 
 SAMPLES = 20
 
@@ -112,14 +112,7 @@ def print_table(results: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    args = arguments(__doc__).parse_args()
-
-    def body() -> None:
-        with bench_env() as env:
-            data = run(env, args.daemon or ["ours"], args.quick)
-        save_results("dispatch", data)
-
-    guard("dispatch", body)
+    main_for_daemons("dispatch", __doc__, run)
 
 
 if __name__ == "__main__":

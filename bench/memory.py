@@ -13,9 +13,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bench.common import BenchError, load, log, save_results, table
-from bench.env import Env, arguments, bench_env
-from bench.runner import guard
+from bench.common import BenchError, load, log, table
+from bench.env import Env
+from bench.runner import main_for_daemons
 
 OURS_STORED = 100_000
 PEER_STORED = 1_000
@@ -114,14 +114,7 @@ def print_table(results: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    args = arguments(__doc__).parse_args()
-
-    def body() -> None:
-        with bench_env() as env:
-            data = run(env, args.daemon or ["ours"], args.quick)
-        save_results("memory", data)
-
-    guard("memory", body)
+    main_for_daemons("memory", __doc__, run)
 
 
 if __name__ == "__main__":

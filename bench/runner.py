@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.common import BenchError, log, save_results
-from bench.env import Env, bench_env
+from bench.env import Env, arguments, bench_env
 from bench.summary import print_targets
 
 
@@ -47,3 +47,17 @@ def guard(name: str, body: Callable[[], None]) -> None:
     except BenchError as exc:
         print(f"bench {name}: cannot run: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
+def main_for_daemons(
+    name: str, doc: str | None, run: Callable[[Env, list[str], bool], dict[str, Any]]
+) -> None:
+    """`python -m bench.<name> [--daemon D ...] [--quick]`: one daemon benchmark alone."""
+    args = arguments(doc).parse_args()
+
+    def body() -> None:
+        with bench_env() as env:
+            data = run(env, args.daemon or ["ours"], args.quick)
+        save_results(name, data)
+
+    guard(name, body)

@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bench.adapters import Daemon
-from bench.common import Api, BenchError, log, save_results, table
-from bench.env import Env, arguments, bench_env
-from bench.runner import guard
+from bench.common import Api, BenchError, log, table
+from bench.env import Env
+from bench.runner import main_for_daemons
 
 SCHEDULES = 10_000
 IDLE_SECONDS = 10.0
@@ -154,14 +154,7 @@ def print_table(results: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    args = arguments(__doc__).parse_args()
-
-    def body() -> None:
-        with bench_env() as env:
-            data = run(env, args.daemon or ["ours"], args.quick)
-        save_results("schedules", data)
-
-    guard("schedules", body)
+    main_for_daemons("schedules", __doc__, run)
 
 
 if __name__ == "__main__":

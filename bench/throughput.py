@@ -15,10 +15,10 @@ from typing import Any
 import psutil
 
 from bench.adapters import Daemon
-from bench.common import BenchError, log, ratio, save_results, summary, table
-from bench.env import Env, arguments, bench_env
+from bench.common import BenchError, log, ratio, summary, table
+from bench.env import Env
 from bench.project import direct_runs
-from bench.runner import guard
+from bench.runner import main_for_daemons
 
 JOBS = 150
 
@@ -138,14 +138,7 @@ def print_table(results: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    args = arguments(__doc__).parse_args()
-
-    def body() -> None:
-        with bench_env() as env:
-            data = run(env, args.daemon or ["ours"], args.quick)
-        save_results("throughput", data)
-
-    guard("throughput", body)
+    main_for_daemons("throughput", __doc__, run)
 
 
 if __name__ == "__main__":
