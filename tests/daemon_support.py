@@ -94,8 +94,11 @@ class Stubborn(scrapy.Spider):
 """
 
 
-def write_toy_project(folder: Path, name: str = "toy") -> Path:
-    """A minimal Scrapy project `name` in `folder` (scrapy.cfg at its top)."""
+def write_scrapy_project(
+    folder: Path, name: str, spiders: dict[str, str], log_level: str = "INFO"
+) -> Path:
+    """A minimal Scrapy project `name` in `folder` (scrapy.cfg at its top) whose spider
+    modules are `spiders` (file name -> source)."""
     pkg = folder / name
     (pkg / "spiders").mkdir(parents=True, exist_ok=True)
     (folder / "scrapy.cfg").write_text(
@@ -109,13 +112,19 @@ def write_toy_project(folder: Path, name: str = "toy") -> Path:
             SPIDER_MODULES = ["{name}.spiders"]
             TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
             TELNETCONSOLE_ENABLED = False
-            LOG_LEVEL = "INFO"
+            LOG_LEVEL = "{log_level}"
             """
         )
     )
     (pkg / "spiders" / "__init__.py").write_text("")
-    (pkg / "spiders" / "toys.py").write_text(TOY_SPIDERS)
+    for filename, source in spiders.items():
+        (pkg / "spiders" / filename).write_text(source)
     return folder
+
+
+def write_toy_project(folder: Path, name: str = "toy") -> Path:
+    """The toy project of the daemon tests (spiders in TOY_SPIDERS)."""
+    return write_scrapy_project(folder, name, {"toys.py": TOY_SPIDERS})
 
 
 def write_config(path: Path, data_dir: Path, toy: Path, **extra: Any) -> Path:

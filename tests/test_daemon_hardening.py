@@ -13,7 +13,6 @@ import http.client
 import json
 import os
 import stat
-import textwrap
 import time
 import uuid
 from pathlib import Path
@@ -23,7 +22,7 @@ import psutil
 import pytest
 import requests
 
-from tests.daemon_support import ROOT, DaemonProcess, pid_alive
+from tests.daemon_support import ROOT, DaemonProcess, pid_alive, write_scrapy_project
 
 HARD_SPIDERS = """
 import asyncio
@@ -81,23 +80,7 @@ class Instant(scrapy.Spider):
 
 
 def write_hard_project(folder: Path) -> Path:
-    pkg = folder / "hard"
-    (pkg / "spiders").mkdir(parents=True, exist_ok=True)
-    (folder / "scrapy.cfg").write_text("[settings]\ndefault = hard.settings\n")
-    (pkg / "__init__.py").write_text("")
-    (pkg / "settings.py").write_text(
-        textwrap.dedent(
-            """
-            BOT_NAME = "hard"
-            SPIDER_MODULES = ["hard.spiders"]
-            TELNETCONSOLE_ENABLED = False
-            LOG_LEVEL = "INFO"
-            """
-        )
-    )
-    (pkg / "spiders" / "__init__.py").write_text("")
-    (pkg / "spiders" / "hard.py").write_text(HARD_SPIDERS)
-    return folder
+    return write_scrapy_project(folder, "hard", {"hard.py": HARD_SPIDERS})
 
 
 def start_hard_daemon(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import textwrap
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from tests.daemon_support import ROOT, DaemonProcess
+from tests.daemon_support import ROOT, DaemonProcess, write_scrapy_project
 
 SPEC_PATH = ROOT / "daemon" / "openapi.json"
 MAX_EXAMPLES = int(os.environ.get("OPENAPI_MAX_EXAMPLES", "25"))
@@ -49,23 +48,7 @@ class Coin(scrapy.Spider):
 
 def write_instant_project(folder: Path, name: str = "coinspiders") -> Path:
     """A Scrapy project `name` whose only spider, `coin`, ends as soon as it starts."""
-    pkg = folder / name
-    (pkg / "spiders").mkdir(parents=True, exist_ok=True)
-    (folder / "scrapy.cfg").write_text(f"[settings]\ndefault = {name}.settings\n")
-    (pkg / "__init__.py").write_text("")
-    (pkg / "settings.py").write_text(
-        textwrap.dedent(
-            f"""
-            BOT_NAME = "{name}"
-            SPIDER_MODULES = ["{name}.spiders"]
-            TELNETCONSOLE_ENABLED = False
-            LOG_LEVEL = "WARNING"
-            """
-        )
-    )
-    (pkg / "spiders" / "__init__.py").write_text("")
-    (pkg / "spiders" / "instant.py").write_text(INSTANT_SPIDER)
-    return folder
+    return write_scrapy_project(folder, name, {"instant.py": INSTANT_SPIDER}, "WARNING")
 
 
 def write_instant_config(path: Path, data_dir: Path, project: Path, **extra: object) -> Path:
