@@ -234,7 +234,12 @@ class Daemon:
             services=self.services,
         )
         self.app = make_app(self.context, route_modules)
-        self.site = GuardedSite(self.app.resource(), config.auth, config.upload_max_bytes)
+        self.site = GuardedSite(
+            self.app.resource(),
+            config.auth,
+            config.upload_max_bytes,
+            header_timeout=config.header_timeout,
+        )
         self.web.site = self.site
 
     def warm_up(self) -> None:

@@ -64,6 +64,7 @@ class Config:
     list_spiders_timeout: float = 60.0
     timezone: str = "UTC"
     misfire_grace: float = 3600.0
+    header_timeout: float = 20.0
     projects: Mapping[str, LocalProject] = field(default_factory=dict)
 
     @property
@@ -104,6 +105,7 @@ _SCALARS: dict[str, tuple[type, ...]] = {
     "list_spiders_timeout": (int, float),
     "timezone": (str,),
     "misfire_grace": (int, float),
+    "header_timeout": (int, float),
 }
 _SECTIONS = {"auth", "tls", "projects"}
 
@@ -260,7 +262,13 @@ def _validate(config: Config) -> None:
     for key in ("completed_cap", "upload_max_bytes", "unpacked_max_bytes", "unpacked_max_files"):
         if getattr(config, key) < 0:
             raise ConfigError(f"config key '{key}': must not be negative")
-    for key in ("cancel_grace", "max_runtime", "list_spiders_timeout", "misfire_grace"):
+    for key in (
+        "cancel_grace",
+        "max_runtime",
+        "list_spiders_timeout",
+        "misfire_grace",
+        "header_timeout",
+    ):
         if getattr(config, key) < 0:
             raise ConfigError(f"config key '{key}': must not be negative")
     try:
