@@ -49,7 +49,9 @@ def ok_with(props: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, 
 def site_errors(*, post: bool, api: bool = False) -> dict[str, Any]:
     out = {
         "401": json_response(
-            "Authentication required (auth on, credentials missing or wrong); nothing else said",
+            "Authentication required (auth on, credentials missing or wrong); nothing else "
+            "said. Decided from the request line and headers: a request with a body gets it "
+            "before its body is read, and the connection closes after the body",
             ref("Error"),
         ),
         "405": json_response(
@@ -426,7 +428,12 @@ PATHS: dict[str, Any] = {
                     "description": "Part of the log (Range)",
                     "content": {"text/plain": {"schema": STR}},
                 },
-                "416": {"description": "Range not satisfiable"},
+                "416": json_response(
+                    "Range not satisfiable: no range starts within the log, or more than 8 "
+                    "separate ranges remain once overlapping and adjacent ones are merged "
+                    "(Content-Range: bytes */<size>)",
+                    ref("Error"),
+                ),
                 **scrapydo_errors(400, 404),
             },
         }
@@ -603,7 +610,12 @@ SPEC: dict[str, Any] = {
             'endpoints answer {"error": "..."} (seed 000), the coin data endpoints, and '
             'unknown paths and wrong methods under /api/, {"error": true, "message": "..."}. '
             "With auth on, every path "
-            "(this document included) needs HTTP Basic or Digest credentials."
+            "(this document included) needs HTTP Basic or Digest credentials. "
+            "Answered on any path before a request is routed, in the envelope of the path "
+            "(scrapy-do's when the path is unknown), and the connection closed: 408 when "
+            "the request line and headers take longer than header_timeout, 414 for a "
+            "request line over 16 KiB, 431 for a header line or all headers over 16 KiB or "
+            "more than 500 header fields."
         ),
     },
     "servers": [{"url": "http://127.0.0.1:7654"}],

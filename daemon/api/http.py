@@ -256,8 +256,9 @@ class GuardedRequest(server.Request):
         cap = getattr(self.channel.site, "upload_max_bytes", 0)
         if not self.auth_ok:
             # Dropped unread; a client that keeps sending past the cap is cut off.
+            over = bool(cap) and self.dropped > cap
             self.dropped += len(data)
-            if cap and self.dropped > cap:
+            if not over and cap and self.dropped > cap:
                 self.channel.loseConnection()
             return
         if self.too_large:
