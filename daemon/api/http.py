@@ -16,6 +16,7 @@ from urllib.parse import unquote_to_bytes
 from twisted.cred._digest import calcHA1, calcHA2, calcResponse
 from twisted.cred.credentials import DigestCredentialFactory
 from twisted.cred.error import LoginFailed
+from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.threads import deferToThread
 from twisted.web import http, resource, server
 
@@ -439,11 +440,10 @@ class GuardedChannel(http.HTTPChannel):
             return
         self.transport.write(raw_error(code, message, getattr(self, "_path", b"")))
         self._networkProducer.unregisterProducer()
-        half_close = getattr(self.transport, "loseWriteConnection", None)
-        if half_close is None:
+        if not ITCPTransport.providedBy(self.transport):  # TLS: close with close_notify
             self.transport.loseConnection()
             return
-        half_close()
+        self.transport.loseWriteConnection()
         self._linger_call = self.callLater(LINGER_SECONDS, self.transport.abortConnection)
 
     def connectionLost(self, reason: Any) -> None:
