@@ -20,6 +20,7 @@ from twisted.web import http, resource, server
 
 from daemon.config import AuthConfig
 from daemon.errors import DaemonError
+from daemon.passwords import VerifiedPasswords
 
 JSON_TYPE = b"application/json"
 REALM = b"coinspiders"
@@ -281,6 +282,31 @@ def _encodings(text: str) -> list[bytes]:
     return out
 
 
+class _HashCheck(resource.Resource):
+    """Renders a request whose password is checked against the hash in a thread first."""
+
+    isLeaf = True
+
+    def __init__(self, site: GuardedSite, password: bytes) -> None:
+        super().__init__()
+        self.site, self.password = site, password
+
+    def render(self, request: Any) -> Any:
+        gone: list[bool] = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
+
+        def answer(ok: Any) -> None:
+            if gone:
+                return
+            if ok is True:
+                request.render(self.site.route(request))
+            else:
+                request.render(self.site.unauthorized(request))
+
+        self.site.check_hashed(self.password).addErrback(lambda _: False).addCallback(answer)
+        return server.NOT_DONE_YET
+
+
 class GuardedSite(server.Site):
     """Checks the upload cap and basic auth before any route sees the request."""
 
@@ -294,15 +320,35 @@ class GuardedSite(server.Site):
         self.upload_max_bytes = upload_max_bytes
         self.displayTracebacks = False
         self.noisy = False
+        self._hashed: VerifiedPasswords | None = None
         if auth is not None:
             # UTF-8 per RFC 7617; Latin-1 too, as many clients (python-requests) send it.
             self._users = _encodings(auth.username)
-            self._passwords = _encodings(auth.password)
             self._digest = DigestCredentialFactory(b"md5", REALM)
+            if auth.password is not None:
+                self._passwords = _encodings(auth.password)
+            else:
+                # Only a hash: Basic only. Digest needs MD5(user:realm:password), which is
+                # as good as the password to a client and quick to brute-force, so
+                # keeping it would undo the point of storing a slow hash.
+                assert auth.password_hash is not None
+                self._passwords = []
+                self._hashed = VerifiedPasswords(auth.password_hash)
 
     def getResourceFor(self, request: Any) -> resource.Resource:
-        if self.auth is not None and not self._authorized(request):
-            return ErrorResource("Authentication required", 401, self._challenges(request))
+        if self.auth is not None:
+            verdict = self._authorized(request)
+            if isinstance(verdict, bytes):
+                return _HashCheck(self, verdict)
+            if not verdict:
+                return self.unauthorized(request)
+        return self.route(request)
+
+    def unauthorized(self, request: Any) -> resource.Resource:
+        return ErrorResource("Authentication required", 401, self._challenges(request))
+
+    def route(self, request: Any) -> resource.Resource:
+        """The resource for an authorized request (upload cap, body and path checks)."""
         if getattr(request, "too_large", False):
             return ErrorResource(
                 f"Request body is larger than the upload cap of {self.upload_max_bytes} bytes",
@@ -318,24 +364,49 @@ class GuardedSite(server.Site):
 
     def _challenges(self, request: Any) -> list[tuple[bytes, bytes]]:
         """Digest first (scrapy-do's client speaks only Digest and reads the first
-        challenge), then Basic (curl -u, browsers, most clients)."""
+        challenge), then Basic (curl -u, browsers, most clients). Basic only with a
+        password hash (see __init__)."""
+        basic = b'Basic realm="%s", charset="UTF-8"' % REALM
+        if self._hashed is not None:
+            return [(b"WWW-Authenticate", basic)]
         fields = self._digest.getChallenge(_client_host(request))
         digest = b"Digest " + b", ".join(
             b'%s="%s"' % (key.encode(), value if isinstance(value, bytes) else value.encode())
             for key, value in fields.items()
         )
-        basic = b'Basic realm="%s", charset="UTF-8"' % REALM
         return [(b"WWW-Authenticate", digest), (b"WWW-Authenticate", basic)]
 
-    def _authorized(self, request: Any) -> bool:
+    def _authorized(self, request: Any) -> bool | bytes:
+        """True/False, or (password hash only) the password still to be checked in a
+        thread: PBKDF2 is too slow for the reactor thread."""
         header = request.getHeader(b"authorization") or b""
         scheme, _, token = header.partition(b" ")
         scheme = scheme.lower()
         if scheme == b"basic":
+            if self._hashed is not None:
+                return self._basic_hashed(token.strip())
             return self._basic_ok(token.strip())
-        if scheme == b"digest":
+        if scheme == b"digest" and self._hashed is None:
             return self._digest_ok(token.strip(), request)
         return False
+
+    def _basic_hashed(self, token: bytes) -> bool | bytes:
+        assert self._hashed is not None
+        try:
+            decoded = base64.b64decode(token, validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        user, sep, password = decoded.partition(b":")
+        if not sep or not any([hmac.compare_digest(user, u) for u in self._users]):
+            return False
+        if self._hashed.known(password):
+            return True
+        return password
+
+    def check_hashed(self, password: bytes) -> Any:
+        """Deferred bool: the PBKDF2 check in the thread pool."""
+        assert self._hashed is not None
+        return deferToThread(self._hashed.verify, password)
 
     def _basic_ok(self, token: bytes) -> bool:
         try:
