@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
+import sys
 from pathlib import Path
 
 from daemon.config import Config, CrawlUser
@@ -59,8 +61,19 @@ def seal_job_dir(folder: Path) -> None:
         os.chmod(folder, 0o700)
 
 
-def trust_warnings(config: Config, euid: int) -> list[str]:
-    """What the start-up log should warn about: ways pushed code gets more than it should."""
+def runnable_by_others(path: Path) -> bool:
+    """True when a user with no special rights may run `path`: it and every folder above
+    it have the execute bit for others (an ACL or a shared group could still allow it)."""
+    real = Path(path).resolve()
+    try:
+        return all(os.stat(p).st_mode & stat.S_IXOTH for p in [real, *real.parents])
+    except OSError:
+        return False
+
+
+def trust_warnings(config: Config, euid: int, python: str = sys.executable) -> list[str]:
+    """What the start-up log should warn about: ways pushed code gets more than it
+    should, and a crawl user that cannot even start Python."""
     out = [
         f"crawl_consoles: crawls of project {name} may open Scrapy's Telnet console and "
         f"remote-control server (as its settings say); Scrapy writes the console's password "
@@ -70,6 +83,11 @@ def trust_warnings(config: Config, euid: int) -> list[str]:
     if euid == 0 and config.crawl_user is None:
         out.append(
             "the daemon runs as root and crawl_user is not set: every pushed project runs as root"
+        )
+    if config.crawl_user is not None and not runnable_by_others(Path(python)):
+        out.append(
+            f"crawl_user {config.crawl_user.name} may be unable to run {Path(python).resolve()} "
+            f"(a folder on its path is closed to other users): crawls would fail to start"
         )
     auth = config.auth
     if (

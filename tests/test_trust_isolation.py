@@ -30,6 +30,7 @@ import pytest
 import requests
 
 from daemon.config import ConfigError, load_config
+from daemon.isolation import runnable_by_others, trust_warnings
 from daemon.passwords import PasswordHashError, check_hash_format, hash_password, verify_password
 from tests.daemon_support import (
     PYTHON,
@@ -467,3 +468,28 @@ def test_hash_password_cli_reads_stdin() -> None:
         cwd=ROOT,
     )
     assert done.returncode == 2 and "empty" in done.stderr
+
+
+def test_trust_warnings(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("crawl_consoles: [a, b]\nauth:\n  username: u\n  password: p\n")
+    path.chmod(0o644)
+    cfg = load_config(path, environ={}, euid=0)
+    warnings = trust_warnings(cfg, 0)
+    consoles = [w for w in warnings if w.startswith("crawl_consoles:")]
+    assert len(consoles) == 2 and "project a " in consoles[0] and "project b " in consoles[1]
+    assert any("every pushed project runs as root" in w for w in warnings)
+    assert trust_warnings(cfg, 1000) == consoles  # not root: no root warning
+    path.write_text("crawl_user: nobody\nauth:\n  username: u\n  password: p\n")
+    cfg = load_config(path, environ={}, euid=0)
+    warnings = trust_warnings(cfg, 0, python=sys.executable)
+    assert any("auth.password is in" in w for w in warnings)
+    assert not any("runs as root" in w for w in warnings)
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    (closed / "python").write_text("")
+    (closed / "python").chmod(0o755)
+    assert not runnable_by_others(closed / "python")
+    assert any("may be unable to run" in w for w in trust_warnings(cfg, 0, str(closed / "python")))
+    path.chmod(0o600)
+    assert not any("auth.password is in" in w for w in trust_warnings(cfg, 0))
