@@ -23,7 +23,8 @@ import os
 import sys
 
 SCHEME = "pbkdf2_sha256"
-#: Iterations of a new hash: about 0.1 s on one core of a small server.
+#: Iterations of a new hash: a few tenths of a second of one core (in a thread, which
+#: hashlib runs without holding the GIL, so the reactor thread keeps going).
 DEFAULT_ITERATIONS = 200_000
 _MIN_ITERATIONS = 10_000
 _MAX_ITERATIONS = 10_000_000

@@ -15,6 +15,7 @@ from urllib.parse import unquote_to_bytes
 from twisted.cred._digest import calcHA1, calcHA2, calcResponse
 from twisted.cred.credentials import DigestCredentialFactory
 from twisted.cred.error import LoginFailed
+from twisted.internet.defer import DeferredSemaphore, succeed
 from twisted.internet.threads import deferToThread
 from twisted.web import http, resource, server
 
@@ -282,6 +283,9 @@ def _encodings(text: str) -> list[bytes]:
     return out
 
 
+_HASH_QUEUE = 64
+
+
 class _HashCheck(resource.Resource):
     """Renders a request whose password is checked against the hash in a thread first."""
 
@@ -334,6 +338,10 @@ class GuardedSite(server.Site):
                 assert auth.password_hash is not None
                 self._passwords = []
                 self._hashed = VerifiedPasswords(auth.password_hash)
+                # PBKDF2 runs in at most two threads of the shared pool, so a flood of
+                # wrong passwords cannot starve the daemon's other thread work; past
+                # _HASH_QUEUE waiting checks, new ones are refused at once.
+                self._hash_slots = DeferredSemaphore(2)
 
     def getResourceFor(self, request: Any) -> resource.Resource:
         if self.auth is not None:
@@ -406,7 +414,9 @@ class GuardedSite(server.Site):
     def check_hashed(self, password: bytes) -> Any:
         """Deferred bool: the PBKDF2 check in the thread pool."""
         assert self._hashed is not None
-        return deferToThread(self._hashed.verify, password)
+        if len(self._hash_slots.waiting) >= _HASH_QUEUE:
+            return succeed(False)
+        return self._hash_slots.run(deferToThread, self._hashed.verify, password)
 
     def _basic_ok(self, token: bytes) -> bool:
         try:
