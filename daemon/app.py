@@ -199,7 +199,7 @@ class Daemon:
         self.store = Store(config.db_path)
         self.projects = _make_projects(reactor, config)
         if config.crawl_user is not None:
-            secure_data_dir(config.data_dir, config.db_path, config.logs_dir, config.projects_dir)
+            secure_data_dir(config.data_dir, config.logs_dir, config.projects_dir)
         self.launcher = Launcher(
             reactor,
             config.data_dir,

@@ -5,7 +5,7 @@ That alone stops them reading /proc/<daemon>/environ or signalling the daemon; t
 modes stop them reading the store and other jobs' output:
 
     data/                0711 root   crawls may enter (to reach their job folder), not list
-    data/daemon.sqlite   0600 root   (and its -wal/-shm, which SQLite creates alike)
+    data/*.sqlite        0600 root   the job store and the coin index, with their -wal/-shm
     data/logs/           0700 root   a crawl writes its logs through descriptors it inherits
     data/projects/       0755 root   pushed code is read (not written) by crawls ...
       records/, tmp/     0700 root   ... but the store's bookkeeping is not
@@ -24,19 +24,36 @@ from pathlib import Path
 
 from daemon.config import Config, CrawlUser
 
+#: The daemon's own files at the top of data/ (a crawl may enter data/ and so open any
+#: name it knows): the stores with SQLite's side files, and the lock.
+PRIVATE_FILES = (
+    *(
+        f"{db}{suffix}"
+        for db in ("daemon.sqlite", "coins.sqlite")
+        for suffix in ("", "-wal", "-shm", ".broken")
+    ),
+    "daemon.lock",
+)
 
-def secure_data_dir(data_dir: Path, db_path: Path, logs_dir: Path, projects_dir: Path) -> None:
+
+def secure_data_dir(data_dir: Path, logs_dir: Path, projects_dir: Path) -> None:
     """Set the modes above on the daemon's own files (owned by the daemon: root)."""
     os.chmod(data_dir, 0o711)
     os.chmod(logs_dir, 0o700)
-    for name in (db_path.name, db_path.name + "-wal", db_path.name + "-shm", "daemon.lock"):
-        with contextlib.suppress(FileNotFoundError):
-            os.chmod(data_dir / name, 0o600)
+    close_private_files(data_dir)
     if projects_dir.is_dir():
         os.chmod(projects_dir, 0o755)
         for private in ("records", "tmp"):
             with contextlib.suppress(FileNotFoundError):
                 os.chmod(projects_dir / private, 0o700)
+
+
+def close_private_files(data_dir: Path) -> None:
+    """chmod 0600 each of PRIVATE_FILES that exists: run before every crawl starts, as
+    SQLite creates a store or its side files with the process's default mode (0644)."""
+    for name in PRIVATE_FILES:
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(data_dir / name, 0o600)
 
 
 def open_job_dir(folder: Path, user: CrawlUser) -> None:

@@ -28,7 +28,7 @@ from twisted.python.failure import Failure
 
 from daemon.children import child_env, scrapy_command
 from daemon.config import CrawlUser
-from daemon.isolation import open_job_dir, seal_job_dir
+from daemon.isolation import close_private_files, open_job_dir, seal_job_dir
 
 log = Logger()
 
@@ -245,6 +245,7 @@ class Launcher:
         argv = crawl_command(crawl_args(spider, job_id, self.data_dir, settings, payload, consoles))
         ids: dict[str, int] = {}
         if self.crawl_user is not None:
+            close_private_files(self.data_dir)
             open_job_dir(self.data_dir / job_id, self.crawl_user)
             ids = {"uid": self.crawl_user.uid, "gid": self.crawl_user.gid}
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
@@ -255,15 +256,20 @@ class Launcher:
             fds.append(os.open(self.log_path(job_id, "err"), flags, 0o644))
             holder: dict[str, Crawl] = {}
             proto = _CrawlProtocol(lambda reason: self._ended(holder["crawl"], reason))
-            transport = self.reactor.spawnProcess(
-                proto,
-                argv[0],
-                argv,
-                env=crawl_env(self.data_dir, hidden=self.hidden_env),
-                path=str(cwd),
-                childFDs={0: fds[0], 1: fds[1], 2: fds[2]},
-                **ids,
-            )
+            try:
+                transport = self.reactor.spawnProcess(
+                    proto,
+                    argv[0],
+                    argv,
+                    env=crawl_env(self.data_dir, hidden=self.hidden_env),
+                    path=str(cwd),
+                    childFDs={0: fds[0], 1: fds[1], 2: fds[2]},
+                    **ids,
+                )
+            except BaseException:
+                if self.crawl_user is not None:  # no crawl: the folder goes back to root
+                    seal_job_dir(self.data_dir / job_id)
+                raise
         finally:
             for fd in fds:
                 os.close(fd)

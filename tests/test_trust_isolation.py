@@ -96,6 +96,7 @@ class Probe(scrapy.Spider):
             "groups": os.getgroups(),
             "own_write": attempt(lambda: (own / "probe.txt").write_text("x")),
             "db_read": attempt(lambda: open(a["db"], "rb").read(1)),
+            "coins_read": attempt(lambda: open(data / "coins.sqlite", "rb").read(1)),
             "password_file_read": attempt(lambda: open(a["password_file"]).read()),
             "daemon_environ": attempt(
                 lambda: open(f"/proc/{a['daemon_pid']}/environ", "rb").read()
@@ -339,6 +340,7 @@ def test_crawls_run_as_crawl_user_and_cannot_reach_the_daemon(shared_base: Path)
     assert 0 not in r["groups"]  # root's supplementary groups were dropped
     assert r["own_write"] == "ok" and first_r["own_write"] == "ok"
     assert r["db_read"] == "denied"
+    assert r["coins_read"] == "denied"
     assert r["password_file_read"] == "denied"
     assert r["daemon_environ"] == "denied"
     assert r["daemon_signal"] == "denied"
