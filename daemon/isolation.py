@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import stat
 import sys
 from pathlib import Path
 
 from daemon.config import Config, CrawlUser
+
+_JOB_DIR_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 #: The daemon's own files at the top of data/ (a crawl may enter data/ and so open any
 #: name it knows): the stores with SQLite's side files, and the lock.
@@ -41,6 +44,11 @@ def secure_data_dir(data_dir: Path, logs_dir: Path, projects_dir: Path) -> None:
     os.chmod(data_dir, 0o711)
     os.chmod(logs_dir, 0o700)
     close_private_files(data_dir)
+    # Job folders of a daemon that ran without crawl_user were left 0755: close them.
+    with os.scandir(data_dir) as entries:
+        for entry in entries:
+            if _JOB_DIR_RE.match(entry.name) and entry.is_dir(follow_symlinks=False):
+                os.chmod(entry.path, 0o700)
     if projects_dir.is_dir():
         os.chmod(projects_dir, 0o755)
         for private in ("records", "tmp"):

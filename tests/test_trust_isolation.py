@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,6 +108,9 @@ class Probe(scrapy.Spider):
             "records_list": attempt(lambda: os.listdir(data / "projects" / "records")),
             "environ": dict(os.environ),
         }
+        if a.get("legacy_job"):
+            legacy = data / a["legacy_job"] / "out.txt"
+            r["legacy_read"] = attempt(lambda: legacy.read_text())
         if a.get("other_job"):
             other = data / a["other_job"]
             r["other_list"] = attempt(lambda: os.listdir(other))
@@ -303,6 +307,10 @@ def test_crawls_run_as_crawl_user_and_cannot_reach_the_daemon(shared_base: Path)
         crawl_user=user,
         auth={"username": "admin", "password_file": str(pwfile)},
     )
+    # A job folder left by a daemon that ran without crawl_user (0755, its files 0644).
+    legacy = str(uuid.uuid4())
+    (data / legacy).mkdir(parents=True)
+    (data / legacy / "out.txt").write_text("old output")
     python, python_env = _interpreter_for_crawls()
     env = {"PROBE_DROP": str(drop), **python_env}
     env_without_password = {k: v for k, v in os.environ.items() if k != "COINSPIDERS_PASSWORD"}
@@ -323,6 +331,7 @@ def test_crawls_run_as_crawl_user_and_cannot_reach_the_daemon(shared_base: Path)
             "db": str(data / "daemon.sqlite"),
             "password_file": str(pwfile),
             "daemon_pid": daemon.proc.pid,
+            "legacy_job": legacy,
         }
         first = daemon.schedule("probe", project="probed", payload=json.dumps(args))
         assert daemon.wait_status(first, ("SUCCESSFUL", "FAILED"))["status"] == "SUCCESSFUL"
@@ -351,6 +360,7 @@ def test_crawls_run_as_crawl_user_and_cannot_reach_the_daemon(shared_base: Path)
     assert r["other_read"] == "denied"
     assert r["other_write"] == "denied"
     assert r["other_log_read"] == "denied"
+    assert r["legacy_read"] == "denied"
     assert password not in json.dumps(r["environ"], ensure_ascii=False)
     # The daemon (root) still has the first job's output, and nothing the second wrote.
     assert (data / first / "probe.txt").read_text() == "x"
