@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterable
@@ -18,6 +19,7 @@ from twisted.logger import Logger
 from daemon.api import DEFAULT_ROUTE_MODULES, ApiContext, make_app
 from daemon.api.http import GuardedSite
 from daemon.config import Config
+from daemon.isolation import secure_data_dir, trust_warnings
 from daemon.jobs import JobsService
 from daemon.launcher import Launcher
 from daemon.scheduler import Scheduler
@@ -164,6 +166,7 @@ def _make_projects(reactor: Any, config: Config) -> Any:
         list_timeout=config.list_spiders_timeout,
         reactor=reactor,
         hidden_env=config.hidden_env,
+        crawl_user=config.crawl_user,
     )
 
 
@@ -195,12 +198,16 @@ class Daemon:
         self._lock = _lock_data_dir(config.data_dir)
         self.store = Store(config.db_path)
         self.projects = _make_projects(reactor, config)
+        if config.crawl_user is not None:
+            secure_data_dir(config.data_dir, config.logs_dir, config.projects_dir)
         self.launcher = Launcher(
             reactor,
             config.data_dir,
             config.logs_dir,
             config.cancel_grace,
             hidden_env=config.hidden_env,
+            crawl_user=config.crawl_user,
+            console_projects=config.crawl_consoles,
         )
         self.jobs = JobsService(
             self.store,
@@ -273,6 +280,8 @@ def run(config: Config, port_file: Path | None = None) -> int:
     from twisted.internet.error import CannotListenError
 
     setup_logging()
+    for warning in trust_warnings(config, os.geteuid()):
+        log.warn("{warning}", warning=warning)
     daemon = Daemon(config, reactor, port_file)
     failed: list[str] = []
 

@@ -498,7 +498,13 @@ class JobsService(Service):
             settings = {**self.projects.settings(job.project), **job.settings}
             max_runtime = job.max_runtime if job.max_runtime is not None else self.max_runtime
             crawl: Crawl = self.launcher.start(
-                job.id, job.spider, cwd, settings, job.payload, max_runtime or None
+                job.id,
+                job.spider,
+                cwd,
+                settings,
+                job.payload,
+                max_runtime or None,
+                project=job.project,
             )
         except Exception as exc:
             release()

@@ -27,11 +27,19 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from daemon.children import child_env, scrapy_command
+from daemon.config import CrawlUser
+from daemon.isolation import close_private_files, open_job_dir, seal_job_dir
 
 log = Logger()
 
 # Settings the daemon sets itself; a job may not override them.
-RESERVED_SETTINGS = frozenset({"JOB_ID", "DATA_DIR", "REMOTE_CONTROL_ENABLED"})
+RESERVED_SETTINGS = frozenset(
+    {"JOB_ID", "DATA_DIR", "REMOTE_CONTROL_ENABLED", "TELNETCONSOLE_ENABLED"}
+)
+# Scrapy's Telnet console (on by Scrapy's default, its password printed in the log that
+# get-log serves) and remote-control server: a shell inside the crawl for whoever reads
+# logs. Forced off on the command line, which beats the project's and spider's settings.
+_CONSOLES_OFF = ["-s", "REMOTE_CONTROL_ENABLED=False", "-s", "TELNETCONSOLE_ENABLED=False"]
 
 
 def crawl_args(
@@ -40,8 +48,10 @@ def crawl_args(
     data_dir: Path,
     settings: Mapping[str, str] | None = None,
     payload: str | None = None,
+    consoles: bool = False,
 ) -> list[str]:
-    """The `scrapy` arguments of one job; the daemon's own settings come last and win."""
+    """The `scrapy` arguments of one job; the daemon's own settings come last and win.
+    `consoles` (the project is in `crawl_consoles`) leaves the consoles to the project."""
     args = ["crawl", spider]
     for key, value in (settings or {}).items():
         if key not in RESERVED_SETTINGS:
@@ -51,9 +61,9 @@ def crawl_args(
         f"JOB_ID={job_id}",
         "-s",
         f"DATA_DIR={Path(data_dir).resolve()}",
-        "-s",
-        "REMOTE_CONTROL_ENABLED=False",
     ]
+    if not consoles:
+        args += _CONSOLES_OFF
     if payload and payload != "{}":
         args += ["-a", f"payload={payload}"]
     return args
@@ -202,12 +212,16 @@ class Launcher:
         cancel_grace: float,
         orphan_poll: float = 0.5,
         hidden_env: Iterable[str] = (),
+        crawl_user: CrawlUser | None = None,
+        console_projects: Iterable[str] = (),
     ) -> None:
         self.reactor = reactor
         self.data_dir = Path(data_dir).resolve()
         self.logs_dir = Path(logs_dir).resolve()
         self.cancel_grace = cancel_grace
         self.hidden_env = tuple(hidden_env)
+        self.crawl_user = crawl_user
+        self.console_projects = frozenset(console_projects)
         self.running: dict[str, Crawl] = {}
         self._orphan_poll = orphan_poll
         self._orphan_loop: LoopingCall | None = None
@@ -223,10 +237,17 @@ class Launcher:
         settings: Mapping[str, str] | None = None,
         payload: str | None = None,
         max_runtime: float | None = None,
+        project: str | None = None,
     ) -> Crawl:
         """Spawn the crawl now; raises OSError when it cannot be started."""
         self.logs_dir.mkdir(parents=True, exist_ok=True)
-        argv = crawl_command(crawl_args(spider, job_id, self.data_dir, settings, payload))
+        consoles = project is not None and project in self.console_projects
+        argv = crawl_command(crawl_args(spider, job_id, self.data_dir, settings, payload, consoles))
+        ids: dict[str, int] = {}
+        if self.crawl_user is not None:
+            close_private_files(self.data_dir)
+            open_job_dir(self.data_dir / job_id, self.crawl_user)
+            ids = {"uid": self.crawl_user.uid, "gid": self.crawl_user.gid}
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
         fds = []
         try:
@@ -235,14 +256,20 @@ class Launcher:
             fds.append(os.open(self.log_path(job_id, "err"), flags, 0o644))
             holder: dict[str, Crawl] = {}
             proto = _CrawlProtocol(lambda reason: self._ended(holder["crawl"], reason))
-            transport = self.reactor.spawnProcess(
-                proto,
-                argv[0],
-                argv,
-                env=crawl_env(self.data_dir, hidden=self.hidden_env),
-                path=str(cwd),
-                childFDs={0: fds[0], 1: fds[1], 2: fds[2]},
-            )
+            try:
+                transport = self.reactor.spawnProcess(
+                    proto,
+                    argv[0],
+                    argv,
+                    env=crawl_env(self.data_dir, hidden=self.hidden_env),
+                    path=str(cwd),
+                    childFDs={0: fds[0], 1: fds[1], 2: fds[2]},
+                    **ids,
+                )
+            except BaseException:
+                if self.crawl_user is not None:  # no crawl: the folder goes back to root
+                    seal_job_dir(self.data_dir / job_id)
+                raise
         finally:
             for fd in fds:
                 os.close(fd)
@@ -325,6 +352,11 @@ class Launcher:
         for timer in crawl.timers:
             if timer.active():
                 timer.cancel()
+        if self.crawl_user is not None:
+            try:
+                seal_job_dir(self.data_dir / crawl.job_id)
+            except OSError as exc:
+                log.error("cannot take back job folder {id}: {exc}", id=crawl.job_id, exc=exc)
         crawl.outcome = outcome
         self.running.pop(crawl.job_id, None)
         crawl.ended.callback(outcome)

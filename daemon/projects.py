@@ -43,7 +43,7 @@ from daemon.archive import (
     read_archive,
 )
 from daemon.children import child_env, scrapy_command
-from daemon.config import LocalProject
+from daemon.config import CrawlUser, LocalProject
 from daemon.errors import DaemonError
 
 log = logging.getLogger(__name__)
@@ -239,6 +239,7 @@ class ProjectStore:
         list_timeout: float = 60.0,
         reactor: Any = None,
         hidden_env: Iterable[str] = (),
+        crawl_user: CrawlUser | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -248,6 +249,8 @@ class ProjectStore:
         self.limits = limits or ArchiveLimits()
         self.list_timeout = list_timeout
         self.hidden_env = tuple(hidden_env)
+        #: `scrapy list` imports pushed code: it runs as the crawl user like a crawl.
+        self.crawl_user = crawl_user
         self.root = Path(root).resolve()
         self._records = self.root / "records"
         self._versions = self.root / "versions"
@@ -388,9 +391,12 @@ class ProjectStore:
             p for p in (str(path), os.environ.get("PYTHONPATH", "")) if p
         )
         args = scrapy_command(["list"])
+        ids: dict[str, int] = {}
+        if self.crawl_user is not None:
+            ids = {"uid": self.crawl_user.uid, "gid": self.crawl_user.gid}
         try:
             IReactorProcess(self._reactor).spawnProcess(
-                proto, args[0], args, env=env, path=str(path)
+                proto, args[0], args, env=env, path=str(path), **ids
             )
         except OSError as exc:
             proto.done.errback(ProjectError(f"cannot start scrapy list for {label}: {exc}", 500))

@@ -16,12 +16,14 @@ from urllib.parse import unquote_to_bytes
 from twisted.cred._digest import calcHA1, calcHA2, calcResponse
 from twisted.cred.credentials import DigestCredentialFactory
 from twisted.cred.error import LoginFailed
+from twisted.internet.defer import Deferred, DeferredSemaphore, succeed
 from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.threads import deferToThread
 from twisted.web import http, resource, server
 
 from daemon.config import AuthConfig
 from daemon.errors import DaemonError
+from daemon.passwords import VerifiedPasswords
 
 JSON_TYPE = b"application/json"
 REALM = b"coinspiders"
@@ -210,8 +212,10 @@ class GuardedRequest(server.Request):
 
     too_large = False
     bad_body: str | None = None
-    #: Decided from the headers (None until they are all in).
+    #: Decided from the headers (None until they are all in, or while a password is
+    #: checked against a stored hash in `_hash_check`).
     auth_ok: bool | None = None
+    _hash_check: Deferred[bool] | None = None
     answered_early = False
     dropped = 0
 
@@ -224,8 +228,15 @@ class GuardedRequest(server.Request):
         site = self.channel.site
         method = getattr(self.channel, "_command", self.method)
         uri = getattr(self.channel, "_path", self.uri)
-        self.auth_ok = site.credentials_ok(self, method, uri)
-        if not self.auth_ok:
+        verdict = site.credentials_ok(self, method, uri)
+        if isinstance(verdict, bytes):
+            # A password seen for the first time against a stored hash: PBKDF2 starts in
+            # a thread now; the body is kept (under the cap) but parsed only once the
+            # password is known to be right (see process()).
+            self._hash_check = site.check_hashed(verdict)
+            verdict = None
+        self.auth_ok = verdict
+        if verdict is False:
             self.content = io.BytesIO()  # stays empty: nothing of the body is kept
             if length != 0:
                 self._refuse_before_body(method, uri)
@@ -255,7 +266,7 @@ class GuardedRequest(server.Request):
 
     def handleContentChunk(self, data: bytes) -> None:
         cap = getattr(self.channel.site, "upload_max_bytes", 0)
-        if not self.auth_ok:
+        if self.auth_ok is False:
             # Dropped unread; a client that keeps sending past the cap is cut off.
             over = bool(cap) and self.dropped > cap
             self.dropped += len(data)
@@ -278,6 +289,10 @@ class GuardedRequest(server.Request):
         super().requestReceived(command, path, version)
 
     def process(self) -> None:
+        if self._hash_check is not None:
+            check, self._hash_check = self._hash_check, None
+            check.addErrback(lambda _: False).addCallback(self._hash_checked)
+            return
         if self.auth_ok is False:
             # Before Twisted's own shortcut for "OPTIONS *", which answers 200 without
             # asking the site, and before any form parsing.
@@ -297,6 +312,12 @@ class GuardedRequest(server.Request):
             self._parsed(ctype)
             return
         deferToThread(self._read_and_parse, ctype).addBoth(self._parsed_in_thread)
+
+    def _hash_checked(self, ok: bool) -> None:
+        if self._disconnected:  # the client left while the hash was checked
+            return
+        self.auth_ok = ok is True
+        self.process()
 
     def _read_and_parse(self, ctype: bytes) -> dict[bytes, list[bytes]]:
         self.content.seek(0)
@@ -458,6 +479,10 @@ def _drop(*_args: Any) -> None:
     return None
 
 
+#: Most password checks against a stored hash that may wait for a thread.
+_HASH_QUEUE = 64
+
+
 class GuardedSite(server.Site):
     """Checks auth and the upload cap before any route (or Twisted itself) sees the
     request, and gives every connection a GuardedChannel."""
@@ -478,15 +503,30 @@ class GuardedSite(server.Site):
         self.header_timeout = header_timeout
         self.displayTracebacks = False
         self.noisy = False
+        self._hashed: VerifiedPasswords | None = None
         if auth is not None:
             # UTF-8 per RFC 7617; Latin-1 too, as many clients (python-requests) send it.
             self._users = _encodings(auth.username)
-            self._passwords = _encodings(auth.password)
             self._digest = DigestCredentialFactory(b"md5", REALM)
+            if auth.password is not None:
+                self._passwords = _encodings(auth.password)
+            else:
+                # Only a hash: Basic only. Digest needs MD5(user:realm:password), which is
+                # as good as the password to a client and quick to brute-force, so
+                # keeping it would undo the point of storing a slow hash.
+                assert auth.password_hash is not None
+                self._passwords = []
+                self._hashed = VerifiedPasswords(auth.password_hash)
+                # PBKDF2 runs in at most two threads of the shared pool, so a flood of
+                # wrong passwords cannot starve the daemon's other thread work; past
+                # _HASH_QUEUE waiting checks, new ones are refused at once.
+                self._hash_slots = DeferredSemaphore(2)
 
-    def credentials_ok(self, request: Any, method: bytes, uri: bytes) -> bool:
+    def credentials_ok(self, request: Any, method: bytes, uri: bytes) -> bool | bytes:
         """Whether the request's Authorization header admits it; needs only the
-        request line and headers, so it is decided before any body byte is read."""
+        request line and headers, so it is decided before any body byte is read. With a
+        stored password hash, a password not yet verified comes back as bytes: it is to
+        be checked with `check_hashed` (PBKDF2 is too slow for the reactor thread)."""
         if self.auth is None:
             return True
         return self._authorized(request, method, uri)
@@ -499,7 +539,7 @@ class GuardedSite(server.Site):
         auth_ok = getattr(request, "auth_ok", None)
         if auth_ok is None:
             auth_ok = self.credentials_ok(request, request.method, request.uri)
-        if not auth_ok:
+        if auth_ok is not True:  # never bytes here: process() has checked the hash
             return self.refusal(request)
         if getattr(request, "too_large", False):
             return ErrorResource(
@@ -516,24 +556,49 @@ class GuardedSite(server.Site):
 
     def _challenges(self, request: Any) -> list[tuple[bytes, bytes]]:
         """Digest first (scrapy-do's client speaks only Digest and reads the first
-        challenge), then Basic (curl -u, browsers, most clients)."""
+        challenge), then Basic (curl -u, browsers, most clients). Basic only with a
+        password hash (see __init__)."""
+        basic = b'Basic realm="%s", charset="UTF-8"' % REALM
+        if self._hashed is not None:
+            return [(b"WWW-Authenticate", basic)]
         fields = self._digest.getChallenge(_client_host(request))
         digest = b"Digest " + b", ".join(
             b'%s="%s"' % (key.encode(), value if isinstance(value, bytes) else value.encode())
             for key, value in fields.items()
         )
-        basic = b'Basic realm="%s", charset="UTF-8"' % REALM
         return [(b"WWW-Authenticate", digest), (b"WWW-Authenticate", basic)]
 
-    def _authorized(self, request: Any, method: bytes, uri: bytes) -> bool:
+    def _authorized(self, request: Any, method: bytes, uri: bytes) -> bool | bytes:
         header = request.getHeader(b"authorization") or b""
         scheme, _, token = header.partition(b" ")
         scheme = scheme.lower()
         if scheme == b"basic":
+            if self._hashed is not None:
+                return self._basic_hashed(token.strip())
             return self._basic_ok(token.strip())
-        if scheme == b"digest":
+        if scheme == b"digest" and self._hashed is None:
             return self._digest_ok(token.strip(), request, method, uri)
         return False
+
+    def _basic_hashed(self, token: bytes) -> bool | bytes:
+        assert self._hashed is not None
+        try:
+            decoded = base64.b64decode(token, validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        user, sep, password = decoded.partition(b":")
+        if not sep or not any([hmac.compare_digest(user, u) for u in self._users]):
+            return False
+        if self._hashed.known(password):
+            return True
+        return password
+
+    def check_hashed(self, password: bytes) -> Deferred[bool]:
+        """The PBKDF2 check in the thread pool (at most two at a time)."""
+        assert self._hashed is not None
+        if len(self._hash_slots.waiting) >= _HASH_QUEUE:
+            return succeed(False)
+        return self._hash_slots.run(deferToThread, self._hashed.verify, password)
 
     def _basic_ok(self, token: bytes) -> bool:
         try:
