@@ -27,6 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from daemon.children import child_env, scrapy_command
+from daemon.leftovers import JOB_ENV, kill_leftovers
 
 log = Logger()
 
@@ -65,12 +66,19 @@ def crawl_command(args: list[str], python: str = sys.executable) -> list[str]:
 
 
 def crawl_env(
-    data_dir: Path, base: Mapping[str, str] | None = None, hidden: Iterable[str] = ()
+    data_dir: Path,
+    base: Mapping[str, str] | None = None,
+    hidden: Iterable[str] = (),
+    job_id: str | None = None,
 ) -> dict[str, str]:
-    """A crawl's environment: the daemon's without its secrets (see child_env)."""
+    """A crawl's environment: the daemon's without its secrets (see child_env), and
+    the job's id under JOB_ENV, which tells its processes apart once it ended (see
+    daemon.leftovers)."""
     env = child_env(hidden, base)
     env["SPIDER_DATA_DIR"] = str(Path(data_dir).resolve())
     env["PYTHONUNBUFFERED"] = "1"
+    if job_id is not None:
+        env[JOB_ENV] = job_id
     return env
 
 
@@ -83,6 +91,8 @@ class Outcome:
     stop_reason: str | None  # "cancel", "timeout", "shutdown" when the daemon stopped it
     killed: bool = False  # needed SIGKILL after the grace period
     orphan: bool = False
+    # Processes of the crawl still alive when its main process had ended, killed then.
+    leftovers_killed: int | None = None
 
 
 @dataclass
@@ -239,7 +249,7 @@ class Launcher:
                 proto,
                 argv[0],
                 argv,
-                env=crawl_env(self.data_dir, hidden=self.hidden_env),
+                env=crawl_env(self.data_dir, hidden=self.hidden_env, job_id=job_id),
                 path=str(cwd),
                 childFDs={0: fds[0], 1: fds[1], 2: fds[2]},
             )
@@ -319,7 +329,18 @@ class Launcher:
         self._finish(crawl, Outcome(exit_code, sig, crawl.stop_reason, crawl.killed))
 
     def _finish(self, crawl: Crawl, outcome: Outcome) -> None:
-        # Descendants that ignored SIGTERM or outlived their leader go with it.
+        # Descendants that ignored SIGTERM or outlived their leader go with it, however
+        # the crawl ended: found by their job tag or process group, counted, killed.
+        group_is_ours = not crawl.orphan or _orphan_may_be_signalled(crawl)
+        outcome.leftovers_killed = kill_leftovers(
+            crawl.job_id, crawl.pid if group_is_ours else None
+        )
+        if outcome.leftovers_killed:
+            log.info(
+                "job {id}: killed {n} process(es) left over after the crawl ended",
+                id=crawl.job_id,
+                n=outcome.leftovers_killed,
+            )
         signal_crawl(crawl, signal.SIGKILL, ended=True)
         kill_escaped(crawl.descendants, signal.SIGKILL)
         for timer in crawl.timers:
