@@ -66,13 +66,13 @@ class WriteBacklog:
         run: Callable[[], Any],
         then: Callable[[Any], None] | None = None,
     ) -> bool:
-        """Run `run()` now and `then(result)` after it; on a full disk queue both (behind
-        every write already waiting) and return False. Other errors are raised."""
+        """Run `run()` now and `then(result)` after it; return True. While writes wait,
+        or when this one finds the disk full, queue it and return False. Errors other
+        than a full disk are raised."""
         item = _Write(key, label, run, then)
-        if self._queue:
+        if self._queue:  # behind the others; the next retry writes them all in order
             self._queue.append(item)
-            self.flush()
-            return not self._queue
+            return False
         try:
             result = run()
         except StoreFull:
