@@ -259,6 +259,7 @@ class Daemon:
         self.stall = StallMonitor(reactor)
         self.stall.setServiceParent(self.services)
         if reap_orphans:
+            self.launcher.subreaper = True
             ReaperService(reactor).setServiceParent(self.services)
         self.jobs.setServiceParent(self.services)
         SchedulerService(scheduler).setServiceParent(self.services)

@@ -27,7 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from daemon.children import child_env, scrapy_command
-from daemon.leftovers import JOB_ENV, kill_leftovers
+from daemon.leftovers import JOB_ENV, children_of, kill_leftovers
 
 log = Logger()
 
@@ -193,6 +193,13 @@ def kill_escaped(pids: list[tuple[int, float]], sig: int) -> None:
                 os.kill(pid, sig)
 
 
+def untracked_children() -> list[int]:
+    """The daemon's children that Twisted did not spawn: orphans re-parented to it."""
+    from twisted.internet.process import reapProcessHandlers
+
+    return [pid for pid in children_of(os.getpid()) if pid not in reapProcessHandlers]
+
+
 class _CrawlProtocol(protocol.ProcessProtocol):
     def __init__(self, on_end: Callable[[Failure], None]) -> None:
         self._on_end = on_end
@@ -219,6 +226,9 @@ class Launcher:
         self.cancel_grace = cancel_grace
         self.hidden_env = tuple(hidden_env)
         self.running: dict[str, Crawl] = {}
+        # Set when the daemon is a child subreaper (daemon.leftovers): an ended crawl's
+        # surviving descendants are then all found under the daemon's own children.
+        self.subreaper = False
         self._orphan_poll = orphan_poll
         self._orphan_loop: LoopingCall | None = None
 
@@ -332,8 +342,15 @@ class Launcher:
         # Descendants that ignored SIGTERM or outlived their leader go with it, however
         # the crawl ended: found by their job tag or process group, counted, killed.
         group_is_ours = not crawl.orphan or _orphan_may_be_signalled(crawl)
+        rooted = self.subreaper and not crawl.orphan
+        alone = not any(c is not crawl for c in self.running.values())
         outcome.leftovers_killed = kill_leftovers(
-            crawl.job_id, crawl.pid if group_is_ours else None
+            crawl.job_id,
+            crawl.pid if group_is_ours else None,
+            roots=untracked_children if rooted else None,
+            # With no other crawl running, an orphan without the job tag (a helper
+            # started with a scrubbed environment) can only be a leftover too.
+            take_untagged_roots=rooted and alone,
         )
         if outcome.leftovers_killed:
             log.info(

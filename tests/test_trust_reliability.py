@@ -3,8 +3,9 @@
 - data_dir on a 20 MB tmpfs, filled up: crawls wait below min_free_bytes, schedule-job and
   push answer 507, a crawl that ends meanwhile frees its slot and its end is written once
   space is back (tmpfs needs root; skipped with the reason where mounting is refused);
-- a spider that leaves 20 `sleep` children behind, half of them in sessions of their own:
-  all are killed (and reaped) when the crawl ends on its own, and the job counts them.
+- a spider that leaves 22 `sleep` children behind, 12 in sessions of their own (2 with an
+  empty environment): all are killed (and reaped) when the crawl ends on its own, and
+  the job counts them.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ MiB = 1024 * 1024
 LITTER_SPIDER = """
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -49,15 +51,20 @@ import scrapy
 
 
 class Litter(scrapy.Spider):
-    '''Starts 20 `sleep 300`, every other one in a session of its own, and ends.'''
+    '''Starts 20 `sleep 300`, every other one in a session of its own, and 2 more in
+    sessions of their own with an empty environment; then ends.'''
 
     name = "litter"
 
     async def start(self):
         args = json.loads(getattr(self, "payload", "{}"))
         children = []
-        for n in range(20):
-            child = subprocess.Popen(["sleep", "300"], start_new_session=n % 2 == 0)
+        for n in range(22):
+            child = subprocess.Popen(
+                [shutil.which("sleep"), "300"],
+                start_new_session=n % 2 == 0 or n >= 20,
+                env={} if n >= 20 else None,
+            )
             children.append([child.pid, psutil.Process(child.pid).create_time()])
         Path(args["pid_file"]).write_text(json.dumps(children))
         yield {"children": len(children)}
@@ -275,9 +282,9 @@ def test_children_left_by_a_crawl_that_ends_on_its_own_are_killed_and_counted(
         job_id = daemon.schedule("litter", payload=json.dumps({"pid_file": str(pid_file)}))
         job = daemon.wait_status(job_id, ("SUCCESSFUL", "FAILED", "CANCELED"), timeout=60)
         children = json.loads(pid_file.read_text())
-        assert len(children) == 20
+        assert len(children) == 22
         assert job["status"] == "SUCCESSFUL", job
-        assert job["leftovers_killed"] == 20, job
+        assert job["leftovers_killed"] == 22, job
 
         def same_process_exists(pid: int, started: float) -> bool:
             try:
@@ -292,7 +299,7 @@ def test_children_left_by_a_crawl_that_ends_on_its_own_are_killed_and_counted(
             what="the crawl's children to be killed and reaped",
         )
         in_list = daemon.get("/list-jobs.json", params={"status": "COMPLETED"}).json()["jobs"]
-        assert [j["leftovers_killed"] for j in in_list if j["identifier"] == job_id] == [20]
+        assert [j["leftovers_killed"] for j in in_list if j["identifier"] == job_id] == [22]
 
         plain = daemon.schedule("items")  # a crawl that leaves nothing counts 0
         assert daemon.wait_status(plain, ("SUCCESSFUL", "FAILED"))["leftovers_killed"] == 0
