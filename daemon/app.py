@@ -22,6 +22,7 @@ from daemon.config import Config
 from daemon.isolation import secure_data_dir, trust_warnings
 from daemon.jobs import JobsService
 from daemon.launcher import Launcher
+from daemon.leftovers import become_subreaper, reap_orphans
 from daemon.scheduler import Scheduler
 from daemon.store import Store, StoreError
 
@@ -133,6 +134,39 @@ class StallMonitor(Service):
         self._timed = []
 
 
+class ReaperService(Service):
+    """Reaps the daemon's children that Twisted did not spawn: with the daemon a child
+    subreaper, those are orphaned descendants of crawls (see daemon.leftovers), and
+    nobody else collects their exit status. Checked every `interval` seconds (a
+    waitid() call that finds nothing costs about a microsecond)."""
+
+    name = "reaper"
+
+    def __init__(self, reactor: Any, interval: float = 1.0) -> None:
+        self.reactor = reactor
+        self.interval = interval
+        self.reaped = 0
+        self._loop: Any = None
+
+    def startService(self) -> None:
+        super().startService()
+        from twisted.internet.task import LoopingCall
+
+        self._loop = LoopingCall(self.reap)
+        self._loop.clock = self.reactor
+        self._loop.start(self.interval, now=False)
+
+    def reap(self) -> None:
+        from twisted.internet.process import reapProcessHandlers
+
+        self.reaped += len(reap_orphans(reapProcessHandlers))
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+
+
 class SchedulerService(Service):
     """Runs the scheduler (daemon.scheduler) once the jobs service has settled the store."""
 
@@ -191,6 +225,7 @@ class Daemon:
         reactor: Any,
         port_file: Path | None = None,
         route_modules: Iterable[str] = DEFAULT_ROUTE_MODULES,
+        reap_orphans: bool = False,
     ) -> None:
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -218,6 +253,7 @@ class Daemon:
             timezone=config.timezone,
             max_runtime=config.max_runtime,
             completed_cap=config.completed_cap,
+            min_free_bytes=config.min_free_bytes,
         )
         self.services = MultiService()
         scheduler = Scheduler(reactor, self.jobs, misfire_grace=config.misfire_grace)
@@ -229,6 +265,9 @@ class Daemon:
         self.web.setServiceParent(self.services)
         self.stall = StallMonitor(reactor)
         self.stall.setServiceParent(self.services)
+        if reap_orphans:
+            self.launcher.subreaper = True
+            ReaperService(reactor).setServiceParent(self.services)
         self.jobs.setServiceParent(self.services)
         SchedulerService(scheduler).setServiceParent(self.services)
         self.context = ApiContext(
@@ -282,7 +321,11 @@ def run(config: Config, port_file: Path | None = None) -> int:
     setup_logging()
     for warning in trust_warnings(config, os.geteuid()):
         log.warn("{warning}", warning=warning)
-    daemon = Daemon(config, reactor, port_file)
+    # Orphaned descendants of crawls come back to the daemon, to be killed and reaped.
+    subreaper = become_subreaper()
+    if not subreaper:
+        log.warn("cannot become a child subreaper: orphans of crawls go to init")
+    daemon = Daemon(config, reactor, port_file, reap_orphans=subreaper)
     failed: list[str] = []
 
     def start() -> None:

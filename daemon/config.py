@@ -82,6 +82,7 @@ class Config:
     timezone: str = "UTC"
     misfire_grace: float = 3600.0
     header_timeout: float = 20.0
+    min_free_bytes: int = 50 * 1024 * 1024
     projects: Mapping[str, LocalProject] = field(default_factory=dict)
     crawl_user: CrawlUser | None = None
     #: Projects (local or pushed, by name) whose crawls may open Scrapy's Telnet
@@ -129,6 +130,7 @@ _SCALARS: dict[str, tuple[type, ...]] = {
     "timezone": (str,),
     "misfire_grace": (int, float),
     "header_timeout": (int, float),
+    "min_free_bytes": (int,),
 }
 _SECTIONS = {"auth", "tls", "projects", "crawl_user", "crawl_group", "crawl_consoles"}
 
@@ -372,7 +374,13 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"config key 'port': {config.port} is not a TCP port")
     if config.slots < 1:
         raise ConfigError("config key 'slots': at least 1")
-    for key in ("completed_cap", "upload_max_bytes", "unpacked_max_bytes", "unpacked_max_files"):
+    for key in (
+        "completed_cap",
+        "upload_max_bytes",
+        "unpacked_max_bytes",
+        "unpacked_max_files",
+        "min_free_bytes",
+    ):
         if getattr(config, key) < 0:
             raise ConfigError(f"config key '{key}': must not be negative")
     for key in (

@@ -29,6 +29,7 @@ from twisted.python.failure import Failure
 from daemon.children import child_env, scrapy_command
 from daemon.config import CrawlUser
 from daemon.isolation import close_private_files, open_job_dir, seal_job_dir
+from daemon.leftovers import JOB_ENV, children_of, kill_leftovers
 
 log = Logger()
 
@@ -75,12 +76,19 @@ def crawl_command(args: list[str], python: str = sys.executable) -> list[str]:
 
 
 def crawl_env(
-    data_dir: Path, base: Mapping[str, str] | None = None, hidden: Iterable[str] = ()
+    data_dir: Path,
+    base: Mapping[str, str] | None = None,
+    hidden: Iterable[str] = (),
+    job_id: str | None = None,
 ) -> dict[str, str]:
-    """A crawl's environment: the daemon's without its secrets (see child_env)."""
+    """A crawl's environment: the daemon's without its secrets (see child_env), and
+    the job's id under JOB_ENV, which tells its processes apart once it ended (see
+    daemon.leftovers)."""
     env = child_env(hidden, base)
     env["SPIDER_DATA_DIR"] = str(Path(data_dir).resolve())
     env["PYTHONUNBUFFERED"] = "1"
+    if job_id is not None:
+        env[JOB_ENV] = job_id
     return env
 
 
@@ -93,6 +101,8 @@ class Outcome:
     stop_reason: str | None  # "cancel", "timeout", "shutdown" when the daemon stopped it
     killed: bool = False  # needed SIGKILL after the grace period
     orphan: bool = False
+    # Processes of the crawl still alive when its main process had ended, killed then.
+    leftovers_killed: int | None = None
 
 
 @dataclass
@@ -193,6 +203,13 @@ def kill_escaped(pids: list[tuple[int, float]], sig: int) -> None:
                 os.kill(pid, sig)
 
 
+def untracked_children() -> list[int]:
+    """The daemon's children that Twisted did not spawn: orphans re-parented to it."""
+    from twisted.internet.process import reapProcessHandlers
+
+    return [pid for pid in children_of(os.getpid()) if pid not in reapProcessHandlers]
+
+
 class _CrawlProtocol(protocol.ProcessProtocol):
     def __init__(self, on_end: Callable[[Failure], None]) -> None:
         self._on_end = on_end
@@ -223,6 +240,9 @@ class Launcher:
         self.crawl_user = crawl_user
         self.console_projects = frozenset(console_projects)
         self.running: dict[str, Crawl] = {}
+        # Set when the daemon is a child subreaper (daemon.leftovers): an ended crawl's
+        # surviving descendants are then all found under the daemon's own children.
+        self.subreaper = False
         self._orphan_poll = orphan_poll
         self._orphan_loop: LoopingCall | None = None
 
@@ -261,7 +281,7 @@ class Launcher:
                     proto,
                     argv[0],
                     argv,
-                    env=crawl_env(self.data_dir, hidden=self.hidden_env),
+                    env=crawl_env(self.data_dir, hidden=self.hidden_env, job_id=job_id),
                     path=str(cwd),
                     childFDs={0: fds[0], 1: fds[1], 2: fds[2]},
                     **ids,
@@ -346,7 +366,25 @@ class Launcher:
         self._finish(crawl, Outcome(exit_code, sig, crawl.stop_reason, crawl.killed))
 
     def _finish(self, crawl: Crawl, outcome: Outcome) -> None:
-        # Descendants that ignored SIGTERM or outlived their leader go with it.
+        # Descendants that ignored SIGTERM or outlived their leader go with it, however
+        # the crawl ended: found by their job tag or process group, counted, killed.
+        group_is_ours = not crawl.orphan or _orphan_may_be_signalled(crawl)
+        rooted = self.subreaper and not crawl.orphan
+        alone = not any(c is not crawl for c in self.running.values())
+        outcome.leftovers_killed = kill_leftovers(
+            crawl.job_id,
+            crawl.pid if group_is_ours else None,
+            roots=untracked_children if rooted else None,
+            # With no other crawl running, an orphan without the job tag (a helper
+            # started with a scrubbed environment) can only be a leftover too.
+            take_untagged_roots=rooted and alone,
+        )
+        if outcome.leftovers_killed:
+            log.info(
+                "job {id}: killed {n} process(es) left over after the crawl ended",
+                id=crawl.job_id,
+                n=outcome.leftovers_killed,
+            )
         signal_crawl(crawl, signal.SIGKILL, ended=True)
         kill_escaped(crawl.descendants, signal.SIGKILL)
         for timer in crawl.timers:

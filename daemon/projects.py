@@ -16,6 +16,7 @@ is untouched; after it the previous folder is deleted. Whatever a crash leaves b
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -68,6 +69,11 @@ class _Pushed:
     version: str
     spiders: tuple[str, ...]
     pushed: str
+
+
+def _os_error_status(exc: OSError) -> int:
+    """507 (Insufficient Storage) when the disk is full, else 500."""
+    return 507 if exc.errno in (errno.ENOSPC, errno.EDQUOT) else 500
 
 
 def _no_guard(name: str, spiders: list[str]) -> str | None:
@@ -447,7 +453,7 @@ class ProjectStore:
                     _write_json_atomic(self._records / f"{name}.json", self._tmp, _as_json(record))
                 except OSError as exc:
                     msg = f"cannot record project {name}: {exc.strerror or exc}"
-                    raise ProjectError(msg, 500) from None
+                    raise ProjectError(msg, _os_error_status(exc)) from None
                 self._pushed[name] = record
                 committed = True
             finally:
@@ -470,7 +476,8 @@ class ProjectStore:
         except ArchiveError as exc:
             raise ProjectError(exc.message, exc.http_status) from None
         except OSError as exc:
-            raise ProjectError(f"cannot unpack the archive: {exc.strerror or exc}", 500) from None
+            message = f"cannot unpack the archive: {exc.strerror or exc}"
+            raise ProjectError(message, _os_error_status(exc)) from None
 
     async def _remove(self, name: str, guard: Guard) -> None:
         if name in self._local:

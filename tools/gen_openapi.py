@@ -69,7 +69,8 @@ def scrapydo_errors(*codes: int, post: bool = False) -> dict[str, Any]:
         400: "Bad request (missing, repeated, malformed or non-UTF-8 parameter; bad body)",
         404: "Unknown project, job or log",
         409: "Conflict (the project has active jobs)",
-        500: "A fault of the daemon's host (disk full, cannot start `scrapy list`)",
+        500: "A fault of the daemon's host (cannot start `scrapy list`)",
+        507: "Insufficient storage: the disk holding the data folder is full",
     }
     out = {str(c): json_response(texts[c], ref("Error")) for c in codes}
     out.update(site_errors(post=post))
@@ -139,6 +140,11 @@ JOB = obj(
         "next_run": STRN,
         "last_fire": STRN,
         "skipped": INTN,
+        "leftovers_killed": {
+            **INTN,
+            "description": "processes of the crawl still alive after its main process "
+            "ended, killed then (null: not a run, or not ended yet)",
+        },
         "events": {
             "type": "array",
             "description": "the job's history (only when asked by id)",
@@ -222,6 +228,18 @@ PATHS: dict[str, Any] = {
                             "slots": INT,
                             "running": INT,
                             "pending": INT,
+                            "disk-free-bytes": {
+                                **INTN,
+                                "description": "free bytes on the file system of data_dir",
+                            },
+                            "min-free-bytes": {
+                                **INT,
+                                "description": "below it new crawls wait PENDING (0: no floor)",
+                            },
+                            "state-writes-waiting": {
+                                **INT,
+                                "description": "job state changes waiting for disk space",
+                            },
                             "projects": INT,
                             "reactor-max-stall-ms": {
                                 **NUMN,
@@ -277,7 +295,7 @@ PATHS: dict[str, Any] = {
                         ("name", "spiders"),
                     ),
                 ),
-                **scrapydo_errors(400, 409, 500, post=True),
+                **scrapydo_errors(400, 409, 500, 507, post=True),
             },
         }
     },
@@ -356,7 +374,7 @@ PATHS: dict[str, Any] = {
                         ("identifier",),
                     ),
                 ),
-                **scrapydo_errors(400, 404, 500, post=True),
+                **scrapydo_errors(400, 404, 500, 507, post=True),
             },
         }
     },
