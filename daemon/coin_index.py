@@ -27,6 +27,7 @@ from daemon.coin_records import (
     DEFAULT_CURRENCY,
     JOB_ID_RE,
     complete_lines,
+    is_cmc_id,
     job_currency,
     rows_of,
     utc_now,
@@ -502,7 +503,7 @@ class CoinIndex:
     def _coin_id(self, key: str) -> int | None:
         """A coin's CMC id from its id or its slug, when it was ever collected."""
         conn = self._conn()
-        if key.isdigit():
+        if is_cmc_id(key):
             row = conn.execute(
                 "SELECT coin_id FROM latest WHERE coin_id = ? LIMIT 1", (int(key),)
             ).fetchone()

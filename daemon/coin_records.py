@@ -125,7 +125,7 @@ def _int(value: Any) -> int | None:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         return int(value.strip())
     return None
 
@@ -376,6 +376,12 @@ def parse_task_ids(raw: str | None) -> list[str]:
     return coins
 
 
+def is_cmc_id(key: str) -> bool:
+    """Whether a coin path names a CMC id: ASCII digits that fit SQLite's integer
+    (`str.isdigit` also accepts `²`, which `int` refuses)."""
+    return key.isascii() and key.isdigit() and len(key) <= 18
+
+
 def unknown_coin_message(key: str, same_symbol: Iterable[tuple[str, int]] = ()) -> str:
     """Why a coin path found nothing, and how to find the coin that was meant.
 
@@ -383,7 +389,7 @@ def unknown_coin_message(key: str, same_symbol: Iterable[tuple[str, int]] = ()) 
     coin was collected, so the message says which coins have that symbol and where to
     look them up by symbol.
     """
-    if key.isdigit():
+    if is_cmc_id(key):
         return f"Coin {key!r} was never collected: no collected coin has the CMC id {key}"
     symbol = key.upper()
     message = (

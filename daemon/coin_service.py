@@ -25,6 +25,7 @@ from daemon.coin_index import CoinFilter, CoinIndex
 from daemon.coin_records import (
     DEFAULT_CURRENCY,
     coin_output,
+    is_cmc_id,
     is_job_id,
     task_id,
     task_outputs,
@@ -274,7 +275,7 @@ class CoinService(Service):
 
     def _never_collected(self, key: str) -> CoinApiError:
         """In the pool: the 404 for a coin path that names no collected coin."""
-        same = [] if key.isdigit() else self.index.same_symbol(key)
+        same = [] if is_cmc_id(key) else self.index.same_symbol(key)
         return CoinApiError(unknown_coin_message(key, same), 404)
 
     def coin(self, key: str, currency: str = DEFAULT_CURRENCY) -> Deferred[dict[str, Any]]:

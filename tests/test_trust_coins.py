@@ -294,10 +294,12 @@ def test_a_symbol_in_a_coin_path_points_to_the_symbol_filter(
         assert "Collected coins with the symbol BTC: bitcoin (id 1)" in message, message
     message = currency_daemon.get("/api/coins/no-such-coin/").json()["message"]
     assert "CMC id or slug" in message and "Collected coins" not in message
-    assert (
-        "no collected coin has the CMC id 999999"
-        in (currency_daemon.get("/api/coins/999999/").json()["message"])
-    )
+    message = currency_daemon.get("/api/coins/999999/").json()["message"]
+    assert "no collected coin has the CMC id 999999" in message
+    # Digits Python's int() refuses (superscript two) or SQLite cannot hold: a 404 too.
+    for odd in ("%C2%B2", "9" * 30):
+        rsp = currency_daemon.get(f"/api/coins/{odd}/")
+        assert rsp.status_code == 404 and "never collected" in rsp.json()["message"], rsp.text
 
 
 @pytest.mark.parametrize(
