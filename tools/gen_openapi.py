@@ -164,6 +164,11 @@ COIN = {
         "name": STRN,
         "symbol": STRN,
         "slug": STRN,
+        "currency": {
+            **STRN,
+            "description": "currency of the figures: USD for coin pages, the crawl's convert "
+            "for the Pro API (older records get theirs from the job's arguments, else USD)",
+        },
         "source": STRN,
         "scraped_at": STRN,
     },
@@ -171,11 +176,14 @@ COIN = {
 
 COIN_ERRORS = {
     "400": json_response(
-        "Bad parameter (coin API envelope) or a malformed body (scrapy-do envelope)",
+        "Bad or unknown parameter, the message naming it and the accepted ones (coin API "
+        "envelope), or a malformed body (scrapy-do envelope)",
         {"anyOf": [ref("CoinError"), ref("Error")]},
     ),
     "404": json_response(
-        "Never collected / unknown job, or no such path (coin API envelope)", ref("CoinError")
+        "Never collected (by that id or slug, or in that currency) / unknown job, or no such "
+        "path (coin API envelope)",
+        ref("CoinError"),
     ),
     **site_errors(post=False, api=True),
 }
@@ -195,8 +203,16 @@ LIMIT_OFFSET = [
     query("limit", int_or_empty(1, 1000), "page size (default 100)"),
     query("offset", int_or_empty(0, 10_000_000), "rows skipped"),
 ]
+CURRENCY = query(
+    "currency",
+    {"type": "string", "pattern": "^[A-Za-z0-9]{0,10}$"},
+    "currency code of the figures (USD, EUR, BTC...; any case; default USD): records in "
+    "other currencies are left out, never mixed in",
+)
 COIN_KEY = path_param(
-    "coin", {"type": "string", "minLength": 1, "maxLength": 200}, "the coin's CMC id or its slug"
+    "coin",
+    {"type": "string", "minLength": 1, "maxLength": 200},
+    "the coin's CMC id or its slug (not its symbol: use /api/coins/?symbol=)",
 )
 JOB_ID_PARAM = path_param(
     "job_id",
@@ -539,6 +555,11 @@ PATHS: dict[str, Any] = {
                     "only records from this spider (empty: all)",
                 ),
                 query("job", STR, "only records of this job"),
+                {
+                    **CURRENCY,
+                    "description": CURRENCY["description"]
+                    + "; with job, the job's own currency unless given",
+                },
                 *LIMIT_OFFSET,
             ],
             "responses": {
@@ -549,18 +570,19 @@ PATHS: dict[str, Any] = {
     },
     "/api/coins/{coin}/": {
         "get": {
-            "summary": "The latest record of one coin",
+            "summary": "The latest record of one coin in one currency",
             "operationId": "coin_detail",
-            "parameters": [COIN_KEY],
+            "parameters": [COIN_KEY, CURRENCY],
             "responses": {"200": json_response("Coin", COIN), **COIN_ERRORS},
         }
     },
     "/api/coins/{coin}/history/": {
         "get": {
-            "summary": "Every record of one coin, oldest first",
+            "summary": "Every record of one coin in one currency, oldest first",
             "operationId": "coin_history",
             "parameters": [
                 COIN_KEY,
+                CURRENCY,
                 query("since", STR, "ISO 8601 date or time"),
                 query("until", STR, "ISO 8601 date or time"),
                 query(
