@@ -39,8 +39,8 @@ MAX_SETTINGS = 100
 LIST_LIMIT_DEFAULT = 1000
 LIST_LIMIT_MAX = 10000
 _SETTING_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
-_TRUE = ("1", "true", "yes")
-_FALSE = ("", "0", "false", "no")
+_TRUE = ("1", "true", "True", "yes")
+_FALSE = ("", "0", "false", "False", "no")
 SCHEDULE_FIELDS = ("project", "spider", "when", "description", "payload", "setting", "max_runtime")
 _PAYLOAD_HINT = 'spider arguments go in payload, a JSON object: payload={"coins": "BTC,ETH"}'
 _FORM_HINT = "send the fields as a form (curl -F name=value) or as query parameters"
@@ -121,7 +121,7 @@ def parse_settings(values: list[str]) -> dict[str, str]:
 
 def parse_bool(name: str, raw: str | None) -> bool:
     """A yes/no parameter; anything else is refused rather than read as no."""
-    value = (raw or "").strip().lower()
+    value = raw or ""
     if value in _TRUE:
         return True
     if value in _FALSE:
