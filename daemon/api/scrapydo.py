@@ -43,7 +43,6 @@ _TRUE = ("1", "true", "True", "yes")
 _FALSE = ("", "0", "false", "False", "no")
 SCHEDULE_FIELDS = ("project", "spider", "when", "description", "payload", "setting", "max_runtime")
 _PAYLOAD_HINT = 'spider arguments go in payload, a JSON object: payload={"coins": "BTC,ETH"}'
-_FORM_HINT = "send the fields as a form (curl -F name=value) or as query parameters"
 _LOG_NAME_RE = re.compile(
     r"^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.(out|err)$"
 )
@@ -228,7 +227,7 @@ def register(app: Klein, ctx: Any) -> None:
     stall = ctx.extras.get("stall")
 
     @app.route("/status.json", methods=["GET"])
-    @accepts(form_hint=_FORM_HINT)
+    @accepts()
     def status(request: Any) -> bytes:
         now = datetime.now(tz)
         memory, cpu = process.read()
@@ -274,12 +273,12 @@ def register(app: Klein, ctx: Any) -> None:
         )
 
     @app.route("/list-projects.json", methods=["GET"])
-    @accepts(form_hint=_FORM_HINT)
+    @accepts()
     def list_projects(request: Any) -> bytes:
         return ok(request, projects=list(projects.names()))
 
     @app.route("/list-spiders.json", methods=["GET"])
-    @accepts("project", form_hint=_FORM_HINT)
+    @accepts("project")
     def list_spiders(request: Any) -> Deferred[bytes]:
         name = required(request, "project")
         d = maybeDeferred(projects.get_spiders, name)
@@ -339,7 +338,7 @@ def register(app: Klein, ctx: Any) -> None:
         return maybeDeferred(projects.get_spiders, project).addCallback(submit)
 
     @app.route("/list-jobs.json", methods=["GET"])
-    @accepts("status", "id", "project", "spider", "limit", "offset", form_hint=_FORM_HINT)
+    @accepts("status", "id", "project", "spider", "limit", "offset")
     def list_jobs(request: Any) -> bytes | Deferred[bytes]:
         job_id = arg(request, "id")
         status_arg = arg(request, "status")
@@ -402,7 +401,7 @@ def register(app: Klein, ctx: Any) -> None:
         return jobs.cancel(job_id).addCallback(lambda _: ok(request))
 
     @app.route("/get-log/data/<path:name>", methods=["GET"])
-    @accepts("follow", "offset", form_hint=_FORM_HINT)
+    @accepts("follow", "offset")
     def get_log(request: Any, name: str) -> Any:
         match = _LOG_NAME_RE.match(name)
         if not match or jobs.get(match.group(1)) is None:
