@@ -30,6 +30,10 @@ _MAX_PART_CHARS = 255
 _MAX_CFG_BYTES = 64 * 1024
 #: Folders some zip tools add beside the project; they carry no project code.
 _IGNORED_TOP = frozenset({"__MACOSX"})
+#: Where a project's name came from: scrapy.cfg's `[deploy] project`, or (guessed) the
+#: package of its `[settings] default` module.
+NAME_FROM_DEPLOY = "deploy"
+NAME_FROM_SETTINGS = "settings"
 
 
 class ArchiveError(DaemonError):
@@ -64,6 +68,23 @@ class ProjectArchive:
     prefix: str
     members: tuple[Member, ...]
     unpacked_bytes: int
+    #: NAME_FROM_DEPLOY, or NAME_FROM_SETTINGS when the name was only guessed.
+    name_from: str = NAME_FROM_DEPLOY
+    #: The `[settings] default` module a guessed name was taken from.
+    settings_module: str = ""
+
+    @property
+    def name_guessed(self) -> bool:
+        return self.name_from == NAME_FROM_SETTINGS
+
+    def name_origin(self) -> str:
+        """Where the name came from, in words for a reply."""
+        if self.name_guessed:
+            return (
+                f"no [deploy] project in scrapy.cfg; the name {self.name!r} was guessed "
+                f"from the settings module {self.settings_module}"
+            )
+        return f"the name {self.name!r} is scrapy.cfg's [deploy] project"
 
 
 def check_project_name(name: str) -> str:
@@ -183,8 +204,9 @@ def _project_prefix(members: list[Member]) -> str:
     return tops[0]
 
 
-def _project_name(cfg_bytes: bytes) -> str:
-    """Read the name as scrapy-do does ([deploy] project), else the settings package."""
+def project_name(cfg_bytes: bytes) -> tuple[str, str, str]:
+    """Read the name as scrapy-do does ([deploy] project), else guess it from the
+    settings package; returns the name, where it came from and the settings module."""
     try:
         text = cfg_bytes.decode("utf-8")
     except UnicodeDecodeError:
@@ -196,14 +218,15 @@ def _project_name(cfg_bytes: bytes) -> str:
         first_line = str(exc).splitlines()[0]
         raise ArchiveError(f"scrapy.cfg cannot be parsed: {first_line}") from None
     name = parser.get("deploy", "project", fallback="").strip()
-    if not name:
-        module = parser.get("settings", "default", fallback="").strip()
-        name = module.split(".", 1)[0]
+    if name:
+        return check_project_name(name), NAME_FROM_DEPLOY, ""
+    module = parser.get("settings", "default", fallback="").strip()
+    name = module.split(".", 1)[0]
     if not name:
         raise ArchiveError(
             "scrapy.cfg names no project: add 'project = NAME' to its [deploy] section"
         )
-    return check_project_name(name)
+    return check_project_name(name), NAME_FROM_SETTINGS, module
 
 
 def read_archive(data: bytes, limits: ArchiveLimits) -> ProjectArchive:
@@ -283,5 +306,12 @@ def read_archive(data: bytes, limits: ArchiveLimits) -> ProjectArchive:
                         raise ArchiveError(f"scrapy.cfg is over {_MAX_CFG_BYTES} bytes")
                     cfg_bytes += chunk
             total += size
-        name = _project_name(cfg_bytes)
-    return ProjectArchive(name=name, prefix=prefix, members=tuple(kept), unpacked_bytes=total)
+        name, name_from, module = project_name(cfg_bytes)
+    return ProjectArchive(
+        name=name,
+        prefix=prefix,
+        members=tuple(kept),
+        unpacked_bytes=total,
+        name_from=name_from,
+        settings_module=module,
+    )

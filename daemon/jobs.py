@@ -299,18 +299,30 @@ class JobsService(Service):
         spider: str | None,
         limit: int,
         offset: int,
-        shape: Callable[[list[tuple[Any, ...]]], T],
+        shape: Callable[[list[tuple[Any, ...]], int], T],
     ) -> Deferred[T]:
-        """A page of rows (tuples of `columns`) read and shaped (e.g. written as JSON) in a
-        worker thread: a page of 10,000 jobs takes tens of milliseconds, which must not
-        hold the reactor."""
+        """A page of rows (tuples of `columns`) and the count of every job matching the
+        filters, read (in one snapshot, so they agree) and shaped (e.g. written as JSON)
+        in a worker thread: a page of 10,000 jobs takes tens of milliseconds, which must
+        not hold the reactor."""
         wanted = tuple(statuses) if statuses is not None else None
 
         def page(conn: Any) -> T:
-            rows = self.store.list_rows(columns, wanted, project, spider, limit, offset, conn)
-            return shape(rows)
+            conn.execute("BEGIN")
+            try:
+                rows = self.store.list_rows(columns, wanted, project, spider, limit, offset, conn)
+                total = self.store.count_rows(wanted, project, spider, conn)
+            finally:
+                conn.execute("COMMIT")
+            return shape(rows, total)
 
         return self.store.read_in_thread(page)
+
+    def project_has_jobs(self, project: str) -> Deferred[bool]:
+        """Whether the store remembers any job of `project` (one removed may have some)."""
+        return self.store.read_in_thread(
+            lambda conn: self.store.count_rows(None, project, None, conn) > 0
+        )
 
     def get_row(self, job_id: str, columns: Sequence[str]) -> tuple[Any, ...] | None:
         return self.store.get_row(job_id, columns)

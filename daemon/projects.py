@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ import re
 import shutil
 import signal
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,8 +77,41 @@ def _os_error_status(exc: OSError) -> int:
     return 507 if exc.errno in (errno.ENOSPC, errno.EDQUOT) else 500
 
 
+@dataclass(frozen=True)
+class PushResult:
+    """What a push made: unpacks as (name, spiders), as push() has always answered."""
+
+    name: str
+    spiders: list[str]
+    #: archive.NAME_FROM_DEPLOY or NAME_FROM_SETTINGS (the name was only guessed).
+    name_from: str
+    #: Whether a pushed project of that name was replaced.
+    replaced: bool
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.name, self.spiders))
+
+
 def _no_guard(name: str, spiders: list[str]) -> str | None:
     return None
+
+
+@functools.cache
+def _builtin_root() -> Path | None:
+    """The folder holding the daemon's own coinspiders package (its scrapy.cfg), if any."""
+    try:
+        import coinspiders
+    except ImportError:
+        return None
+    return Path(coinspiders.__file__).resolve().parent.parent
+
+
+def _guessed_refusal(archive: ProjectArchive) -> str:
+    return (
+        f"{archive.name_origin()}, and a pushed project {archive.name!r} exists: pass "
+        "replace=true to replace it, or name the project with 'project = NAME' in the "
+        "[deploy] section of scrapy.cfg"
+    )
 
 
 def _tail(data: bytes, folder: str) -> str:
@@ -370,18 +404,34 @@ class ProjectStore:
     # -- changing --------------------------------------------------------------------
 
     def push(
-        self, archive: bytes, guard: Guard | None = None
-    ) -> defer.Deferred[tuple[str, list[str]]]:
+        self, archive: bytes, guard: Guard | None = None, replace: bool = False
+    ) -> defer.Deferred[PushResult]:
         """Check, unpack and list a pushed zip, then make it the project's current version.
 
+        A name only guessed from the settings module (no `[deploy] project`) may name
+        some other project by accident: it replaces an existing one only with `replace`.
+
         Fails with ProjectError: 413 over a size cap, 400 bad archive or failing
-        `scrapy list`, 409 for a local project's name or when `guard` refuses.
+        `scrapy list`, 409 for a local project's name, a guessed name that exists
+        (without `replace`) or when `guard` refuses.
         """
-        return defer.ensureDeferred(self._push(archive, guard or _no_guard))
+        return defer.ensureDeferred(self._push(archive, guard or _no_guard, replace))
 
     def remove(self, name: str, guard: Guard | None = None) -> defer.Deferred[None]:
         """Forget a pushed project and delete its files; 404 unknown, 409 local or guarded."""
         return defer.ensureDeferred(self._remove(name, guard or _no_guard))
+
+    def argument_problem(self, name: str, spider: str, payload: str) -> str | None:
+        """Why a crawl of `spider` with this payload (JSON object text) would refuse to
+        start, when the daemon can tell: only for the coinspiders project it ships with
+        (a local project in the folder of its own coinspiders package); pushed and other
+        projects are not imported, so they decide when they run."""
+        local = self._local.get(name)
+        if local is None or local.path != _builtin_root():
+            return None
+        from coinspiders.arguments import argument_problem
+
+        return argument_problem(spider, json.loads(payload))
 
     def list_spiders_of(self, path: Path, label: str | None = None) -> defer.Deferred[list[str]]:
         """Run `python -m scrapy list` in `path` as a child process with the time limit."""
@@ -412,7 +462,7 @@ class ProjectStore:
     def _unknown(self, name: str) -> ProjectError:
         return ProjectError(f"Unknown project: {name}", 404)
 
-    async def _push(self, data: bytes, guard: Guard) -> tuple[str, list[str]]:
+    async def _push(self, data: bytes, guard: Guard, replace: bool) -> PushResult:
         if len(data) > self.limits.max_archive_bytes:
             raise ProjectError(
                 f"archive is {len(data)} bytes; the limit is {self.limits.max_archive_bytes}",
@@ -426,9 +476,12 @@ class ProjectStore:
             raise ProjectError(exc.message, exc.http_status) from None
         name = archive.name
         if name in self._local:
+            origin = f" ({archive.name_origin()})" if archive.name_guessed else ""
             raise ProjectError(
-                f"{name} is a local project from the config; it cannot be pushed", 409
+                f"{name} is a local project from the config; it cannot be pushed{origin}", 409
             )
+        if archive.name_guessed and not replace and name in self._pushed:
+            raise ProjectError(_guessed_refusal(archive), 409)
         version = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
         parent = self._versions / name
         dest = parent / version
@@ -444,10 +497,13 @@ class ProjectStore:
             spiders = await listing.done
             await self._commit_lock.acquire()
             try:
+                old = self._pushed.get(name)
+                if old is not None and archive.name_guessed and not replace:
+                    # Pushed while this one was unpacking.
+                    raise ProjectError(_guessed_refusal(archive), 409)
                 refusal = guard(name, list(spiders))
                 if refusal:
                     raise ProjectError(refusal, 409)
-                old = self._pushed.get(name)
                 record = _Pushed(name, version, tuple(spiders), _now())
                 try:
                     _write_json_atomic(self._records / f"{name}.json", self._tmp, _as_json(record))
@@ -461,7 +517,7 @@ class ProjectStore:
             if old is not None and old.version != version:
                 await self._retire(parent / old.version)
             log.info("pushed project %s with spiders %s", name, ", ".join(spiders))
-            return name, list(spiders)
+            return PushResult(name, list(spiders), archive.name_from, old is not None)
         finally:
             if not committed:
                 if unpacked is not None:

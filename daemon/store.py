@@ -199,6 +199,33 @@ _FIGURES_SQL = (
 )
 
 
+def _job_filters(
+    statuses: Iterable[str] | None, project: str | None, spider: str | None
+) -> tuple[str, list[Any]]:
+    """The WHERE clause (with its leading space, or empty) of a job listing."""
+    where: list[str] = []
+    params: list[Any] = []
+    wanted = tuple(statuses) if statuses is not None else None
+    if wanted is not None:
+        if set(wanted) == set(ACTIVE_STATUSES):
+            where.append("active = 1")
+        elif set(wanted) == set(COMPLETED_STATUSES):
+            where.append("active = 0")
+        elif len(wanted) == 1:
+            where.append("status = ?")
+            params.append(wanted[0])
+        else:
+            where.append(f"status IN ({', '.join('?' * len(wanted))})")
+            params.extend(wanted)
+    if project is not None:
+        where.append("project = ?")
+        params.append(project)
+    if spider is not None:
+        where.append("spider = ?")
+        params.append(spider)
+    return (" WHERE " + " AND ".join(where) if where else ""), params
+
+
 def _select(columns: Sequence[str]) -> str:
     """SELECT of known column names only (they are pasted into the SQL)."""
     unknown = set(columns) - _KNOWN_COLUMNS
@@ -335,31 +362,21 @@ class Store:
     ) -> list[tuple[Any, ...]]:
         """list_jobs' page as plain tuples of `columns`: for a page written straight to
         JSON, where building a Job per row would cost more than the read itself."""
-        where, params = [], []
-        wanted = tuple(statuses) if statuses is not None else None
-        if wanted is not None:
-            if set(wanted) == set(ACTIVE_STATUSES):
-                where.append("active = 1")
-            elif set(wanted) == set(COMPLETED_STATUSES):
-                where.append("active = 0")
-            elif len(wanted) == 1:
-                where.append("status = ?")
-                params.append(wanted[0])
-            else:
-                where.append(f"status IN ({', '.join('?' * len(wanted))})")
-                params.extend(wanted)
-        if project is not None:
-            where.append("project = ?")
-            params.append(project)
-        if spider is not None:
-            where.append("spider = ?")
-            params.append(spider)
-        sql = _select(columns)
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY seq DESC LIMIT ? OFFSET ?"
-        params.extend([limit, offset])
-        return (conn or self._conn).execute(sql, params).fetchall()
+        where, params = _job_filters(statuses, project, spider)
+        sql = _select(columns) + where + " ORDER BY seq DESC LIMIT ? OFFSET ?"
+        return (conn or self._conn).execute(sql, [*params, limit, offset]).fetchall()
+
+    def count_rows(
+        self,
+        statuses: Iterable[str] | None = None,
+        project: str | None = None,
+        spider: str | None = None,
+        conn: sqlite3.Connection | None = None,
+    ) -> int:
+        """How many jobs list_rows would page through (the same filters)."""
+        where, params = _job_filters(statuses, project, spider)
+        sql = "SELECT COUNT(*) FROM jobs" + where
+        return (conn or self._conn).execute(sql, params).fetchone()[0]
 
     def get_row(self, job_id: str, columns: Sequence[str]) -> tuple[Any, ...] | None:
         """One job as a plain tuple of `columns` (see list_rows)."""

@@ -93,6 +93,8 @@ def test_push_schedule_and_remove_project(daemon: DaemonProcess, tmp_path: Path)
             "status": "ok",
             "name": "pushy",
             "spiders": ["fails", "items", "sleepy", "stubborn"],
+            "name_from": "deploy",
+            "replaced": top is None,
         }
     assert "pushy" in daemon.get("/list-projects.json").json()["projects"]
     job_id = daemon.schedule("items", project="pushy")
@@ -272,7 +274,9 @@ def test_list_jobs_filters_paging_and_errors(daemon: DaemonProcess) -> None:
         "/list-jobs.json", params={"status": "COMPLETED", "spider": "fails"}
     ).json()["jobs"]
     assert by_spider and all(j["spider"] == "fails" for j in by_spider)
-    none = daemon.get("/list-jobs.json", params={"status": "COMPLETED", "project": "x"})
+    none = daemon.get(
+        "/list-jobs.json", params={"status": "COMPLETED", "project": "toy", "spider": "x"}
+    )
     assert none.json()["jobs"] == []
     keys = set(daemon.job(ids[0]))
     assert {

@@ -22,6 +22,12 @@ INT: dict[str, Any] = {"type": "integer"}
 INTN: dict[str, Any] = {"type": ["integer", "null"]}
 NUM: dict[str, Any] = {"type": "number"}
 NUMN: dict[str, Any] = {"type": ["number", "null"]}
+REPLACE: dict[str, Any] = {
+    "type": "string",
+    "enum": ["true", "false", "True", "False", "1", "0", "yes", "no", ""],
+    "description": "a name guessed from the settings module may replace a pushed project "
+    "only with replace=true",
+}
 STATUSES = ["SCHEDULED", "PENDING", "RUNNING", "CANCELED", "SUCCESSFUL", "FAILED"]
 
 
@@ -66,9 +72,11 @@ def site_errors(*, post: bool, api: bool = False) -> dict[str, Any]:
 
 def scrapydo_errors(*codes: int, post: bool = False) -> dict[str, Any]:
     texts = {
-        400: "Bad request (missing, repeated, malformed or non-UTF-8 parameter; bad body)",
+        400: "Bad request (unknown, missing, repeated, malformed or non-UTF-8 parameter; "
+        "bad body); the message names the unknown parameters and the accepted ones",
         404: "Unknown project, job or log",
-        409: "Conflict (the project has active jobs)",
+        409: "Conflict (the project has active jobs or is local, or a name guessed from the "
+        "settings module would replace a pushed project without replace=true)",
         500: "A fault of the daemon's host (cannot start `scrapy list`)",
         507: "Insufficient storage: the disk holding the data folder is full",
     }
@@ -77,13 +85,27 @@ def scrapydo_errors(*codes: int, post: bool = False) -> dict[str, Any]:
     return out
 
 
-def form_body(props: dict[str, Any], required: tuple[str, ...], example: dict[str, Any]) -> Any:
-    schema = obj(props, required)
+def closed(props: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """An object of exactly these fields: the scrapy-do routes refuse any other (400)."""
+    return {**obj(props, required), "additionalProperties": False}
+
+
+def form_body(
+    props: dict[str, Any],
+    required: tuple[str, ...],
+    example: dict[str, Any],
+    json_props: dict[str, Any] | None = None,
+) -> Any:
+    """A form body; the same fields may come as a JSON object (with JSON types where
+    `json_props` says so)."""
+    schema = closed(props, required)
+    json_schema = closed({**props, **(json_props or {})}, required)
     return {
         "required": True,
         "content": {
             "application/x-www-form-urlencoded": {"schema": schema, "example": example},
             "multipart/form-data": {"schema": schema},
+            "application/json": {"schema": json_schema},
         },
     }
 
@@ -282,7 +304,7 @@ PATHS: dict[str, Any] = {
                         ),
                     ),
                 ),
-                **site_errors(post=False),
+                **scrapydo_errors(400),
             },
         }
     },
@@ -294,12 +316,13 @@ PATHS: dict[str, Any] = {
                 "required": True,
                 "content": {
                     "multipart/form-data": {
-                        "schema": obj(
-                            {"archive": {"type": "string", "format": "binary"}}, ("archive",)
+                        "schema": closed(
+                            {"archive": {"type": "string", "format": "binary"}, "replace": REPLACE},
+                            ("archive",),
                         ),
                     },
                     "application/x-www-form-urlencoded": {
-                        "schema": obj({"archive": STR}, ("archive",)),
+                        "schema": closed({"archive": STR, "replace": REPLACE}, ("archive",)),
                     },
                 },
             },
@@ -307,7 +330,19 @@ PATHS: dict[str, Any] = {
                 "200": json_response(
                     "Pushed",
                     ok_with(
-                        {"name": STR, "spiders": {"type": "array", "items": STR}},
+                        {
+                            "name": STR,
+                            "spiders": {"type": "array", "items": STR},
+                            "name_from": {
+                                "enum": ["deploy", "settings"],
+                                "description": "deploy: scrapy.cfg's [deploy] project; "
+                                "settings: guessed from its settings module",
+                            },
+                            "replaced": {
+                                "type": "boolean",
+                                "description": "a pushed project of that name was replaced",
+                            },
+                        },
                         ("name", "spiders"),
                     ),
                 ),
@@ -324,7 +359,7 @@ PATHS: dict[str, Any] = {
                     "Projects",
                     ok_with({"projects": {"type": "array", "items": STR}}, ("projects",)),
                 ),
-                **site_errors(post=False),
+                **scrapydo_errors(400),
             },
         }
     },
@@ -373,6 +408,24 @@ PATHS: dict[str, Any] = {
                     "when": "now",
                     "payload": '{"coins": ["BTC"]}',
                 },
+                {
+                    "payload": {
+                        "type": ["object", "string"],
+                        "description": "a JSON object (or its text); for the coinspiders "
+                        "project's coin spider it must name coins",
+                    },
+                    "setting": {
+                        "anyOf": [
+                            {"type": "array", "items": STR, "maxItems": 100},
+                            {
+                                "type": "object",
+                                "additionalProperties": {"type": ["string", "number"]},
+                            },
+                        ],
+                        "description": "KEY=VALUE strings, or an object of them",
+                    },
+                    "max_runtime": {"type": ["number", "string"]},
+                },
             ),
             "responses": {
                 "200": json_response(
@@ -406,7 +459,7 @@ PATHS: dict[str, Any] = {
                     example="ACTIVE",
                 ),
                 query("id", STR, "a job identifier (then status is not needed)"),
-                query("project", STR, "only this project's jobs"),
+                query("project", STR, "only this project's jobs (unknown project: 404)"),
                 query("spider", STR, "only this spider's jobs"),
                 query(
                     "limit",
@@ -417,7 +470,23 @@ PATHS: dict[str, Any] = {
             ],
             "responses": {
                 "200": json_response(
-                    "Jobs", ok_with({"jobs": {"type": "array", "items": ref("Job")}}, ("jobs",))
+                    "Jobs",
+                    ok_with(
+                        {
+                            "jobs": {"type": "array", "items": ref("Job")},
+                            "total": {
+                                **INT,
+                                "description": "jobs matching the filters, over all pages "
+                                "(listing by status)",
+                            },
+                            "next_offset": {
+                                **INTN,
+                                "description": "offset of the next page; null on the last "
+                                "(listing by status)",
+                            },
+                        },
+                        ("jobs",),
+                    ),
                 ),
                 **scrapydo_errors(400, 404),
             },

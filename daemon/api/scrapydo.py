@@ -18,6 +18,7 @@ from zope.interface import implementer
 
 from daemon.api.http import (
     ApiError,
+    accepts,
     arg,
     arg_int,
     arg_list,
@@ -38,6 +39,10 @@ MAX_SETTINGS = 100
 LIST_LIMIT_DEFAULT = 1000
 LIST_LIMIT_MAX = 10000
 _SETTING_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+_TRUE = ("1", "true", "True", "yes")
+_FALSE = ("", "0", "false", "False", "no")
+SCHEDULE_FIELDS = ("project", "spider", "when", "description", "payload", "setting", "max_runtime")
+_PAYLOAD_HINT = 'spider arguments go in payload, a JSON object: payload={"coins": "BTC,ETH"}'
 _LOG_NAME_RE = re.compile(
     r"^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.(out|err)$"
 )
@@ -111,6 +116,25 @@ def parse_settings(values: list[str]) -> dict[str, str]:
             raise ApiError(f"setting {key} contains a NUL byte")
         settings[key] = value
     return settings
+
+
+def parse_bool(name: str, raw: str | None) -> bool:
+    """A yes/no parameter; anything else is refused rather than read as no."""
+    value = raw or ""
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ApiError(f"parameter {name!r} must be true or false, got {raw[:40]!r}")
+
+
+def page_tail(total: int, offset: int, count: int) -> str:
+    """The keys after a list-jobs page's "jobs": how many jobs match the filters, and
+    where the next page starts (null on the last), so a page that stops at `limit` is
+    never taken for the whole list."""
+    following = offset + count
+    next_offset = str(following) if count and following < total else "null"
+    return f', "total": {total}, "next_offset": {next_offset}'
 
 
 FOLLOW_INTERVAL = 0.25
@@ -203,6 +227,7 @@ def register(app: Klein, ctx: Any) -> None:
     stall = ctx.extras.get("stall")
 
     @app.route("/status.json", methods=["GET"])
+    @accepts()
     def status(request: Any) -> bytes:
         now = datetime.now(tz)
         memory, cpu = process.read()
@@ -224,26 +249,50 @@ def register(app: Klein, ctx: Any) -> None:
         )
 
     @app.route("/push-project.json", methods=["POST"])
+    @accepts(
+        "archive",
+        "replace",
+        form_hint="send the zip as multipart/form-data: curl -F archive=@project.zip",
+    )
     def push_project(request: Any) -> Deferred[bytes]:
         archives = (request.args or {}).get(b"archive", [])
         if not archives:
             raise ApiError("Missing argument: archive")
         if len(archives) > 1:
             raise ApiError("parameter 'archive' is given more than once")
-        d = projects.push(archives[0], jobs.push_guard)
-        return d.addCallback(lambda res: ok(request, name=res[0], spiders=list(res[1])))
+        replace = parse_bool("replace", arg(request, "replace"))
+        d = projects.push(archives[0], jobs.push_guard, replace=replace)
+        return d.addCallback(
+            lambda res: ok(
+                request,
+                name=res.name,
+                spiders=list(res.spiders),
+                name_from=res.name_from,
+                replaced=res.replaced,
+            )
+        )
 
     @app.route("/list-projects.json", methods=["GET"])
+    @accepts()
     def list_projects(request: Any) -> bytes:
         return ok(request, projects=list(projects.names()))
 
     @app.route("/list-spiders.json", methods=["GET"])
+    @accepts("project")
     def list_spiders(request: Any) -> Deferred[bytes]:
         name = required(request, "project")
         d = maybeDeferred(projects.get_spiders, name)
         return d.addCallback(lambda spiders: ok(request, project=name, spiders=list(spiders)))
 
     @app.route("/schedule-job.json", methods=["POST"])
+    @accepts(
+        *SCHEDULE_FIELDS,
+        hint=_PAYLOAD_HINT,
+        json_body=True,
+        objects=("payload",),
+        numbers=("max_runtime",),
+        pairs=("setting",),
+    )
     def schedule_job(request: Any) -> Deferred[bytes]:
         project = required(request, "project")
         spider = required(request, "spider")
@@ -267,6 +316,9 @@ def register(app: Klein, ctx: Any) -> None:
         def submit(spiders: list[str]) -> bytes:
             if spider not in spiders:
                 raise ApiError(f"Unknown spider {project}/{spider}", 400)
+            problem = projects.argument_problem(project, spider, payload)
+            if problem:
+                raise ApiError(f"{project}/{spider} cannot run with this payload: {problem}")
             job = jobs.submit(
                 project,
                 spider,
@@ -286,6 +338,7 @@ def register(app: Klein, ctx: Any) -> None:
         return maybeDeferred(projects.get_spiders, project).addCallback(submit)
 
     @app.route("/list-jobs.json", methods=["GET"])
+    @accepts("status", "id", "project", "spider", "limit", "offset")
     def list_jobs(request: Any) -> bytes | Deferred[bytes]:
         job_id = arg(request, "id")
         status_arg = arg(request, "status")
@@ -309,22 +362,46 @@ def register(app: Klein, ctx: Any) -> None:
         limit = arg_int(request, "limit", LIST_LIMIT_DEFAULT, 0, LIST_LIMIT_MAX)
         offset = arg_int(request, "offset", 0, 0, 10**9)
 
-        def page(rows: list[tuple[Any, ...]]) -> bytes:
+        def page(rows: list[tuple[Any, ...]], total: int) -> tuple[bytes, int]:
             # Job by job, not one json.dumps of the page: a C call holds the GIL for
             # all of it (~45 ms for 10,000 jobs), which would stall the reactor.
-            return ('{"status": "ok", "jobs": [' + shaper.jobs(rows) + "]}\n").encode("utf-8")
+            body = (
+                '{"status": "ok", "jobs": ['
+                + shaper.jobs(rows)
+                + "]"
+                + page_tail(total, offset, len(rows))
+                + "}\n"
+            )
+            return body.encode("utf-8"), total
 
         # Read and written in a thread: a page of 10,000 jobs takes tens of milliseconds.
         project, spider = arg(request, "project"), arg(request, "spider")
         d = jobs.list_in_thread(JOB_COLUMNS, statuses, project, spider, limit, offset, page)
-        return d.addCallback(lambda body: json_reply(request, body))
+
+        def reply(result: tuple[bytes, int]) -> bytes | Deferred[bytes]:
+            body, total = result
+            if total or project is None or project in projects:
+                return json_reply(request, body)
+
+            # No job and no such project: a typo, unless the project was removed and
+            # its jobs are still remembered (then the empty page is the answer).
+            def known(has_jobs: bool) -> bytes:
+                if not has_jobs:
+                    raise ApiError(f"Unknown project: {project}", 404)
+                return json_reply(request, body)
+
+            return jobs.project_has_jobs(project).addCallback(known)
+
+        return d.addCallback(reply)
 
     @app.route("/cancel-job.json", methods=["POST"])
+    @accepts("id", json_body=True)
     def cancel_job(request: Any) -> Deferred[bytes]:
         job_id = parse_job_id(required(request, "id"))
         return jobs.cancel(job_id).addCallback(lambda _: ok(request))
 
     @app.route("/get-log/data/<path:name>", methods=["GET"])
+    @accepts("follow", "offset")
     def get_log(request: Any, name: str) -> Any:
         match = _LOG_NAME_RE.match(name)
         if not match or jobs.get(match.group(1)) is None:
@@ -341,6 +418,7 @@ def register(app: Klein, ctx: Any) -> None:
         return LogFile(str(path), defaultType="text/plain; charset=utf-8")
 
     @app.route("/remove-project.json", methods=["POST"])
+    @accepts("name", json_body=True)
     def remove_project(request: Any) -> Deferred[bytes]:
         name = required(request, "name")
         return projects.remove(name, jobs.remove_guard).addCallback(lambda _: ok(request))
