@@ -85,9 +85,11 @@ class JobsServiceTest(unittest.TestCase):
 
     @async_test
     async def test_a_run_goes_pending_running_successful_and_each_change_is_told(self) -> None:
-        self.start_service()
         job = self.jobs.submit("toy", "items", payload='{"x": 1}')
-        self.assertEqual(job.status, RUNNING)  # a free slot: started before submit returns
+        self.assertEqual(job.status, PENDING)  # nothing starts before the service does
+        self.assertEqual(self.launcher.running, {})
+        self.start_service()  # which dispatches what was waiting, at once
+        self.assertEqual(self.status(job.id), RUNNING)
         self.assertIsNotNone(self.store.get(job.id).pid)
         done = await self.ended(job.id)
         self.assertEqual((done.status, done.reason, done.exit_code), (SUCCESSFUL, None, 0))
@@ -99,40 +101,25 @@ class JobsServiceTest(unittest.TestCase):
         self.assertEqual((figures["running"], figures["pending"]), (0, 0))
 
     @async_test
-    async def test_nothing_starts_before_the_service_does(self) -> None:
-        job = self.jobs.submit("toy", "items")
-        self.assertEqual(job.status, PENDING)
-        self.assertEqual(self.launcher.running, {})
-        self.start_service()  # startService dispatches what was waiting
-        self.assertEqual(self.status(job.id), RUNNING)
-        self.assertEqual((await self.ended(job.id)).status, SUCCESSFUL)
-
-    @async_test
-    async def test_a_pending_run_takes_the_slot_the_moment_it_frees(self) -> None:
-        self.start_service()
-        gate, payload = self.gate()
-        first = self.jobs.submit("toy", "sleepy", payload=payload)
-        second = self.jobs.submit("toy", "items")
-        self.assertEqual((first.status, second.status), (RUNNING, PENDING))  # one slot
-        gate.touch()
-        self.assertEqual((await self.ended(first.id)).status, SUCCESSFUL)
-        self.assertEqual(self.status(second.id), RUNNING)  # dispatched on the end, no poll
-        self.assertEqual((await self.ended(second.id)).status, SUCCESSFUL)
-
-    @async_test
-    async def test_failures_are_recorded_with_their_reason(self) -> None:
+    async def test_the_slot_goes_to_the_next_pending_run_the_moment_it_frees(self) -> None:
         self.start_service()
         failing = self.jobs.submit("toy", "fails")
-        unknown = self.jobs.submit("gone", "items")  # waits for the slot
+        self.assertEqual(failing.status, RUNNING)  # a free slot: started before submit returns
+        unknown = self.jobs.submit("gone", "items")
+        waiting = self.jobs.submit("toy", "items")
+        self.assertEqual((self.status(unknown.id), self.status(waiting.id)), (PENDING, PENDING))
         done = await self.ended(failing.id)
         self.assertEqual((done.status, done.exit_code), (FAILED, 3))
         self.assertEqual(done.reason, "exit code 3")
-        # No such project by the time it starts: it fails to start, and says why.
+        # The oldest pending run has no project by the time it starts: it fails to start
+        # and says why, and the slot goes on to the next one at once (no poll).
         job = self.store.get(unknown.id)
         self.assertEqual(job.status, FAILED)
         self.assertIn("could not start", job.reason)
         self.assertIn("gone", job.reason)
-        self.assertEqual(self.launcher.running, {})
+        self.assertEqual(self.status(waiting.id), RUNNING)
+        self.assertEqual((await self.ended(waiting.id)).status, SUCCESSFUL)
+        self.assertEqual(self.jobs.figures()["jobs-failed"], 2)
 
     @async_test
     async def test_cancel_a_pending_then_a_running_run(self) -> None:
