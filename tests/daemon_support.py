@@ -1,5 +1,9 @@
 """Helpers for the daemon tests: a throwaway Scrapy project and a real daemon process.
 
+Tests get their daemons from the conftest fixtures `start_daemon` / `start_module_daemon`
+(a DaemonFactory), never by starting a DaemonProcess of their own, so that every daemon
+is stopped however its test ends.
+
 The toy project's spiders need no network: one yields items, one sleeps (and writes a
 job.json like the coinspiders pipelines do), one exits with status 3, one ignores
 SIGTERM and starts a child that ignores it too.

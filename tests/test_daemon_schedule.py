@@ -17,11 +17,13 @@ def instant(text: str) -> datetime:
 
 
 def runs_of(daemon: DaemonProcess, parent: str) -> list[dict[str, Any]]:
-    found = []
+    """Each run of `parent` once: a run that ends between the two listings shows in both
+    (active in the first, completed in the second), and its later state is kept."""
+    found: dict[str, dict[str, Any]] = {}
     for status in ("ACTIVE", "COMPLETED"):
         rsp = daemon.get("/list-jobs.json", params={"status": status, "limit": 1000})
-        found += [j for j in rsp.json()["jobs"] if j.get("parent") == parent]
-    return sorted(found, key=lambda j: j["created"])
+        found |= {j["identifier"]: j for j in rsp.json()["jobs"] if j.get("parent") == parent}
+    return sorted(found.values(), key=lambda j: j["created"])
 
 
 def test_every_2_seconds_fires_on_its_grid_and_survives_a_restart(
@@ -46,7 +48,7 @@ def test_every_2_seconds_fires_on_its_grid_and_survives_a_restart(
     print(f"gaps between runs: {gaps}")
     # Gaps are whole periods give or take reactor latency (printed, not asserted: a
     # loaded machine delays timers); what must hold is one run per firing, in order.
-    assert all(g > 0 for g in gaps) and len({r["identifier"] for r in runs}) == len(runs)
+    assert all(g > 0 for g in gaps)  # (runs_of lists each run once)
     job = daemon.job(parent)
     assert job["status"] == "SCHEDULED"
     assert on_grid(instant(job["last_fire"])) and on_grid(instant(job["next_run"]))
