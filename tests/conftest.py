@@ -4,6 +4,12 @@ CoinMarketCap look-alike (tests/cmc_server.py):
 - `cmc_server`: one server for the whole session, 5,000 ranked coins, on 127.0.0.1.
 - `cmc`: the same server, clean for this test: no faults, an empty request log and the
   default API key before the test and again after it. Use this one in tests.
+
+Daemons (tests/daemon_support.py): `start_daemon(projects=toy_projects, env=None,
+**config)` starts a real daemon process in a fresh folder and returns it; every daemon
+it started is stopped when the test ends (`start_module_daemon`: when the module ends,
+for the daemon a whole test module shares). `start_daemon.restart(daemon)` starts the
+same config and data folder again after the test stopped or killed it.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.cmc_server import CMCServer
+from tests.daemon_support import DaemonFactory
 
 CMC_SESSION_COINS = 5000
 
@@ -33,3 +40,21 @@ def cmc(cmc_server: CMCServer) -> Iterator[CMCServer]:
         yield cmc_server
     finally:
         cmc_server.reset()
+
+
+def _daemons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonFactory]:
+    factory = DaemonFactory(tmp_path_factory.mktemp)
+    try:
+        yield factory
+    finally:
+        factory.stop_all()
+
+
+@pytest.fixture
+def start_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonFactory]:
+    yield from _daemons(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def start_module_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonFactory]:
+    yield from _daemons(tmp_path_factory)

@@ -1,5 +1,9 @@
 """Helpers for the daemon tests: a throwaway Scrapy project and a real daemon process.
 
+Tests get their daemons from the conftest fixtures `start_daemon` / `start_module_daemon`
+(a DaemonFactory), never by starting a DaemonProcess of their own, so that every daemon
+is stopped however its test ends.
+
 The toy project's spiders need no network: one yields items, one sleeps (and writes a
 job.json like the coinspiders pipelines do), one exits with status 3, one ignores
 SIGTERM and starts a child that ignores it too.
@@ -13,11 +17,13 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import requests
+
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -132,26 +138,32 @@ def write_toy_project(folder: Path, name: str = "toy") -> Path:
     return write_scrapy_project(folder, name, {"toys.py": TOY_SPIDERS})
 
 
-def write_config(path: Path, data_dir: Path, toy: Path, **extra: Any) -> Path:
-    lines = [
-        "host: 127.0.0.1",
-        "port: 0",
-        f"data_dir: {json.dumps(str(data_dir))}",
-        f"slots: {extra.pop('slots', 2)}",
-        f"cancel_grace: {extra.pop('cancel_grace', 2)}",
-        f"upload_max_bytes: {extra.pop('upload_max_bytes', 2_000_000)}",
-        "list_spiders_timeout: 30",
-    ]
-    for key, value in extra.items():
-        lines.append(f"{key}: {json.dumps(value)}")
-    lines += [
-        "projects:",
-        "  toy:",
-        f"    path: {json.dumps(str(toy))}",
-        "    settings:",
-        "      TOY_SETTING: from-config",
-    ]
-    path.write_text("\n".join(lines) + "\n")
+def toy_projects(folder: Path) -> dict[str, dict[str, Any]]:
+    """The `projects:` entry of the daemon tests' config: the toy project, written into
+    `folder/toy`, with one setting of its own (TOY_SETTING) that its spiders print."""
+    toy = write_toy_project(folder / "toy")
+    return {"toy": {"path": str(toy), "settings": {"TOY_SETTING": "from-config"}}}
+
+
+def write_config(
+    path: Path, data_dir: Path, projects: Mapping[str, Mapping[str, Any]], **extra: Any
+) -> Path:
+    """A daemon config.yaml: 127.0.0.1 on a random port, `projects`, and `extra` keys.
+
+    Each value is written as JSON, which YAML reads as it is (nested keys such as `auth`
+    or `tls` included)."""
+    settings = {
+        "host": "127.0.0.1",
+        "port": 0,
+        "data_dir": str(data_dir),
+        "slots": 2,
+        "cancel_grace": 2,
+        "upload_max_bytes": 2_000_000,
+        "list_spiders_timeout": 30,
+        **extra,
+        "projects": projects,
+    }
+    path.write_text("".join(f"{key}: {json.dumps(value)}\n" for key, value in settings.items()))
     return path
 
 
@@ -191,13 +203,17 @@ class DaemonProcess:
             stderr=subprocess.STDOUT,
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        while not port_file.exists():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"daemon exited {self.proc.returncode}: {self.log()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"daemon did not start: {self.log()}")
-            time.sleep(0.02)
+        proc = self.proc
+
+        def started() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"daemon exited {proc.returncode}: {self.log()}")
+            return port_file.exists()
+
+        try:
+            wait_until(started, timeout, f"the daemon to write {port_file}", interval=0.02)
+        except AssertionError as exc:
+            raise RuntimeError(f"{exc}: {self.log()}") from None
         self.port = int(port_file.read_text())
         return self
 
@@ -234,24 +250,64 @@ class DaemonProcess:
     def wait_status(
         self, job_id: str, statuses: tuple[str, ...], timeout: float = 30.0
     ) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            job = self.job(job_id)
-            if job["status"] in statuses:
-                return job
-            if time.monotonic() > deadline:
-                raise AssertionError(f"job {job_id} still {job['status']}: {job}")
-            time.sleep(0.05)
+        return wait_until(
+            lambda: self.job(job_id),
+            timeout,
+            f"job {job_id} to be {' or '.join(statuses)}",
+            until=lambda job: job["status"] in statuses,
+        )
 
     def wait_log(self, job_id: str, needle: str, kind: str = "out", timeout: float = 30.0) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
+        def log_text() -> str:
             rsp = self.get(f"/get-log/data/{job_id}.{kind}")
-            if rsp.status_code == 200 and needle in rsp.text:
-                return rsp.text
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{needle!r} not in log of {job_id}: {rsp.text[-2000:]}")
-            time.sleep(0.05)
+            return rsp.text if rsp.status_code == 200 else f"HTTP {rsp.status_code}: {rsp.text}"
+
+        return wait_until(
+            log_text,
+            timeout,
+            f"{needle!r} in the {kind} log of job {job_id}",
+            until=lambda text: needle in text and not text.startswith("HTTP "),
+        )
+
+
+class DaemonFactory:
+    """Starts daemons, each in a folder of its own, and stops every one it started.
+
+    The conftest fixtures `start_daemon` (one test) and `start_module_daemon` (one test
+    module) hand one out; `new_dir(name)` makes a fresh folder (pytest's mktemp)."""
+
+    def __init__(self, new_dir: Callable[[str], Path]) -> None:
+        self.new_dir = new_dir
+        self.started: list[DaemonProcess] = []
+
+    def __call__(
+        self,
+        projects: Callable[[Path], Mapping[str, Mapping[str, Any]]] = toy_projects,
+        *,
+        env: dict[str, str] | None = None,
+        **config: Any,
+    ) -> DaemonProcess:
+        """A started daemon serving `projects(work)` (written into its folder `work`),
+        its config made by write_config with the `config` keys."""
+        work = self.new_dir("daemon")
+        path = write_config(work / "config.yaml", work / "data", projects(work), **config)
+        return self._start(DaemonProcess(path, work, env=env))
+
+    def restart(self, daemon: DaemonProcess) -> DaemonProcess:
+        """A new daemon process on the config, folder and environment of `daemon` (which
+        the test has stopped or killed)."""
+        again = DaemonProcess(daemon.config, daemon.workdir)
+        again.env = daemon.env
+        return self._start(again)
+
+    def _start(self, daemon: DaemonProcess) -> DaemonProcess:
+        self.started.append(daemon)
+        return daemon.start()
+
+    def stop_all(self) -> None:
+        """SIGTERM each daemon still running (it stops its crawls on the way out)."""
+        for daemon in self.started:
+            daemon.stop()
 
 
 def pid_alive(pid: int) -> bool:

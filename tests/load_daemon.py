@@ -33,7 +33,7 @@ from typing import Any
 
 import requests
 
-from tests.daemon_support import DaemonProcess
+from tests.daemon_support import DaemonFactory, DaemonProcess
 
 MAX_STALL_MS = 100.0
 
@@ -192,11 +192,11 @@ def run_load(
     )
 
 
-def start_loaded_daemon(work: Path) -> tuple[DaemonProcess, str]:
+def start_loaded_daemon(start: DaemonFactory) -> tuple[DaemonProcess, str]:
     """A daemon with one slot, held by a crawl that never ends; returns it and that job."""
     from tests.test_daemon_hardening import start_hard_daemon
 
-    daemon = start_hard_daemon(work, slots=1, completed_cap=0, max_runtime=0)
+    daemon = start_hard_daemon(start, slots=1, completed_cap=0, max_runtime=0)
     blocker = daemon.schedule("forever", project="hard")
     daemon.wait_log(blocker, "START")
     return daemon, blocker
@@ -208,11 +208,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=50)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        daemon, _blocker = start_loaded_daemon(Path(tmp))
+        start = DaemonFactory(lambda name: Path(tempfile.mkdtemp(prefix=name, dir=tmp)))
         try:
+            daemon, _blocker = start_loaded_daemon(start)
             result = run_load(daemon, args.seconds, args.clients)
         finally:
-            daemon.stop()
+            start.stop_all()
     print(result.summary())
     for line in (result.errors + result.missing + result.duplicated + result.wrong_status)[:20]:
         print("  ", line)

@@ -24,6 +24,7 @@ from tests.cmc_server import (
     CMCServer,
     spawn_server,
 )
+from tests.waiting import wait_until
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LISTINGS = "/v1/cryptocurrency/listings/latest"
@@ -419,8 +420,7 @@ def test_slow_page(cmc: CMCServer) -> None:
         target=lambda: answers.append(fetch(cmc.page_url("gorilla"), key=None)[0])
     )
     worker.start()
-    while held.hits == 0:  # the server holds the gorilla request now
-        time.sleep(0.01)
+    wait_until(lambda: held.hits, 10, "the server to hold the gorilla request", interval=0.01)
     assert fetch(cmc.page_url("bitcoin"), key=None)[0] == 200 and not answers
     worker.join()
     assert answers == [200]

@@ -4,7 +4,6 @@ the CoinMarketCap test server; start/status as seed 000, the coin data as seed 0
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -14,41 +13,24 @@ import pytest
 import requests
 
 from tests.cmc_server import CMCServer
-from tests.daemon_support import ROOT, DaemonProcess, write_config, write_toy_project
+from tests.daemon_support import ROOT, DaemonFactory, DaemonProcess
+from tests.waiting import wait_until
 
 START = "/api/crypto/start_scraping/"
 
 
-def write_coin_config(path: Path, data_dir: Path, cmc: CMCServer) -> Path:
+@pytest.fixture(scope="module")
+def daemon(start_module_daemon: DaemonFactory, cmc_server: CMCServer) -> DaemonProcess:
+    """A daemon whose only project is this repository's coinspiders, aimed at the CMC
+    test server."""
     settings = {
-        **cmc.settings(),
+        **cmc_server.settings(),
         "AUTOTHROTTLE_ENABLED": "False",
         "RETRY_BACKOFF_BASE": "0.05",
         "RETRY_TIMES": "2",
     }
-    lines = [
-        "host: 127.0.0.1",
-        "port: 0",
-        f"data_dir: {json.dumps(str(data_dir))}",
-        "slots: 2",
-        "cancel_grace: 2",
-        "projects:",
-        "  coinspiders:",
-        f"    path: {json.dumps(str(ROOT))}",
-        "    settings:",
-        *(f"      {k}: {json.dumps(v)}" for k, v in settings.items()),
-    ]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory, cmc_server: CMCServer):
-    work = tmp_path_factory.mktemp("coin-daemon")
-    config = write_coin_config(work / "config.yaml", work / "data", cmc_server)
-    proc = DaemonProcess(config, work).start()
-    yield proc
-    proc.stop()
+    coinspiders = {"coinspiders": {"path": str(ROOT), "settings": settings}}
+    return start_module_daemon(lambda work: coinspiders, slots=2, cancel_grace=2)
 
 
 def start(daemon: DaemonProcess, coins: list[str]) -> tuple[str, dict[str, str]]:
@@ -77,13 +59,13 @@ def outputs(daemon: DaemonProcess, job_id: str, task_ids: dict[str, str]) -> dic
 def wait_all_done(
     daemon: DaemonProcess, job_id: str, task_ids: dict[str, str], timeout: float = 60
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        out = outputs(daemon, job_id, task_ids)
-        if all(isinstance(v, dict) for v in out.values()):
-            return out
-        assert time.monotonic() < deadline, f"still not done: {out}"
-        time.sleep(0.1)
+    return wait_until(
+        lambda: outputs(daemon, job_id, task_ids),
+        timeout,
+        f"every task of job {job_id} to have its output",
+        until=lambda out: all(isinstance(v, dict) for v in out.values()),
+        interval=0.1,
+    )
 
 
 def crawl(daemon: DaemonProcess, coins: list[str]) -> str:
@@ -109,14 +91,14 @@ def test_status_shows_each_coin_as_soon_as_it_is_scraped(
     assert all(uuid.UUID(t).version == 5 for t in task_ids.values())
 
     # While the GORILLA page is slow, DUKO's figures are already there.
-    deadline = time.monotonic() + 30
-    while True:
+    def outputs_so_far() -> dict[str, Any]:
         out = outputs(daemon, job_id, task_ids)
-        if isinstance(out["DUKO"], dict):
-            break
-        assert out["DUKO"] == "Task not completed yet"
-        assert time.monotonic() < deadline, out
-        time.sleep(0.05)
+        assert isinstance(out["DUKO"], dict) or out["DUKO"] == "Task not completed yet", out
+        return out
+
+    out = wait_until(
+        outputs_so_far, 30, "DUKO's output", until=lambda out: isinstance(out["DUKO"], dict)
+    )
     assert out["GORILLA"] == "Task not completed yet"
     assert daemon.job(job_id)["status"] == "RUNNING"
     # What the job has so far, before data.json exists.
@@ -228,10 +210,11 @@ def test_a_job_that_ends_is_indexed_without_being_asked(daemon: DaemonProcess) -
     )
     daemon.wait_status(job_id, ("SUCCESSFUL",), timeout=60)
     # No status poll and no job filter read this job: the end-of-job event did.
-    deadline = time.monotonic() + 10
-    while not (shib := daemon.get("/api/coins/", params={"slug": "shiba-inu"}).json()):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    shib = wait_until(
+        lambda: daemon.get("/api/coins/", params={"slug": "shiba-inu"}).json(),
+        10,
+        "shiba-inu in the coin index",
+    )
     assert shib[0]["job_id"] == job_id and shib[0]["symbol"] == "SHIB"
 
 
@@ -365,15 +348,10 @@ def test_index_is_rebuilt_from_job_folders(daemon: DaemonProcess) -> None:
         assert logo.status_code == 404 and b"not yours" not in logo.content
 
 
-def test_start_without_the_coinspiders_project_is_503(tmp_path: Path) -> None:
-    toy = write_toy_project(tmp_path / "toy")
-    config = write_config(tmp_path / "config.yaml", tmp_path / "data", toy)
-    proc = DaemonProcess(config, tmp_path).start()
-    try:
-        rsp = proc.post(START, json={"coins": ["BTC"]})
-        assert rsp.status_code == 503
-        assert rsp.json() == {"error": "The coinspiders project is not available in this daemon"}
-        assert proc.get("/list-jobs.json", params={"status": "ACTIVE"}).json()["jobs"] == []
-        assert proc.get("/api/coins/").json() == []
-    finally:
-        proc.stop()
+def test_start_without_the_coinspiders_project_is_503(start_daemon: DaemonFactory) -> None:
+    proc = start_daemon()
+    rsp = proc.post(START, json={"coins": ["BTC"]})
+    assert rsp.status_code == 503
+    assert rsp.json() == {"error": "The coinspiders project is not available in this daemon"}
+    assert proc.get("/list-jobs.json", params={"status": "ACTIVE"}).json()["jobs"] == []
+    assert proc.get("/api/coins/").json() == []

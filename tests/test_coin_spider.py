@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from tests.cmc_server import CMCServer
+from tests.waiting import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOT_SLUGS = {"holo", "hydro-protocol", "hot-token"}
@@ -283,13 +284,12 @@ def test_a_killed_crawl_keeps_items_and_never_half_writes_data_json(
     folder = tmp_path / "job-kill"
     items_file = folder / "items.jl"
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if items_file.exists() and items_file.read_bytes().count(b"\n") >= 3:
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail("the crawl never scraped the three fast coins")
+        wait_until(
+            lambda: items_file.exists() and items_file.read_bytes().count(b"\n"),
+            30,
+            "the crawl to scrape the three fast coins (lines in items.jl)",
+            until=lambda lines: lines >= 3,
+        )
         assert page_hits(cmc, "gorilla"), "the slow page should be pending"
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
@@ -339,9 +339,7 @@ def test_sigterm_finishes_what_is_in_flight_and_marks_the_rest(
         command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        deadline = time.monotonic() + 30
-        while not page_hits(cmc, "duko") and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: page_hits(cmc, "duko"), 30, "the crawl to ask for duko's page")
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 1
     finally:

@@ -17,17 +17,13 @@ import psutil
 import pytest
 import requests
 
-from tests.daemon_support import DaemonProcess, pid_alive, write_config, write_toy_project
+from tests.daemon_support import DaemonFactory, DaemonProcess, pid_alive, write_toy_project
+from tests.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory):
-    work = tmp_path_factory.mktemp("daemon")
-    toy = write_toy_project(work / "toy")
-    config = write_config(work / "config.yaml", work / "data", toy, slots=2)
-    proc = DaemonProcess(config, work).start()
-    yield proc
-    proc.stop()
+def daemon(start_module_daemon: DaemonFactory) -> DaemonProcess:
+    return start_module_daemon(slots=2)
 
 
 def daemon_now(daemon: DaemonProcess) -> datetime:
@@ -57,13 +53,17 @@ def test_status_has_scrapy_do_keys_and_real_figures(daemon: DaemonProcess) -> No
     assert body["status"] == "ok"
     for key in ("jobs-run", "jobs-successful", "jobs-failed", "jobs-canceled"):
         assert isinstance(body[key], int)
-    assert 10 < body["memory-usage"] < 2000
+    # The daemon's own RSS in MiB (sampled at most once a second, so not to the byte).
+    assert daemon.proc is not None
+    rss = psutil.Process(daemon.proc.pid).memory_info().rss / 2**20
+    assert abs(body["memory-usage"] - rss) < max(10, rss / 5), (body["memory-usage"], rss)
     assert isinstance(body["cpu-usage"], float)
     assert body["timezone"].startswith("UTC")
     assert body["hostname"]
     assert body["uptime"].endswith("s")
     assert body["slots"] == 2 and body["running"] >= 0 and body["pending"] >= 0
-    assert 0 <= body["reactor-max-stall-ms"] < 10_000
+    assert isinstance(body["reactor-max-stall-ms"], int | float)
+    assert body["reactor-max-stall-ms"] >= 0
     time.strptime(body["time"].split(".")[0], "%Y-%m-%d %H:%M:%S")
 
 
@@ -177,11 +177,7 @@ def test_dispatch_is_immediate(daemon: DaemonProcess) -> None:
     tick): it is never seen PENDING."""
     job_id = daemon.schedule("items")
     assert daemon.job(job_id)["status"] != "PENDING"
-    job = daemon.wait_status(job_id, ("SUCCESSFUL", "FAILED"))
-    created = datetime.fromisoformat(job["created"])
-    started = datetime.fromisoformat(job["started"])
-    latency = (started - created).total_seconds()
-    print(f"schedule->RUNNING latency: {latency * 1000:.2f} ms")  # measured, not asserted
+    assert daemon.wait_status(job_id, ("SUCCESSFUL", "FAILED"))["status"] == "SUCCESSFUL"
 
 
 def test_cancel_running_and_pending_jobs(daemon: DaemonProcess) -> None:
@@ -228,10 +224,7 @@ def test_cancel_kills_the_whole_group_after_grace(daemon: DaemonProcess) -> None
     job = daemon.job(job_id)
     assert job["status"] == "CANCELED" and "killed after the grace period" in job["reason"]
     assert job["exit_code"] == -9
-    deadline = time.monotonic() + 3
-    while pid_alive(child) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not pid_alive(child)
+    wait_until(lambda: not pid_alive(child), 3, f"the crawl's child {child} to be killed")
     assert daemon.get("/status.json").json()["running"] == 0
 
 
@@ -395,15 +388,14 @@ def test_recurring_job_spawns_runs_until_cancelled(daemon: DaemonProcess) -> Non
     job = daemon.job(parent)
     assert job["status"] == "SCHEDULED" and job["schedule"] == "every 1 second"
     assert job["next_run"] is not None
-    deadline = time.monotonic() + 20
-    runs: list[dict] = []
-    while time.monotonic() < deadline:
-        active = daemon.get("/list-jobs.json", params={"status": "COMPLETED"}).json()["jobs"]
-        runs = [j for j in active if j["parent"] == parent]
-        if len(runs) >= 2:
-            break
-        time.sleep(0.2)
-    assert len(runs) >= 2
+
+    def completed_runs() -> list[dict]:
+        done = daemon.get("/list-jobs.json", params={"status": "COMPLETED"}).json()["jobs"]
+        return [j for j in done if j["parent"] == parent]
+
+    runs = wait_until(
+        completed_runs, 20, "two completed runs", until=lambda r: len(r) >= 2, interval=0.2
+    )
     assert all(r["actor"] == "SCHEDULER" and r["schedule"] == "now" for r in runs)
     assert all(json.loads(r["payload"]) == {"a": 1} for r in runs)
     assert daemon.job(parent)["last_fire"] is not None
@@ -413,10 +405,13 @@ def test_recurring_job_spawns_runs_until_cancelled(daemon: DaemonProcess) -> Non
     settled = daemon.get("/list-jobs.json", params={"status": "ACTIVE"}).json()["jobs"]
     before = {j["identifier"] for j in settled if j["parent"] == parent}
     # Wait until the daemon's clock is past the next two fire times, then look.
-    deadline = time.monotonic() + 30
-    while daemon_now(daemon) < next_run + timedelta(seconds=1.2):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_until(
+        lambda: daemon_now(daemon),
+        30,
+        "the daemon's clock to pass the next two fire times",
+        until=lambda now: now >= next_run + timedelta(seconds=1.2),
+        interval=0.1,
+    )
     everything = daemon.get("/list-jobs.json", params={"status": "PENDING"}).json()["jobs"]
     assert not [j for j in everything if j["parent"] == parent and j["identifier"] not in before]
     for spec, words in [("every 0 minutes", "0"), ("every 10 fortnights", "fortnight"),
@@ -467,12 +462,19 @@ def test_get_log_follow_waits_for_a_client_that_does_not_read(daemon: DaemonProc
         client.sendall(request.encode())
         assert daemon.proc is not None
         seen: list[int | None] = []
-        deadline = time.monotonic() + 30
-        # Wait until the read position stands still over 8 polls (4 follow ticks)...
-        while len(seen) < 8 or len(set(seen[-8:])) != 1:
-            assert time.monotonic() < deadline, seen[-8:]
+
+        def positions() -> list[int | None]:
             seen.append(_read_position(daemon.proc.pid, log))
-            time.sleep(0.15)
+            return seen[-8:]
+
+        # Wait until the read position stands still over 8 polls (4 follow ticks)...
+        wait_until(
+            positions,
+            30,
+            "the daemon's read position in the log to stand still",
+            until=lambda last: len(last) == 8 and len(set(last)) == 1,
+            interval=0.15,
+        )
         # ...well before the end of the file: the rest waits for the client.
         assert seen[-1] is not None and 0 < seen[-1] < size // 2, seen[-1]
     finally:

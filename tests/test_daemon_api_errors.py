@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from daemon.api.http import is_coin_api_path
-from tests.daemon_support import DaemonProcess, write_config, write_toy_project
+from tests.daemon_support import DaemonFactory, DaemonProcess
 
 
 @pytest.mark.parametrize(
@@ -28,13 +28,8 @@ def test_is_coin_api_path(path: bytes, coin: bool) -> None:
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory):
-    work = tmp_path_factory.mktemp("daemon")
-    toy = write_toy_project(work / "toy")
-    config = write_config(work / "config.yaml", work / "data", toy)
-    proc = DaemonProcess(config, work).start()
-    yield proc
-    proc.stop()
+def daemon(start_module_daemon: DaemonFactory) -> DaemonProcess:
+    return start_module_daemon()
 
 
 def _coin_error(rsp, code: int) -> str:

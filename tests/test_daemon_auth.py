@@ -4,28 +4,31 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import requests
 from requests.auth import HTTPDigestAuth
 
-from tests.daemon_support import DaemonProcess, write_config, write_toy_project
+from tests.daemon_support import DaemonFactory, DaemonProcess
+from tests.waiting import wait_until
 
 PASSWORD = "s3cret-ünï"
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory):
-    work = tmp_path_factory.mktemp("auth")
-    toy = write_toy_project(work / "toy")
-    config = write_config(work / "config.yaml", work / "data", toy)
-    with config.open("a") as fh:
-        fh.write("auth:\n  username: admin\n")
-    proc = DaemonProcess(config, work, env={"COINSPIDERS_PASSWORD": PASSWORD}).start()
-    yield proc
-    proc.stop()
+def daemon(start_module_daemon: DaemonFactory) -> DaemonProcess:
+    return start_module_daemon(env={"COINSPIDERS_PASSWORD": PASSWORD}, auth={"username": "admin"})
+
+
+def wait_ended(session: requests.Session, daemon: DaemonProcess, job_id: str) -> dict:
+    """The job once it has ended, asked with `session`'s credentials."""
+    return wait_until(
+        lambda: session.get(daemon.url + f"/list-jobs.json?id={job_id}").json()["jobs"][0],
+        30,
+        f"job {job_id} to end",
+        until=lambda job: job["status"] not in ("PENDING", "RUNNING"),
+    )
 
 
 PATHS = [
@@ -75,11 +78,7 @@ def test_right_password_gets_in_and_is_never_echoed(daemon: DaemonProcess) -> No
     job_id = rsp.json()["identifier"]
     daemon_auth = requests.Session()
     daemon_auth.auth = auth
-    for _ in range(200):
-        job = daemon_auth.get(daemon.url + f"/list-jobs.json?id={job_id}").json()["jobs"][0]
-        if job["status"] == "SUCCESSFUL":
-            break
-        time.sleep(0.05)
+    assert wait_ended(daemon_auth, daemon, job_id)["status"] == "SUCCESSFUL"
     out = daemon_auth.get(daemon.url + f"/get-log/data/{job_id}.out").text
     assert "SECRET None" in out  # the crawl does not inherit the password
     assert PASSWORD not in Path(daemon.log_path).read_text(encoding="utf-8", errors="replace")
@@ -108,15 +107,11 @@ def test_digest_auth_and_scrapy_do_cl_with_a_password(daemon: DaemonProcess) -> 
 
 
 def test_crawls_and_listings_get_no_secret_and_no_foreign_scrapy_project(
-    tmp_path: Path,
+    start_daemon: DaemonFactory,
 ) -> None:
     """The variable named by auth.password_env is hidden from crawls like
     COINSPIDERS_PASSWORD; SCRAPY_SETTINGS_MODULE of the daemon's environment would make
     Scrapy ignore the project's scrapy.cfg, so it is dropped too; CMC_* pass through."""
-    toy = write_toy_project(tmp_path / "toy")
-    config = write_config(tmp_path / "config.yaml", tmp_path / "data", toy)
-    with config.open("a") as fh:
-        fh.write("auth:\n  username: admin\n  password_env: TOY_DAEMON_PW\n")
     secret = "pw-from-password-env-7f3a"
     env = {
         "TOY_DAEMON_PW": secret,
@@ -124,28 +119,21 @@ def test_crawls_and_listings_get_no_secret_and_no_foreign_scrapy_project(
         "SCRAPY_PROJECT": "elsewhere",
         "CMC_API_KEY": "cmc-key-for-spiders",
     }
-    daemon = DaemonProcess(config, tmp_path, env=env).start()
-    try:
-        session = requests.Session()
-        session.auth = ("admin", secret)
-        rsp = session.get(daemon.url + "/list-spiders.json?project=toy", timeout=30)
-        assert rsp.status_code == 200 and "items" in rsp.json()["spiders"], rsp.text
-        rsp = session.post(
-            daemon.url + "/schedule-job.json",
-            data={"project": "toy", "spider": "items", "when": "now"},
-            timeout=10,
-        )
-        job_id = rsp.json()["identifier"]
-        for _ in range(600):
-            job = session.get(daemon.url + f"/list-jobs.json?id={job_id}").json()["jobs"][0]
-            if job["status"] not in ("PENDING", "RUNNING"):
-                break
-            time.sleep(0.05)
-        assert job["status"] == "SUCCESSFUL", job
-        out = session.get(daemon.url + f"/get-log/data/{job_id}.out").text
-        err = session.get(daemon.url + f"/get-log/data/{job_id}.err").text
-    finally:
-        daemon.stop()
+    daemon = start_daemon(env=env, auth={"username": "admin", "password_env": "TOY_DAEMON_PW"})
+    session = requests.Session()
+    session.auth = ("admin", secret)
+    rsp = session.get(daemon.url + "/list-spiders.json?project=toy", timeout=30)
+    assert rsp.status_code == 200 and "items" in rsp.json()["spiders"], rsp.text
+    rsp = session.post(
+        daemon.url + "/schedule-job.json",
+        data={"project": "toy", "spider": "items", "when": "now"},
+        timeout=10,
+    )
+    job_id = rsp.json()["identifier"]
+    job = wait_ended(session, daemon, job_id)
+    assert job["status"] == "SUCCESSFUL", job
+    out = session.get(daemon.url + f"/get-log/data/{job_id}.out").text
+    err = session.get(daemon.url + f"/get-log/data/{job_id}.err").text
     line = next(x for x in out.splitlines() if x.startswith("ENVIRON "))
     seen = json.loads(line.removeprefix("ENVIRON "))
     assert "TOY_DAEMON_PW" not in seen and secret not in out and secret not in err

@@ -4,13 +4,14 @@ from the end of their stderr log (exit code 0 alone does not mean success)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from daemon.jobs import close_reason_from_log, read_log_tail, verdict
 from daemon.launcher import Outcome
 from daemon.store import FAILED, SUCCESSFUL
-from tests.daemon_support import DaemonProcess, write_config, write_toy_project
+from tests.daemon_support import DaemonFactory, DaemonProcess, toy_projects
 
 BROKEN_SPIDERS = """
 import scrapy
@@ -98,15 +99,15 @@ def test_verdict_uses_the_logged_close_reason_without_job_json(
 # -- end to end: a real daemon running real crawls --------------------------------------
 
 
+def toy_with_broken_spiders(work: Path) -> dict[str, Any]:
+    projects = toy_projects(work)
+    (Path(projects["toy"]["path"]) / "toy" / "spiders" / "broken.py").write_text(BROKEN_SPIDERS)
+    return projects
+
+
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory):
-    work = tmp_path_factory.mktemp("daemon")
-    toy = write_toy_project(work / "toy")
-    (toy / "toy" / "spiders" / "broken.py").write_text(BROKEN_SPIDERS)
-    config = write_config(work / "config.yaml", work / "data", toy, slots=2)
-    proc = DaemonProcess(config, work).start()
-    yield proc
-    proc.stop()
+def daemon(start_module_daemon: DaemonFactory) -> DaemonProcess:
+    return start_module_daemon(toy_with_broken_spiders, slots=2)
 
 
 def test_start_that_raises_is_failed_with_the_close_reason(daemon: DaemonProcess) -> None:

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,23 +21,8 @@ from daemon.jobs import JobsService
 from daemon.launcher import Crawl, Launcher, Outcome, process_start_time
 from daemon.projects import ProjectStore
 from daemon.store import PENDING, RUNNING, USER, Job, Store
-from tests.daemon_support import DaemonProcess, pid_alive, write_config, write_toy_project
-
-
-@pytest.fixture
-def setup(tmp_path: Path):
-    toy = write_toy_project(tmp_path / "toy")
-    config = write_config(tmp_path / "config.yaml", tmp_path / "data", toy, slots=1)
-    started: list[DaemonProcess] = []
-
-    def start() -> DaemonProcess:
-        proc = DaemonProcess(config, tmp_path).start()
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        proc.stop(signal.SIGKILL)
+from tests.daemon_support import DaemonFactory, pid_alive, write_toy_project
+from tests.waiting import wait_until
 
 
 def crawl_pid(job_id: str) -> int:
@@ -48,8 +32,10 @@ def crawl_pid(job_id: str) -> int:
     raise AssertionError(f"no crawl process for {job_id}")
 
 
-def test_kill_9_restart_follows_live_crawl_and_runs_pending_once(setup) -> None:
-    first = setup()
+def test_kill_9_restart_follows_live_crawl_and_runs_pending_once(
+    start_daemon: DaemonFactory,
+) -> None:
+    first = start_daemon(slots=1)
     gate = first.workdir / "gate"
     running = first.schedule("sleepy", payload=json.dumps({"until_file": str(gate)}))
     first.wait_log(running, "START")
@@ -63,7 +49,7 @@ def test_kill_9_restart_follows_live_crawl_and_runs_pending_once(setup) -> None:
     wal = first.workdir / "data" / "daemon.sqlite-wal"
     assert wal.stat().st_size > 0  # restarted below with the WAL not yet merged
 
-    second = setup()
+    second = start_daemon.restart(first)
     job = second.job(running)
     assert job["status"] == "RUNNING"  # followed, not restarted, not failed
     assert second.job(pending)["status"] == "PENDING"  # the slot is still taken
@@ -80,39 +66,37 @@ def test_kill_9_restart_follows_live_crawl_and_runs_pending_once(setup) -> None:
     assert second.get(f"/get-log/data/{pending}.out").text.count(f"START {pending}") == 1
 
 
-def test_crawl_that_died_while_daemon_was_down_is_failed(setup) -> None:
-    first = setup()
+def test_crawl_that_died_while_daemon_was_down_is_failed(start_daemon: DaemonFactory) -> None:
+    first = start_daemon(slots=1)
     job_id = first.schedule("sleepy")
     first.wait_log(job_id, "START")
     pid = crawl_pid(job_id)
     first.stop(signal.SIGKILL)
     os.killpg(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    second = setup()
+    wait_until(lambda: not pid_alive(pid), 5, f"the killed crawl {pid} to be gone")
+    second = start_daemon.restart(first)
     job = second.job(job_id)
     assert job["status"] == "FAILED" and "no job.json" in job["reason"]
     assert second.get("/status.json").json()["running"] == 0
 
 
-def test_graceful_stop_never_records_success(setup) -> None:
-    first = setup()
+def test_graceful_stop_never_records_success(start_daemon: DaemonFactory) -> None:
+    first = start_daemon(slots=1)
     job_id = first.schedule("stubborn")
     first.wait_log(job_id, "CHILD")
     pid = crawl_pid(job_id)
     assert first.stop(signal.SIGTERM) == 0  # SIGTERM, then SIGKILL after the 2 s grace
     assert not pid_alive(pid)
-    second = setup()
+    second = start_daemon.restart(first)
     job = second.job(job_id)
     assert job["status"] == "FAILED" and "daemon was stopped" in job["reason"]
     assert "daemon was stopped" in second.get(f"/list-jobs.json?id={job_id}").text
 
 
-def test_second_daemon_on_the_same_data_folder_is_refused(setup, tmp_path: Path) -> None:
-    setup()
+def test_second_daemon_on_the_same_data_folder_is_refused(start_daemon: DaemonFactory) -> None:
+    first = start_daemon(slots=1)
     res = subprocess.run(
-        [sys.executable, "-m", "daemon", "--config", str(tmp_path / "config.yaml")],
+        [sys.executable, "-m", "daemon", "--config", str(first.config)],
         capture_output=True,
         text=True,
         timeout=30,

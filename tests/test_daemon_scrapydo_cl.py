@@ -8,19 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon_support import DaemonProcess, write_config, write_toy_project
+from tests.daemon_support import DaemonFactory, DaemonProcess, write_toy_project
 
 CLIENT = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "scrapy-do-cl"
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory):
-    work = tmp_path_factory.mktemp("cl")
-    toy = write_toy_project(work / "toy")
-    config = write_config(work / "config.yaml", work / "data", toy)
-    proc = DaemonProcess(config, work, env={"HOME": str(work)}).start()
-    yield proc
-    proc.stop()
+def daemon(start_module_daemon: DaemonFactory, tmp_path_factory: pytest.TempPathFactory):
+    return start_module_daemon(env={"HOME": str(tmp_path_factory.mktemp("home"))})
 
 
 def cl(daemon: DaemonProcess, *args: str, ok: bool = True) -> str:

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.daemon_support import ROOT, DaemonProcess, write_config, write_toy_project
+from tests.daemon_support import ROOT, DaemonFactory
 
 
 def run_daemon(*args: str) -> subprocess.CompletedProcess[str]:
@@ -59,19 +59,12 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def test_tls_serves_https(tmp_path: Path) -> None:
-    toy = write_toy_project(tmp_path / "toy")
+def test_tls_serves_https(tmp_path: Path, start_daemon: DaemonFactory) -> None:
     cert, key = self_signed(tmp_path)
-    config = write_config(tmp_path / "config.yaml", tmp_path / "data", toy)
-    with config.open("a") as fh:
-        fh.write(f"tls:\n  cert: {cert}\n  key: {key}\n")
-    daemon = DaemonProcess(config, tmp_path).start()
-    try:
-        url = f"https://127.0.0.1:{daemon.port}/status.json"
-        assert requests.get(url, verify=str(cert), timeout=10).json()["status"] == "ok"
-        assert "listening on https://" in daemon.log()
-    finally:
-        daemon.stop()
+    daemon = start_daemon(tls={"cert": str(cert), "key": str(key)})
+    url = f"https://127.0.0.1:{daemon.port}/status.json"
+    assert requests.get(url, verify=str(cert), timeout=10).json()["status"] == "ok"
+    assert "listening on https://" in daemon.log()
 
 
 def test_bad_config_stops_the_start_naming_the_key(tmp_path: Path) -> None:
@@ -105,24 +98,19 @@ def test_busy_port_stops_the_start(tmp_path: Path) -> None:
     assert res.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in res.stderr
 
 
-def test_completed_cap_forgets_old_jobs_and_their_logs_only(tmp_path: Path) -> None:
-    toy = write_toy_project(tmp_path / "toy")
-    config = write_config(tmp_path / "config.yaml", tmp_path / "data", toy, completed_cap=2)
-    daemon = DaemonProcess(config, tmp_path).start()
-    try:
-        sleeper = daemon.schedule("sleepy")
-        daemon.wait_log(sleeper, "START")
-        ids = []
-        for _ in range(3):
-            ids.append(daemon.schedule("items"))
-            daemon.wait_status(ids[-1], ("SUCCESSFUL",))
-        logs = tmp_path / "data" / "logs"
-        rsp = daemon.get("/list-jobs.json", params={"id": ids[0]})
-        assert rsp.status_code == 404  # the oldest completed job is forgotten ...
-        assert not (logs / f"{ids[0]}.out").exists()  # ... with its logs
-        assert all(daemon.job(i)["status"] == "SUCCESSFUL" for i in ids[1:])
-        assert daemon.job(sleeper)["status"] == "RUNNING"  # an active job is never touched
-        assert (logs / f"{sleeper}.err").exists()
-        daemon.post("/cancel-job.json", data={"id": sleeper})
-    finally:
-        daemon.stop()
+def test_completed_cap_forgets_old_jobs_and_their_logs_only(start_daemon: DaemonFactory) -> None:
+    daemon = start_daemon(completed_cap=2)
+    sleeper = daemon.schedule("sleepy")
+    daemon.wait_log(sleeper, "START")
+    ids = []
+    for _ in range(3):
+        ids.append(daemon.schedule("items"))
+        daemon.wait_status(ids[-1], ("SUCCESSFUL",))
+    logs = daemon.workdir / "data" / "logs"
+    rsp = daemon.get("/list-jobs.json", params={"id": ids[0]})
+    assert rsp.status_code == 404  # the oldest completed job is forgotten ...
+    assert not (logs / f"{ids[0]}.out").exists()  # ... with its logs
+    assert all(daemon.job(i)["status"] == "SUCCESSFUL" for i in ids[1:])
+    assert daemon.job(sleeper)["status"] == "RUNNING"  # an active job is never touched
+    assert (logs / f"{sleeper}.err").exists()
+    daemon.post("/cancel-job.json", data={"id": sleeper})

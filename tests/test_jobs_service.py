@@ -1,0 +1,210 @@
+"""The jobs state machine on its own: a JobsService over a real store, a real launcher
+running real `scrapy crawl` children of the toy project, and the real scheduler on a test
+clock; no daemon and no HTTP in between.
+
+PENDING -> RUNNING -> SUCCESSFUL | FAILED | CANCELED for a run; SCHEDULED -> CANCELED |
+SUCCESSFUL for a schedule, whose firings make runs. Trial test cases run by pytest spin
+the real reactor, so a crawl's end reaches the service as it does in the daemon.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from twisted.internet import reactor
+from twisted.internet.task import Clock
+from twisted.trial import unittest
+
+from daemon.config import LocalProject
+from daemon.jobs import JobError, JobsService
+from daemon.launcher import Launcher
+from daemon.projects import ProjectStore
+from daemon.scheduler import Scheduler
+from daemon.store import (
+    CANCELED,
+    FAILED,
+    PENDING,
+    RUNNING,
+    SCHEDULED,
+    SCHEDULER,
+    SUCCESSFUL,
+    Job,
+    Store,
+)
+from tests.daemon_support import write_toy_project
+from tests.test_launcher import async_test
+from tests.waiting import wait_until
+
+
+class JobsServiceTest(unittest.TestCase):
+    timeout = 120
+
+    def setUp(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="jobs-test-"))
+        self.addCleanup(shutil.rmtree, self.root, True)
+        toy = write_toy_project(self.root / "toy")
+        self.store = Store(self.root / "daemon.sqlite")
+        self.addCleanup(self.store.close)
+        self.launcher = Launcher(reactor, self.root / "data", self.root / "logs", cancel_grace=5)
+        local = {"toy": LocalProject(toy, {"TOY_SETTING": "from-config"})}
+        projects = ProjectStore(self.root / "projects", local)
+        self.jobs = JobsService(
+            self.store, self.launcher, projects, slots=1, data_dir=self.root / "data"
+        )
+        self.changes: list[tuple[str, str]] = []
+        self.jobs.subscribe(lambda job: self.changes.append((job.id, job.status)))
+
+    def start_service(self) -> None:
+        self.jobs.startService()
+        # Stopping the service stops every crawl still running (SIGTERM, then SIGKILL).
+        self.addCleanup(lambda: self.jobs.stopService() if self.jobs.running else None)
+
+    def status(self, job_id: str) -> str:
+        job = self.store.get(job_id)
+        assert job is not None
+        return job.status
+
+    async def ended(self, job_id: str) -> Job:
+        """The job once its crawl has ended and the service has recorded the end."""
+        crawl = self.launcher.running[job_id]
+        await crawl.ended  # the service's own callbacks (record, dispatch) ran first
+        job = self.store.get(job_id)
+        assert job is not None
+        return job
+
+    def gate(self, name: str = "gate") -> tuple[Path, str]:
+        """A file that ends a `sleepy` crawl once it exists, and that crawl's payload."""
+        path = self.root / name
+        return path, json.dumps({"until_file": str(path)})
+
+    # -- runs ----------------------------------------------------------------------
+
+    @async_test
+    async def test_a_run_goes_pending_running_successful_and_each_change_is_told(self) -> None:
+        job = self.jobs.submit("toy", "items", payload='{"x": 1}')
+        self.assertEqual(job.status, PENDING)  # nothing starts before the service does
+        self.assertEqual(self.launcher.running, {})
+        self.start_service()  # which dispatches what was waiting, at once
+        self.assertEqual(self.status(job.id), RUNNING)
+        self.assertIsNotNone(self.store.get(job.id).pid)
+        done = await self.ended(job.id)
+        self.assertEqual((done.status, done.reason, done.exit_code), (SUCCESSFUL, None, 0))
+        self.assertEqual(self.changes, [(job.id, RUNNING), (job.id, SUCCESSFUL)])
+        out = self.launcher.log_path(job.id, "out").read_text()
+        self.assertIn("SETTING from-config", out)  # the project's settings reach the crawl
+        figures = self.jobs.figures()
+        self.assertEqual((figures["jobs-run"], figures["jobs-successful"]), (1, 1))
+        self.assertEqual((figures["running"], figures["pending"]), (0, 0))
+
+    @async_test
+    async def test_the_slot_goes_to_the_next_pending_run_the_moment_it_frees(self) -> None:
+        self.start_service()
+        failing = self.jobs.submit("toy", "fails")
+        self.assertEqual(failing.status, RUNNING)  # a free slot: started before submit returns
+        unknown = self.jobs.submit("gone", "items")
+        waiting = self.jobs.submit("toy", "items")
+        self.assertEqual((self.status(unknown.id), self.status(waiting.id)), (PENDING, PENDING))
+        done = await self.ended(failing.id)
+        self.assertEqual((done.status, done.exit_code), (FAILED, 3))
+        self.assertEqual(done.reason, "exit code 3")
+        # The oldest pending run has no project by the time it starts: it fails to start
+        # and says why, and the slot goes on to the next one at once (no poll).
+        job = self.store.get(unknown.id)
+        self.assertEqual(job.status, FAILED)
+        self.assertIn("could not start", job.reason)
+        self.assertIn("gone", job.reason)
+        self.assertEqual(self.status(waiting.id), RUNNING)
+        self.assertEqual((await self.ended(waiting.id)).status, SUCCESSFUL)
+        self.assertEqual(self.jobs.figures()["jobs-failed"], 2)
+
+    @async_test
+    async def test_cancel_a_pending_then_a_running_run(self) -> None:
+        self.start_service()
+        _gate, payload = self.gate()
+        running = self.jobs.submit("toy", "sleepy", payload=payload)
+        pending = self.jobs.submit("toy", "items")
+        job = await self.jobs.cancel(pending.id)
+        self.assertEqual((job.status, job.reason), (CANCELED, "canceled before it started"))
+        self.assertEqual(self.status(running.id), RUNNING)
+        log_path = self.launcher.log_path(running.id, "out")
+        wait_until(log_path.read_text, 60, "the crawl's START", until=lambda t: "START" in t)
+        job = await self.jobs.cancel(running.id)  # fires once the crawl has ended
+        self.assertEqual((job.status, job.reason), (CANCELED, "canceled"))
+        self.assertNotIn(running.id, self.launcher.running)
+        for job_id, code in [(running.id, 400), ("no-such-job", 404)]:
+            with self.assertRaises(JobError) as refused:
+                await self.jobs.cancel(job_id)
+            self.assertEqual(refused.exception.http_status, code)
+        self.assertEqual(self.jobs.figures()["jobs-canceled"], 2)
+
+    @async_test
+    async def test_stopping_the_service_fails_the_running_crawl_and_starts_nothing(
+        self,
+    ) -> None:
+        self.start_service()
+        _gate, payload = self.gate()  # never opened: the crawl runs until stopped
+        running = self.jobs.submit("toy", "sleepy", payload=payload)
+        await self.jobs.stopService()
+        job = self.store.get(running.id)
+        self.assertEqual(job.status, FAILED)
+        self.assertIn("the daemon was stopped", job.reason)
+        later = self.jobs.submit("toy", "items")
+        self.assertEqual(later.status, PENDING)
+        self.assertEqual(self.launcher.running, {})
+
+    # -- schedules -------------------------------------------------------------------
+
+    @async_test
+    async def test_a_schedule_fires_runs_skips_while_one_is_active_and_cancels_its_own(
+        self,
+    ) -> None:
+        self.start_service()
+        self.jobs.scheduler = scheduler = Scheduler(Clock(), self.jobs)  # fired by hand here
+        gate, payload = self.gate()
+        blocker = self.jobs.submit("toy", "sleepy", payload=payload)  # holds the only slot
+        parent = self.jobs.submit("toy", "items", plan=self.jobs.plan("every 1 hour"))
+        self.assertEqual(parent.status, SCHEDULED)
+        self.assertIsNotNone(parent.next_run)
+        self.assertIn(parent.id, scheduler)
+
+        first = self.jobs.fire(parent.id, datetime(2030, 1, 1, 1, tzinfo=UTC))
+        assert first is not None
+        run = self.store.get(first)
+        self.assertEqual((run.status, run.actor, run.parent), (PENDING, SCHEDULER, parent.id))
+        # The last run is still waiting for a slot: the next firing is skipped, and told.
+        self.assertIsNone(self.jobs.fire(parent.id, datetime(2030, 1, 1, 2, tzinfo=UTC)))
+        self.assertEqual(self.store.get(parent.id).skipped, 1)
+        self.assertIn("skipped", self.jobs.events(parent.id)[-1][1])
+
+        job = await self.jobs.cancel(parent.id)
+        self.assertEqual(job.status, CANCELED)
+        self.assertNotIn(parent.id, scheduler)
+        run = self.store.get(first)
+        self.assertEqual((run.status, run.reason), (CANCELED, "its scheduled job was canceled"))
+        self.assertIsNone(self.jobs.fire(parent.id, datetime(2030, 1, 1, 3, tzinfo=UTC)))
+        gate.touch()
+        self.assertEqual((await self.ended(blocker.id)).status, SUCCESSFUL)
+        self.assertEqual(self.launcher.running, {})  # the canceled run never started
+
+    def test_a_schedule_with_no_fire_time_left_completes(self) -> None:
+        self.jobs.scheduler = Scheduler(Clock(), self.jobs)
+        at = "at 2999-01-01T00:00:00Z"
+        parent = self.jobs.submit("toy", "items", plan=self.jobs.plan(at))
+        self.assertEqual(parent.status, SCHEDULED)
+        self.jobs.schedule_finished(parent.id)
+        job = self.store.get(parent.id)
+        self.assertEqual(job.status, SUCCESSFUL)
+        self.assertIn("no fire time left", job.reason)
+        self.assertIsNone(job.next_run)
+        # A schedule is not a run: the run counters do not move.
+        self.assertEqual(self.jobs.figures()["jobs-successful"], 0)
+
+    def test_a_bad_when_is_refused_naming_it(self) -> None:
+        for spec, words in [("", "empty"), ("every 10 fortnights", "fortnight")]:
+            with self.assertRaises(JobError) as refused:
+                self.jobs.plan(spec)
+            self.assertIn(words, str(refused.exception))
