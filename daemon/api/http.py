@@ -31,7 +31,8 @@ _FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data")
 
 
 class ApiError(DaemonError):
-    """A refused request; rendered by `routing_error` when no route catches it."""
+    """A refused request; rendered in the app's envelope (daemon.api.routing) when no
+    route catches it."""
 
 
 def encode_json(data: dict[str, Any]) -> bytes:
@@ -59,23 +60,6 @@ def ok(request: Any, **data: Any) -> bytes:
 
 def error_body(request: Any, message: str, code: int) -> bytes:
     return json_body(request, {"status": "error", "msg": message}, code)
-
-
-COIN_API_PREFIX = b"/api/"
-
-
-def is_coin_api_path(path: bytes) -> bool:
-    """Whether a request path belongs to the coin API (its own error envelope)."""
-    return path == COIN_API_PREFIX.rstrip(b"/") or path.startswith(COIN_API_PREFIX)
-
-
-def routing_error(request: Any, message: str, code: int) -> bytes:
-    """An error answered by the app-wide handlers (unknown path, wrong method, a fault no
-    route caught) in the envelope of the API the path belongs to: the coin API's
-    {"error": true, "message": ...} under /api/, scrapy-do's everywhere else."""
-    if is_coin_api_path(request.path or b""):
-        return json_body(request, {"error": True, "message": message}, code)
-    return error_body(request, message, code)
 
 
 def _values(request: Any, name: str) -> list[str]:
