@@ -28,7 +28,10 @@ CMC_RATE_LIMIT_RETRIES = int(os.environ.get("CMC_RATE_LIMIT_RETRIES", "3"))
 DATA_DIR = os.environ.get("DATA_DIR", "data")
 JOB_ID = os.environ.get("JOB_ID", "")
 
-# A polite crawler: the site is public, but it blocks bots that hammer it.
+# This crawler ignores robots.txt and presents a desktop browser's user agent: the site's
+# bot protection turns away clients that announce themselves as crawlers. What keeps its
+# load on the site low is the throttling below (AutoThrottle, at most 8 requests at once
+# per domain, retries with back-off) and the API spider's rate limit.
 ROBOTSTXT_OBEY = False
 USER_AGENT = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "

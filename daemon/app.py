@@ -1,5 +1,7 @@
-"""Wires the daemon: store, projects, launcher, jobs, scheduler and the web listener, one
-Twisted service per concern, started and stopped in order by one MultiService.
+"""Builds the daemon, the one place where services are made and wired: store, projects,
+launcher, jobs, scheduler, coin service and the web listener, one Twisted service per
+concern, started and stopped in order by one MultiService, and handed to the API apps
+in a typed ApiContext.
 """
 
 from __future__ import annotations
@@ -9,21 +11,23 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from twisted.application.service import MultiService, Service
 from twisted.logger import Logger
 
-from daemon.api import DEFAULT_ROUTE_MODULES, ApiContext, make_app
+from daemon.api import ApiContext, make_apps
 from daemon.api.http import GuardedSite
+from daemon.coin_service import CoinService
 from daemon.config import Config
+from daemon.events import EventBus
 from daemon.isolation import secure_data_dir, trust_warnings
 from daemon.jobs import JobsService
 from daemon.launcher import Launcher
 from daemon.leftovers import become_subreaper, reap_orphans
 from daemon.scheduler import Scheduler
+from daemon.stall import StallMonitor
 from daemon.store import Store, StoreError
 
 log = Logger()
@@ -71,67 +75,6 @@ class WebService(Service):
         if self.listening is not None:
             return self.listening.stopListening()
         return None
-
-
-class StallMonitor(Service):
-    """Measures how late the reactor runs a timer (the longest stall since start), so a
-    blocking call on the reactor thread shows up in status.json.
-
-    `max_stall` is wall-clock lateness, so it also counts time the daemon waited for a
-    CPU that other programs held. `max_busy` is the longest stretch of CPU time the
-    reactor thread spent in one loop iteration (timers, or the I/O handlers of one poll)
-    without going back to the loop: the stalls of the daemon's own making.
-    """
-
-    name = "stall-monitor"
-
-    def __init__(self, reactor: Any, interval: float = 0.05) -> None:
-        self.reactor = reactor
-        self.interval = interval
-        self.max_stall = 0.0
-        self.max_busy = 0.0
-        self._loop: Any = None
-        self._last = 0.0
-        self._timed: list[tuple[str, Any]] = []
-
-    def startService(self) -> None:
-        super().startService()
-        from twisted.internet.task import LoopingCall
-
-        self._last = self.reactor.seconds()
-        self._loop = LoopingCall(self._tick)
-        self._loop.clock = self.reactor
-        self._loop.start(self.interval, now=False)
-        for name in ("runUntilCurrent", "doIteration"):
-            inner = getattr(self.reactor, name, None)
-            if inner is not None:
-                self._timed.append((name, inner))
-                setattr(self.reactor, name, self._timing(inner))
-
-    def _timing(self, inner: Any) -> Any:
-        def timed(*args: Any) -> Any:
-            start = time.thread_time()
-            try:
-                return inner(*args)
-            finally:
-                busy = time.thread_time() - start
-                if busy > self.max_busy:
-                    self.max_busy = busy
-
-        return timed
-
-    def _tick(self) -> None:
-        now = self.reactor.seconds()
-        self.max_stall = max(self.max_stall, now - self._last - self.interval)
-        self._last = now
-
-    def stopService(self) -> None:
-        super().stopService()
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-        for name, inner in self._timed:
-            setattr(self.reactor, name, inner)
-        self._timed = []
 
 
 class ReaperService(Service):
@@ -224,7 +167,6 @@ class Daemon:
         config: Config,
         reactor: Any,
         port_file: Path | None = None,
-        route_modules: Iterable[str] = DEFAULT_ROUTE_MODULES,
         reap_orphans: bool = False,
     ) -> None:
         self.config = config
@@ -232,6 +174,7 @@ class Daemon:
         config.logs_dir.mkdir(parents=True, exist_ok=True)
         self._lock = _lock_data_dir(config.data_dir)
         self.store = Store(config.db_path)
+        self.bus = EventBus()
         self.projects = _make_projects(reactor, config)
         if config.crawl_user is not None:
             secure_data_dir(config.data_dir, config.logs_dir, config.projects_dir)
@@ -248,6 +191,7 @@ class Daemon:
             self.store,
             self.launcher,
             self.projects,
+            self.bus,
             slots=config.slots,
             data_dir=config.data_dir,
             timezone=config.timezone,
@@ -255,33 +199,39 @@ class Daemon:
             completed_cap=config.completed_cap,
             min_free_bytes=config.min_free_bytes,
         )
-        self.services = MultiService()
+        # The scheduler calls the jobs service (its host: fire a run, record an event);
+        # the jobs service never calls the scheduler, it announces the schedules it
+        # records and cancels on the bus. So both are built complete, with no cycle.
         scheduler = Scheduler(reactor, self.jobs, misfire_grace=config.misfire_grace)
-        self.jobs.scheduler = scheduler
-        # Listen first (a busy port stops the start before any crawl is touched); then
-        # settle and dispatch jobs, arm the schedules, then the route modules' services.
-        # Stopping runs in reverse order.
-        self.web = WebService(reactor, config, None, port_file)
-        self.web.setServiceParent(self.services)
+        scheduler.listen(self.bus)
+        self.coins = CoinService(
+            config.data_dir, self.jobs, self.bus, reactor, projects=self.projects
+        )
         self.stall = StallMonitor(reactor)
-        self.stall.setServiceParent(self.services)
+        # Listen first (a busy port stops the start before any crawl is touched); then
+        # settle and dispatch jobs, arm the schedules, then the coin service.
+        # Stopping runs in reverse order.
+        self.services = MultiService()
+        self.web = WebService(reactor, config, None, port_file)
+        services: list[Service] = [self.web, self.stall]
         if reap_orphans:
             self.launcher.subreaper = True
-            ReaperService(reactor).setServiceParent(self.services)
-        self.jobs.setServiceParent(self.services)
-        SchedulerService(scheduler).setServiceParent(self.services)
+            services.append(ReaperService(reactor))
+        services += [self.jobs, SchedulerService(scheduler), self.coins]
+        for service in services:
+            service.setServiceParent(self.services)
         self.context = ApiContext(
             config=config,
             jobs=self.jobs,
             projects=self.projects,
-            store=self.store,
+            scheduler=scheduler,
+            coins=self.coins,
+            stall=self.stall,
             started=time.time(),
-            extras={"reactor": reactor, "scheduler": scheduler, "stall": self.stall},
-            services=self.services,
         )
-        self.app = make_app(self.context, route_modules)
+        self.apps = make_apps(self.context)
         self.site = GuardedSite(
-            self.app.resource(),
+            self.apps.resource(),
             config.auth,
             config.upload_max_bytes,
             header_timeout=config.header_timeout,

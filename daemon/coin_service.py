@@ -31,6 +31,7 @@ from daemon.coin_records import (
     task_outputs,
     unknown_coin_message,
 )
+from daemon.events import JOB_CHANGED, EventBus
 
 log = Logger()
 T = TypeVar("T")
@@ -60,8 +61,6 @@ class JobsLike(Protocol):
 
     def list(self, statuses: Iterable[str] | None, *args: Any, **kwargs: Any) -> list[Any]: ...
 
-    def subscribe(self, listener: Callable[[Any], None]) -> None: ...
-
 
 class CoinApiError(Exception):
     """A request the coin API refuses; `http_status` is the reply's status."""
@@ -87,6 +86,7 @@ class CoinService(Service):
         self,
         data_dir: Path,
         jobs: JobsLike,
+        bus: EventBus,
         reactor: Any = None,
         *,
         project: str = "coinspiders",
@@ -102,6 +102,8 @@ class CoinService(Service):
         self.reactor = reactor
         self.data_dir = Path(data_dir).resolve()
         self.jobs = jobs
+        self.bus = bus
+        self._unsubscribe: Callable[[], None] | None = None
         self.project = project
         self.spider = spider
         # The daemon's project store (supports `in`); None skips the check.
@@ -125,7 +127,7 @@ class CoinService(Service):
     def startService(self) -> None:
         super().startService()
         self.pool.start()
-        self.jobs.subscribe(self._on_job)
+        self._unsubscribe = self.bus.subscribe(JOB_CHANGED, self._on_job)
         for job in self.jobs.list(["RUNNING"], limit=10_000):
             self.active.add(job.id)
         d = deferToThreadPool(self.reactor, self.pool, self._open)
@@ -138,6 +140,9 @@ class CoinService(Service):
 
     def stopService(self) -> Deferred[None] | None:
         super().stopService()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         if self._sweep is not None and self._sweep.running:
             self._sweep.stop()
         self.pool.stop()

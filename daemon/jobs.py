@@ -1,7 +1,8 @@
 """The jobs service: submit, cancel, list, dispatch to free slots, settle crashes.
 
 It decides job states (the store records them, the launcher runs processes), and it is
-the scheduler's host: `scheduled_jobs()` and `fire()`.
+the scheduler's host: `scheduled_jobs()` and `fire()`. It never calls the scheduler: it
+announces schedules added and removed on the event bus, where the scheduler listens.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from twisted.logger import Logger
 
 from daemon.backlog import WriteBacklog
 from daemon.errors import DaemonError
+from daemon.events import JOB_CHANGED, SCHEDULE_ADDED, SCHEDULE_REMOVED, EventBus
 from daemon.launcher import Crawl, Launcher, Outcome, find_crawl_process, process_alive
 from daemon.schedule import ScheduleError, parse_when
 from daemon.scheduler import ScheduledJob
@@ -60,11 +62,6 @@ class Plan:
     next_run: datetime | None
     ignored: tuple[str, ...]
     now: datetime | None = None  # the schedule's start: the job's creation time
-
-
-class SchedulerLike(Protocol):
-    def add(self, job_id: str, when: Any) -> None: ...
-    def remove(self, job_id: str) -> None: ...
 
 
 class ProjectsLike(Protocol):
@@ -175,6 +172,7 @@ class JobsService(Service):
         store: Store,
         launcher: Launcher,
         projects: ProjectsLike,
+        bus: EventBus,
         *,
         slots: int,
         data_dir: Path,
@@ -194,8 +192,7 @@ class JobsService(Service):
         self.max_runtime = max_runtime
         self.completed_cap = completed_cap
         self.now = now
-        self.scheduler: SchedulerLike | None = None
-        self._listeners: list[Callable[[Job], None]] = []
+        self.bus = bus
         self._stopping = False
         self.min_free_bytes = min_free_bytes
         self.disk_free = disk_free or (lambda: free_bytes(self.data_dir))
@@ -261,20 +258,10 @@ class JobsService(Service):
             crawl.ended.addCallback(self._on_end, job.id)
             crawl.ended.addBoth(lambda result, release=release: (release(), result)[1])
 
-    # -- listeners (other services, e.g. the coin index) ---------------------
-
-    def subscribe(self, listener: Callable[[Job], None]) -> None:
-        """Call `listener(job)` after every state change of a run (RUNNING and final)."""
-        self._listeners.append(listener)
-
     def _notify(self, job: Job | None) -> None:
-        if job is None:
-            return
-        for listener in list(self._listeners):
-            try:
-                listener(job)
-            except Exception:
-                log.failure("job listener failed")
+        """Announce a state change of a run (RUNNING and final) on the bus."""
+        if job is not None:
+            self.bus.publish(JOB_CHANGED, job)
 
     # -- queries -------------------------------------------------------------
 
@@ -415,8 +402,7 @@ class JobsService(Service):
             when=plan.spec,
         )
         if recurring:
-            assert self.scheduler is not None
-            self.scheduler.add(job.id, plan.when)
+            self.bus.publish(SCHEDULE_ADDED, (job.id, plan.when))
         else:
             self.dispatch()
         return self.store.get(job.id) or job
@@ -453,8 +439,7 @@ class JobsService(Service):
         if job.status == RUNNING and ended:  # the disk has not let us record its end yet
             return _fail(JobError(f"Job {job_id} is not active", 400))
         if job.status == SCHEDULED:
-            if self.scheduler is not None:
-                self.scheduler.remove(job_id)
+            self.bus.publish(SCHEDULE_REMOVED, job_id)
             for run in self.store.active_runs_of(job_id):
                 if run.status == PENDING:
                     self._record_end(run.id, CANCELED, "its scheduled job was canceled", None)

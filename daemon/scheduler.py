@@ -22,6 +22,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from daemon.events import SCHEDULE_ADDED, SCHEDULE_REMOVED, EventBus
 from daemon.schedule import Every, ScheduleError, When, parse_when
 
 __all__ = ["ScheduledJob", "ScheduledJobLike", "Scheduler", "SchedulerHost"]
@@ -103,6 +104,11 @@ class Scheduler:
         self._started_at: datetime | None = None
 
     # -- public API -------------------------------------------------------------
+
+    def listen(self, bus: EventBus) -> None:
+        """Arm the schedules the jobs service announces, drop the ones it cancels."""
+        bus.subscribe(SCHEDULE_ADDED, lambda added: self.add(*added))
+        bus.subscribe(SCHEDULE_REMOVED, self.remove)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.seconds(), UTC)

@@ -6,25 +6,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from daemon.api.http import is_coin_api_path
 from tests.daemon_support import DaemonFactory, DaemonProcess
-
-
-@pytest.mark.parametrize(
-    ("path", "coin"),
-    [
-        (b"/api/", True),
-        (b"/api", True),
-        (b"/api/coins/", True),
-        (b"/api/nope/deeper", True),
-        (b"/apis/", False),
-        (b"/nope.json", False),
-        (b"/", False),
-        (b"/x/api/", False),
-    ],
-)
-def test_is_coin_api_path(path: bytes, coin: bool) -> None:
-    assert is_coin_api_path(path) is coin
 
 
 @pytest.fixture(scope="module")
@@ -64,3 +46,29 @@ def test_outside_api_keeps_the_scrapy_do_envelope(daemon: DaemonProcess) -> None
     rsp = requests.delete(daemon.url + "/status.json", timeout=30)
     assert rsp.status_code == 405
     assert rsp.json()["status"] == "error"
+
+
+@pytest.mark.parametrize(
+    ("path", "coin"),
+    [
+        ("/api/", True),
+        ("/api", True),
+        ("/api/nope/deeper", True),
+        ("/apis/", False),
+        ("/nope.json", False),
+        ("/", False),
+        ("/x/api/", False),
+    ],
+)
+def test_each_app_answers_its_own_unknown_paths(
+    daemon: DaemonProcess, path: str, coin: bool
+) -> None:
+    """The app mounted under /api/ answers every path under that prefix, the root app
+    every other path; each in its own envelope."""
+    rsp = daemon.get(path)
+    if coin:
+        _coin_error(rsp, 404)
+    else:
+        assert rsp.status_code == 404
+        body = rsp.json()
+        assert body["status"] == "error" and "error" not in body, body

@@ -17,6 +17,7 @@ import pytest
 from twisted.internet.task import Clock
 
 from daemon.config import LocalProject
+from daemon.events import EventBus
 from daemon.jobs import JobsService
 from daemon.launcher import Crawl, Launcher, Outcome, process_start_time
 from daemon.projects import ProjectStore
@@ -164,6 +165,7 @@ def _recovering(tmp_path: Path, clock: Clock, **job: object) -> tuple[JobsServic
         store,
         launcher,
         projects,
+        EventBus(),
         slots=1,
         data_dir=tmp_path / "data",
         now=lambda: datetime.fromtimestamp(T0 + clock.seconds(), UTC),

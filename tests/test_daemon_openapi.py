@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -95,14 +96,12 @@ def test_every_route_is_described(tmp_path: Path) -> None:
         tmp_path / "c.yaml", tmp_path / "data", instant_projects(tmp_path), **INSTANT_CONFIG
     )
     config = load_config(path, {})
-    app = Daemon(config, reactor).app
     routes = set()
-    for rule in app.url_map.iter_rules():
-        path = rule.rule
-        for name in rule.arguments:
-            for converter in ("path", "string"):
-                path = path.replace(f"<{converter}:{name}>", "{" + name + "}")
-        for method in rule.methods - {"HEAD", "OPTIONS"}:
+    for prefix, rule, methods in Daemon(config, reactor).apps.routes():
+        path = prefix + rule
+        for converter in ("path", "string"):
+            path = re.sub(rf"<{converter}:(\w+)>", r"{\1}", path)
+        for method in methods - {"HEAD", "OPTIONS"}:
             routes.add((method, path.replace("{key}", "{coin}")))
     spec = json.loads(SPEC_PATH.read_text(encoding="utf-8"))
     described = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}

@@ -20,6 +20,7 @@ from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from daemon.config import LocalProject
+from daemon.events import JOB_CHANGED, EventBus
 from daemon.jobs import JobError, JobsService
 from daemon.launcher import Launcher
 from daemon.projects import ProjectStore
@@ -52,11 +53,12 @@ class JobsServiceTest(unittest.TestCase):
         self.launcher = Launcher(reactor, self.root / "data", self.root / "logs", cancel_grace=5)
         local = {"toy": LocalProject(toy, {"TOY_SETTING": "from-config"})}
         projects = ProjectStore(self.root / "projects", local)
+        self.bus = EventBus()
         self.jobs = JobsService(
-            self.store, self.launcher, projects, slots=1, data_dir=self.root / "data"
+            self.store, self.launcher, projects, self.bus, slots=1, data_dir=self.root / "data"
         )
         self.changes: list[tuple[str, str]] = []
-        self.jobs.subscribe(lambda job: self.changes.append((job.id, job.status)))
+        self.bus.subscribe(JOB_CHANGED, lambda job: self.changes.append((job.id, job.status)))
 
     def start_service(self) -> None:
         self.jobs.startService()
@@ -163,7 +165,8 @@ class JobsServiceTest(unittest.TestCase):
         self,
     ) -> None:
         self.start_service()
-        self.jobs.scheduler = scheduler = Scheduler(Clock(), self.jobs)  # fired by hand here
+        scheduler = Scheduler(Clock(), self.jobs)  # fired by hand here
+        scheduler.listen(self.bus)
         gate, payload = self.gate()
         blocker = self.jobs.submit("toy", "sleepy", payload=payload)  # holds the only slot
         parent = self.jobs.submit("toy", "items", plan=self.jobs.plan("every 1 hour"))
@@ -191,7 +194,7 @@ class JobsServiceTest(unittest.TestCase):
         self.assertEqual(self.launcher.running, {})  # the canceled run never started
 
     def test_a_schedule_with_no_fire_time_left_completes(self) -> None:
-        self.jobs.scheduler = Scheduler(Clock(), self.jobs)
+        Scheduler(Clock(), self.jobs).listen(self.bus)
         at = "at 2999-01-01T00:00:00Z"
         parent = self.jobs.submit("toy", "items", plan=self.jobs.plan(at))
         self.assertEqual(parent.status, SCHEDULED)

@@ -15,7 +15,9 @@ from klein import Klein
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 
+from daemon.api.context import ApiContext
 from daemon.api.http import JSON_TYPE, ApiError, arg, arg_int, json_body
+from daemon.api.routing import new_app
 from daemon.coin_index import CoinFilter
 from daemon.coin_records import (
     DEFAULT_CURRENCY,
@@ -27,7 +29,7 @@ from daemon.coin_records import (
     parse_time,
     unknown_parameters,
 )
-from daemon.coin_service import CoinApiError, CoinService
+from daemon.coin_service import CoinApiError
 
 log = Logger()
 
@@ -144,10 +146,12 @@ def _deferred_reply(
     return d.addCallbacks(shape, failed)
 
 
-def install_routes(app: Klein, service: CoinService) -> None:
-    """Add the coin API's routes to the daemon's Klein app."""
+def make_app(ctx: ApiContext) -> Klein:
+    """The coin API, mounted under /api/ (its routes are relative to that prefix)."""
+    app = new_app(_data_error)
+    service = ctx.coins
 
-    @app.route("/api/crypto/start_scraping/", methods=["POST"])
+    @app.route("/crypto/start_scraping/", methods=["POST"])
     def start_scraping(request: Any) -> bytes:
         try:
             coins = parse_coins(_coins_of_body(request))
@@ -160,7 +164,7 @@ def install_routes(app: Klein, service: CoinService) -> None:
             request, {"job_id": started.job_id, "task_ids": json.dumps(started.task_ids)}
         )
 
-    @app.route("/api/crypto/scraping_status/<string:job_id>/", methods=["GET"])
+    @app.route("/crypto/scraping_status/<string:job_id>/", methods=["GET"])
     def scraping_status(request: Any, job_id: str) -> Any:
         try:
             raw = arg(request, "task_ids")
@@ -174,7 +178,7 @@ def install_routes(app: Klein, service: CoinService) -> None:
             return _seed000_error(request, exc.message, exc.http_status)
         return _deferred_reply(request, d, lambda doc: json_body(request, doc), _seed000_error)
 
-    @app.route("/api/coins/", methods=["GET"])
+    @app.route("/coins/", methods=["GET"])
     def coin_list(request: Any) -> Any:
         def run() -> Deferred[list[dict[str, Any]]]:
             _only_params(request, LIST_PARAMS, "/api/coins/")
@@ -201,7 +205,7 @@ def install_routes(app: Klein, service: CoinService) -> None:
             request, maybeDeferred(run), lambda rows: json_body(request, rows), _data_error
         )
 
-    @app.route("/api/coins/<string:key>/", methods=["GET"])
+    @app.route("/coins/<string:key>/", methods=["GET"])
     def coin_detail(request: Any, key: str) -> Any:
         def run() -> Deferred[dict[str, Any]]:
             _only_params(request, DETAIL_PARAMS, "/api/coins/<id or slug>/")
@@ -213,7 +217,7 @@ def install_routes(app: Klein, service: CoinService) -> None:
             request, maybeDeferred(run), lambda doc: json_body(request, doc), _data_error
         )
 
-    @app.route("/api/coins/<string:key>/history/", methods=["GET"])
+    @app.route("/coins/<string:key>/history/", methods=["GET"])
     def coin_history(request: Any, key: str) -> Any:
         def run() -> Deferred[list[dict[str, Any]]]:
             _only_params(request, HISTORY_PARAMS, "/api/coins/<id or slug>/history/")
@@ -229,7 +233,7 @@ def install_routes(app: Klein, service: CoinService) -> None:
             request, maybeDeferred(run), lambda rows: json_body(request, rows), _data_error
         )
 
-    @app.route("/api/coins/<string:key>/logo.png", methods=["GET"])
+    @app.route("/coins/<string:key>/logo.png", methods=["GET"])
     def coin_logo(request: Any, key: str) -> Any:
         def shape(data: bytes | None) -> bytes:
             if data is None:
@@ -245,7 +249,7 @@ def install_routes(app: Klein, service: CoinService) -> None:
 
         return _deferred_reply(request, maybeDeferred(run), shape, _data_error)
 
-    @app.route("/api/jobs/<string:job_id>/data/", methods=["GET"])
+    @app.route("/jobs/<string:job_id>/data/", methods=["GET"])
     def job_data(request: Any, job_id: str) -> Any:
         def run() -> Deferred[tuple[bool, Any]]:
             _only_params(request, (), "/api/jobs/<job_id>/data/")
@@ -266,12 +270,4 @@ def install_routes(app: Klein, service: CoinService) -> None:
 
         return _deferred_reply(request, maybeDeferred(run), shape, _data_error)
 
-
-def register(app: Klein, ctx: Any) -> None:
-    """Route-module entry point (daemon.api.make_app): the coin service and its routes."""
-    service = CoinService(
-        ctx.config.data_dir, ctx.jobs, ctx.extras.get("reactor"), projects=ctx.projects
-    )
-    ctx.add_service(service)
-    ctx.extras["coins"] = service
-    install_routes(app, service)
+    return app

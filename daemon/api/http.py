@@ -37,7 +37,8 @@ _FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data")
 
 
 class ApiError(DaemonError):
-    """A refused request; rendered by `routing_error` when no route catches it."""
+    """A refused request; rendered in the app's envelope (daemon.api.routing) when no
+    route catches it."""
 
 
 def encode_json(data: dict[str, Any]) -> bytes:
@@ -65,23 +66,6 @@ def ok(request: Any, **data: Any) -> bytes:
 
 def error_body(request: Any, message: str, code: int) -> bytes:
     return json_body(request, {"status": "error", "msg": message}, code)
-
-
-COIN_API_PREFIX = b"/api/"
-
-
-def is_coin_api_path(path: bytes) -> bool:
-    """Whether a request path belongs to the coin API (its own error envelope)."""
-    return path == COIN_API_PREFIX.rstrip(b"/") or path.startswith(COIN_API_PREFIX)
-
-
-def routing_error(request: Any, message: str, code: int) -> bytes:
-    """An error answered by the app-wide handlers (unknown path, wrong method, a fault no
-    route caught) in the envelope of the API the path belongs to: the coin API's
-    {"error": true, "message": ...} under /api/, scrapy-do's everywhere else."""
-    if is_coin_api_path(request.path or b""):
-        return json_body(request, {"error": True, "message": message}, code)
-    return error_body(request, message, code)
 
 
 def _values(request: Any, name: str) -> list[str]:
@@ -517,13 +501,11 @@ _REASONS = {
 LINGER_SECONDS = 2.0
 
 
-def raw_error(code: int, message: str, path: bytes = b"") -> bytes:
+def raw_error(code: int, message: str) -> bytes:
     """A complete error response for the connection level, where there is no request
-    object to answer through (the request line or headers were never accepted)."""
-    if is_coin_api_path(path):
-        body = encode_json({"error": True, "message": message})
-    else:
-        body = encode_json({"status": "error", "msg": message})
+    object to answer through (the request line or headers were never accepted). No API
+    app has seen the request, so it is in the daemon's own envelope, as 401 and 413 are."""
+    body = encode_json({"status": "error", "msg": message})
     head = (
         b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
         b"Cache-Control: no-store\r\nConnection: close\r\n\r\n"
@@ -607,7 +589,7 @@ class GuardedChannel(http.HTTPChannel):
         self.rawDataReceived = _drop  # type: ignore[method-assign]
         if self.transport is None:
             return
-        self.transport.write(raw_error(code, message, getattr(self, "_path", b"")))
+        self.transport.write(raw_error(code, message))
         self._networkProducer.unregisterProducer()
         if not ITCPTransport.providedBy(self.transport):  # TLS: close with close_notify
             self.transport.loseConnection()

@@ -16,7 +16,8 @@ from klein import Klein
 SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi.json"
 
 
-def register(app: Klein, ctx: Any) -> None:
+def add_route(app: Klein) -> None:
+    """Serve the document from `app` (the root app: the document covers every API)."""
     try:
         body = SPEC_PATH.read_bytes()
     except OSError:

@@ -16,12 +16,14 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
+from daemon.api.context import ApiContext
 from daemon.api.http import (
     ApiError,
     accepts,
     arg,
     arg_int,
     arg_list,
+    error_body,
     json_reply,
     ok,
     required,
@@ -29,6 +31,7 @@ from daemon.api.http import (
 from daemon.api.job_json import JOB_COLUMNS, JobJson
 from daemon.api.procstats import ProcessFigures
 from daemon.api.ranges import LogFile
+from daemon.api.routing import new_app
 from daemon.launcher import RESERVED_SETTINGS
 from daemon.store import ACTIVE_STATUSES, ALL_STATUSES, COMPLETED_STATUSES
 
@@ -217,14 +220,16 @@ def _follow(request: Any, path: Any, job_id: str, offset: int, jobs: Any) -> Def
 # -- routes -----------------------------------------------------------------------------
 
 
-def register(app: Klein, ctx: Any) -> None:
+def make_app(ctx: ApiContext) -> Klein:
+    """scrapy-do's API, served at the root of the main listener."""
+    app = new_app(error_body)
     config = ctx.config
     tz = config.tz
     shaper = JobJson(tz)
     process = ProcessFigures()
     jobs = ctx.jobs
     projects = ctx.projects
-    stall = ctx.extras.get("stall")
+    stall = ctx.stall
 
     @app.route("/status.json", methods=["GET"])
     @accepts()
@@ -242,8 +247,8 @@ def register(app: Klein, ctx: Any) -> None:
                 "uptime": format_uptime(now.timestamp() - ctx.started),
                 **jobs.figures(),
                 "projects": len(projects.names()),
-                "reactor-max-stall-ms": round(stall.max_stall * 1000, 1) if stall else None,
-                "reactor-max-busy-ms": round(stall.max_busy * 1000, 1) if stall else None,
+                "reactor-max-stall-ms": round(stall.max_stall * 1000, 1),
+                "reactor-max-busy-ms": round(stall.max_busy * 1000, 1),
                 "daemon-version": VERSION,
             },
         )
@@ -422,3 +427,5 @@ def register(app: Klein, ctx: Any) -> None:
     def remove_project(request: Any) -> Deferred[bytes]:
         name = required(request, "name")
         return projects.remove(name, jobs.remove_guard).addCallback(lambda _: ok(request))
+
+    return app

@@ -1,0 +1,27 @@
+"""What every API app is handed: the daemon's services, built once in daemon/app.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported for the annotations only: the services import nothing of api/
+    from daemon.coin_service import CoinService
+    from daemon.config import Config
+    from daemon.jobs import JobsService
+    from daemon.projects import ProjectStore
+    from daemon.scheduler import Scheduler
+    from daemon.stall import StallMonitor
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    """The services routes may call; routes never touch SQL or processes themselves."""
+
+    config: Config
+    jobs: JobsService
+    projects: ProjectStore
+    scheduler: Scheduler
+    coins: CoinService
+    stall: StallMonitor
+    started: float  # the daemon's start (time.time()), for uptime

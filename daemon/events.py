@@ -1,0 +1,63 @@
+"""One in-process event bus: services announce what changed, others listen.
+
+The jobs service announces job state changes and schedules it adds or removes; the
+scheduler and the coin service listen. Publishers do not know their listeners, which
+is what lets the jobs service and the scheduler be built without a cycle (the scheduler
+calls the jobs service; the jobs service only publishes). Delivery is synchronous, on
+the reactor thread, in subscription order; a listener that raises is logged and the
+others still hear the event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from twisted.logger import Logger
+
+log = Logger()
+
+P = TypeVar("P")
+
+
+@dataclass(frozen=True)
+class Topic(Generic[P]):
+    """A named kind of event whose payload has type P (checked by the type checker)."""
+
+    name: str
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._listeners: dict[str, list[Callable[[Any], None]]] = {}
+
+    def subscribe(self, topic: Topic[P], listener: Callable[[P], None]) -> Callable[[], None]:
+        """Call `listener(payload)` on every event of `topic`; returns the unsubscriber."""
+        listeners = self._listeners.setdefault(topic.name, [])
+        listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in listeners:
+                listeners.remove(listener)
+
+        return unsubscribe
+
+    def publish(self, topic: Topic[P], payload: P) -> None:
+        for listener in list(self._listeners.get(topic.name, ())):
+            try:
+                listener(payload)
+            except Exception:
+                log.failure("a listener of {topic} failed", topic=topic.name)
+
+
+# -- the daemon's topics ------------------------------------------------------------------
+# Payloads are typed loosely here (Any) to keep this module free of imports from the
+# services that publish them; each topic's comment names its payload.
+
+#: A job's state changed (a run started or ended): payload daemon.store.Job.
+JOB_CHANGED: Topic[Any] = Topic("job.changed")
+#: A recurring or timed job was recorded: payload (job id, daemon.schedule.When).
+SCHEDULE_ADDED: Topic[tuple[str, Any]] = Topic("schedule.added")
+#: A scheduled job stops firing (canceled): payload its job id.
+SCHEDULE_REMOVED: Topic[str] = Topic("schedule.removed")
