@@ -170,11 +170,23 @@ def write_config(
 class DaemonProcess:
     """`python -m daemon` as a real child process on a random port."""
 
-    def __init__(self, config: Path, workdir: Path, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        config: Path,
+        workdir: Path,
+        env: Mapping[str, str | None] | None = None,
+        python: str = PYTHON,
+    ):
         self.config = config
         self.workdir = workdir
-        self.env = {**os.environ, **(env or {})}
-        self.python = PYTHON  # the daemon's interpreter, which its crawls run with too
+        # The test's environment with `env` over it; None unsets a variable the test's own
+        # environment may hold (a password the daemon must not find there).
+        merged = {**os.environ, **(env or {})}
+        self.env = {key: value for key, value in merged.items() if value is not None}
+        self.python = python  # the daemon's interpreter, which its crawls run with too
+        # Sent with every get/post that names no auth of its own, so that the helpers
+        # below (schedule, job, wait_status, wait_log) work on a daemon with a password.
+        self.credentials: tuple[str, str] | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.log_path = workdir / "daemon.log"
@@ -231,9 +243,11 @@ class DaemonProcess:
             return self.proc.wait(5)
 
     def get(self, path: str, **kw: Any) -> requests.Response:
+        kw.setdefault("auth", self.credentials)
         return requests.get(self.url + path, timeout=30, **kw)
 
     def post(self, path: str, **kw: Any) -> requests.Response:
+        kw.setdefault("auth", self.credentials)
         return requests.post(self.url + path, timeout=30, **kw)
 
     def schedule(self, spider: str, project: str = "toy", **fields: Any) -> str:
@@ -284,20 +298,28 @@ class DaemonFactory:
         self,
         projects: Callable[[Path], Mapping[str, Mapping[str, Any]]] = toy_projects,
         *,
-        env: dict[str, str] | None = None,
+        env: Mapping[str, str | None] | None = None,
+        data_dir: Path | None = None,
+        python: str = PYTHON,
         **config: Any,
     ) -> DaemonProcess:
         """A started daemon serving `projects(work)` (written into its folder `work`),
-        its config made by write_config with the `config` keys."""
+        its config made by write_config with the `config` keys.
+
+        `data_dir` replaces work/data where the test prepares the data folder itself (a
+        tmpfs, job folders written beforehand, a folder another user may enter); `python`
+        runs the daemon and its crawls (one a crawl user may run)."""
         work = self.new_dir("daemon")
-        path = write_config(work / "config.yaml", work / "data", projects(work), **config)
-        return self._start(DaemonProcess(path, work, env=env))
+        data = work / "data" if data_dir is None else data_dir
+        path = write_config(work / "config.yaml", data, projects(work), **config)
+        return self._start(DaemonProcess(path, work, env=env, python=python))
 
     def restart(self, daemon: DaemonProcess) -> DaemonProcess:
-        """A new daemon process on the config, folder and environment of `daemon` (which
-        the test has stopped or killed)."""
-        again = DaemonProcess(daemon.config, daemon.workdir)
+        """A new daemon process on the config, folder, environment and interpreter of
+        `daemon` (which the test has stopped or killed)."""
+        again = DaemonProcess(daemon.config, daemon.workdir, python=daemon.python)
         again.env = daemon.env
+        again.credentials = daemon.credentials
         return self._start(again)
 
     def _start(self, daemon: DaemonProcess) -> DaemonProcess:

@@ -23,7 +23,7 @@ import pytest
 from coinspiders.jobfolder import read_items
 from daemon.coin_index import INDEX_FILE, CoinFilter, CoinIndex
 from tests.cmc_server import CMCServer
-from tests.daemon_support import ROOT, DaemonProcess
+from tests.daemon_support import ROOT, DaemonFactory, DaemonProcess
 
 # --- shell crawls -----------------------------------------------------------------------
 
@@ -202,25 +202,10 @@ def test_every_record_carries_its_currency(currency_data: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def currency_daemon(currency_data: Path) -> Iterator[DaemonProcess]:
-    work = currency_data.parent
-    config = work / "config.yaml"
-    config.write_text(
-        "\n".join(
-            [
-                "host: 127.0.0.1",
-                "port: 0",
-                f"data_dir: {json.dumps(str(currency_data))}",
-                "projects:",
-                "  coinspiders:",
-                f"    path: {json.dumps(str(ROOT))}",
-            ]
-        )
-        + "\n"
-    )
-    proc = DaemonProcess(config, work).start()
-    yield proc
-    proc.stop()
+def currency_daemon(currency_data: Path, start_module_daemon: DaemonFactory) -> DaemonProcess:
+    """A daemon serving the coin API over those job folders (coinspiders only)."""
+    coinspiders = {"coinspiders": {"path": str(ROOT)}}
+    return start_module_daemon(lambda work: coinspiders, data_dir=currency_data)
 
 
 def _by_job(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -19,7 +19,6 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -36,11 +35,12 @@ from daemon.passwords import PasswordHashError, check_hash_format, hash_password
 from tests.daemon_support import (
     PYTHON,
     ROOT,
+    DaemonFactory,
     DaemonProcess,
-    write_config,
+    toy_projects,
     write_scrapy_project,
-    write_toy_project,
 )
+from tests.waiting import wait_until
 
 SLEEPY = """
 import asyncio
@@ -133,20 +133,6 @@ def zip_project(folder: Path) -> bytes:
     return buf.getvalue()
 
 
-class AuthedDaemon(DaemonProcess):
-    """DaemonProcess whose requests carry basic auth."""
-
-    auth: tuple[str, str] | None = None
-
-    def get(self, path: str, **kw: Any) -> requests.Response:
-        kw.setdefault("auth", self.auth)
-        return super().get(path, **kw)
-
-    def post(self, path: str, **kw: Any) -> requests.Response:
-        kw.setdefault("auth", self.auth)
-        return super().post(path, **kw)
-
-
 def push(daemon: DaemonProcess, folder: Path) -> list[str]:
     rsp = daemon.post("/push-project.json", files={"archive": zip_project(folder)})
     assert rsp.status_code == 200, rsp.text
@@ -155,13 +141,14 @@ def push(daemon: DaemonProcess, folder: Path) -> list[str]:
 
 def crawl_process(job_id: str, timeout: float = 30.0) -> psutil.Process:
     needle = f"JOB_ID={job_id}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def find() -> psutil.Process | None:
         for proc in psutil.process_iter(["cmdline"]):
             if needle in (proc.info.get("cmdline") or ()):
                 return proc
-        time.sleep(0.05)
-    raise AssertionError(f"no crawl process for {job_id}")
+        return None
+
+    return wait_until(find, timeout, f"a crawl process of job {job_id}")
 
 
 def listening_ports(proc: psutil.Process) -> list[int]:
@@ -177,55 +164,50 @@ def listening_ports(proc: psutil.Process) -> list[int]:
 # -- 1. Telnet console and remote control -----------------------------------------------
 
 
-def test_pushed_crawl_with_scrapy_defaults_opens_no_console(tmp_path: Path) -> None:
+def test_pushed_crawl_with_scrapy_defaults_opens_no_console(
+    tmp_path: Path, start_daemon: DaemonFactory
+) -> None:
     """Scrapy's defaults (TELNETCONSOLE_ENABLED and REMOTE_CONTROL_ENABLED on) in a pushed
     project: its crawl listens on no port and no log holds a Telnet password. A project
     named in `crawl_consoles` keeps its consoles, with a warning at start."""
-    toy = write_toy_project(tmp_path / "toy")
     for name in ("plain", "consoled"):
         write_scrapy_project(tmp_path / name, name, {"sleep.py": SLEEPY}, telnet_console_off=False)
-    config = write_config(
-        tmp_path / "config.yaml", tmp_path / "data", toy, crawl_consoles=["consoled"]
+    daemon = start_daemon(crawl_consoles=["consoled"])
+    assert "crawl_consoles: crawls of project consoled may open" in daemon.log()
+    for name in ("plain", "consoled"):
+        assert push(daemon, tmp_path / name) == ["sleepy"]
+    # A job cannot switch the console back on either.
+    rsp = daemon.post(
+        "/schedule-job.json",
+        data={
+            "project": "plain",
+            "spider": "sleepy",
+            "when": "now",
+            "setting": "TELNETCONSOLE_ENABLED=True",
+        },
     )
-    daemon = DaemonProcess(config, tmp_path).start()
-    try:
-        assert "crawl_consoles: crawls of project consoled may open" in daemon.log()
-        for name in ("plain", "consoled"):
-            assert push(daemon, tmp_path / name) == ["sleepy"]
-        # A job cannot switch the console back on either.
-        rsp = daemon.post(
-            "/schedule-job.json",
-            data={
-                "project": "plain",
-                "spider": "sleepy",
-                "when": "now",
-                "setting": "TELNETCONSOLE_ENABLED=True",
-            },
-        )
-        assert rsp.status_code == 400, rsp.text
-        until = tmp_path / "until"
-        payload = json.dumps({"until_file": str(until)})
-        plain = daemon.schedule("sleepy", project="plain", payload=payload)
-        consoled = daemon.schedule("sleepy", project="consoled", payload=payload)
-        # The opted-in crawl shows what a console looks like in the log and on the wire,
-        # so the checks of the plain crawl below can tell.
-        daemon.wait_log(consoled, "Telnet console listening", kind="err")
-        consoled_err = daemon.wait_log(consoled, "Telnet Password", kind="err")
-        daemon.wait_log(consoled, "START")
-        assert listening_ports(crawl_process(consoled))
-        daemon.wait_log(plain, "START")
-        plain_proc = crawl_process(plain)
-        assert listening_ports(plain_proc) == []
-        assert "Telnet Password" in consoled_err
-        until.touch()
-        for job_id in (plain, consoled):
-            assert daemon.wait_status(job_id, ("SUCCESSFUL", "FAILED"))["status"] == "SUCCESSFUL"
-        for kind in ("out", "err"):
-            text = daemon.get(f"/get-log/data/{plain}.{kind}").text
-            assert "Telnet" not in text
-            assert "TELNETCONSOLE_ENABLED" not in text.split("Overridden settings")[0]
-    finally:
-        daemon.stop()
+    assert rsp.status_code == 400, rsp.text
+    until = tmp_path / "until"
+    payload = json.dumps({"until_file": str(until)})
+    plain = daemon.schedule("sleepy", project="plain", payload=payload)
+    consoled = daemon.schedule("sleepy", project="consoled", payload=payload)
+    # The opted-in crawl shows what a console looks like in the log and on the wire,
+    # so the checks of the plain crawl below can tell.
+    daemon.wait_log(consoled, "Telnet console listening", kind="err")
+    consoled_err = daemon.wait_log(consoled, "Telnet Password", kind="err")
+    daemon.wait_log(consoled, "START")
+    assert listening_ports(crawl_process(consoled))
+    daemon.wait_log(plain, "START")
+    plain_proc = crawl_process(plain)
+    assert listening_ports(plain_proc) == []
+    assert "Telnet Password" in consoled_err
+    until.touch()
+    for job_id in (plain, consoled):
+        assert daemon.wait_status(job_id, ("SUCCESSFUL", "FAILED"))["status"] == "SUCCESSFUL"
+    for kind in ("out", "err"):
+        text = daemon.get(f"/get-log/data/{plain}.{kind}").text
+        assert "Telnet" not in text
+        assert "TELNETCONSOLE_ENABLED" not in text.split("Overridden settings")[0]
 
 
 # -- 2. crawl_user -------------------------------------------------------------------------
@@ -286,11 +268,12 @@ def shared_base() -> Iterator[Path]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def test_crawls_run_as_crawl_user_and_cannot_reach_the_daemon(shared_base: Path) -> None:
+def test_crawls_run_as_crawl_user_and_cannot_reach_the_daemon(
+    shared_base: Path, start_daemon: DaemonFactory
+) -> None:
     user = _crawl_user()
     entry = pwd.getpwnam(user)
     base = shared_base
-    toy = write_toy_project(base / "toy")
     write_scrapy_project(base / "probed", "probed", {"probe.py": PROBE})
     drop = base / "drop"
     drop.mkdir()
@@ -300,50 +283,44 @@ def test_crawls_run_as_crawl_user_and_cannot_reach_the_daemon(shared_base: Path)
     pwfile.write_text(password + "\n", encoding="utf-8")
     pwfile.chmod(0o600)
     data = base / "data"
-    config = write_config(
-        base / "config.yaml",
-        data,
-        toy,
-        crawl_user=user,
-        auth={"username": "admin", "password_file": str(pwfile)},
-    )
     # A job folder left by a daemon that ran without crawl_user (0755, its files 0644).
     legacy = str(uuid.uuid4())
     (data / legacy).mkdir(parents=True)
     (data / legacy / "out.txt").write_text("old output")
     python, python_env = _interpreter_for_crawls()
-    env = {"PROBE_DROP": str(drop), **python_env}
-    env_without_password = {k: v for k, v in os.environ.items() if k != "COINSPIDERS_PASSWORD"}
-    daemon = AuthedDaemon(config, base)
-    daemon.python = python
-    daemon.env = {**env_without_password, **env}
-    daemon.auth = ("admin", password)
-    daemon.start()
-    try:
-        assert daemon.get("/status.json", auth=None).status_code == 401
-        assert daemon.get("/status.json").status_code == 200
-        assert push(daemon, base / "probed") == ["probe"]
-        # `scrapy list` imported the pushed code as the crawl user.
-        assert (drop / "import-uid").read_text() == str(entry.pw_uid)
+    # The toy project and the data folder where the crawl user can reach them.
+    daemon = start_daemon(
+        lambda work: toy_projects(base),
+        data_dir=data,
+        python=python,
+        env={"COINSPIDERS_PASSWORD": None, "PROBE_DROP": str(drop), **python_env},
+        crawl_user=user,
+        auth={"username": "admin", "password_file": str(pwfile)},
+    )
+    daemon.credentials = ("admin", password)
+    assert daemon.get("/status.json", auth=None).status_code == 401
+    assert daemon.get("/status.json").status_code == 200
+    assert push(daemon, base / "probed") == ["probe"]
+    # `scrapy list` imported the pushed code as the crawl user.
+    assert (drop / "import-uid").read_text() == str(entry.pw_uid)
 
-        args = {
-            "data_dir": str(data),
-            "db": str(data / "daemon.sqlite"),
-            "password_file": str(pwfile),
-            "daemon_pid": daemon.proc.pid,
-            "legacy_job": legacy,
-        }
-        first = daemon.schedule("probe", project="probed", payload=json.dumps(args))
-        assert daemon.wait_status(first, ("SUCCESSFUL", "FAILED"))["status"] == "SUCCESSFUL"
-        second = daemon.schedule(
-            "probe", project="probed", payload=json.dumps({**args, "other_job": first})
-        )
-        assert daemon.wait_status(second, ("SUCCESSFUL", "FAILED"))["status"] == "SUCCESSFUL"
-        out = daemon.wait_log(second, "PROBE")
-        r = json.loads(out.split("PROBE ", 1)[1].splitlines()[0])
-        first_r = json.loads(daemon.wait_log(first, "PROBE").split("PROBE ", 1)[1].splitlines()[0])
-    finally:
-        daemon.stop()
+    args = {
+        "data_dir": str(data),
+        "db": str(data / "daemon.sqlite"),
+        "password_file": str(pwfile),
+        "daemon_pid": daemon.proc.pid,
+        "legacy_job": legacy,
+    }
+    first = daemon.schedule("probe", project="probed", payload=json.dumps(args))
+    assert daemon.wait_status(first, ("SUCCESSFUL", "FAILED"))["status"] == "SUCCESSFUL"
+    second = daemon.schedule(
+        "probe", project="probed", payload=json.dumps({**args, "other_job": first})
+    )
+    assert daemon.wait_status(second, ("SUCCESSFUL", "FAILED"))["status"] == "SUCCESSFUL"
+    out = daemon.wait_log(second, "PROBE")
+    r = json.loads(out.split("PROBE ", 1)[1].splitlines()[0])
+    first_r = json.loads(daemon.wait_log(first, "PROBE").split("PROBE ", 1)[1].splitlines()[0])
+    daemon.stop()
 
     assert (r["uid"], r["euid"], r["gid"]) == (entry.pw_uid, entry.pw_uid, entry.pw_gid)
     assert 0 not in r["groups"]  # root's supplementary groups were dropped
@@ -425,7 +402,7 @@ def test_password_file_and_password_hash_config(tmp_path: Path) -> None:
         load_config(path, environ={})
 
 
-def test_password_hash_serves_basic_and_refuses_digest(tmp_path: Path) -> None:
+def test_password_hash_serves_basic_and_refuses_digest(start_daemon: DaemonFactory) -> None:
     hashed = subprocess.run(
         [PYTHON, "-m", "daemon", "hash-password"],
         input="hash-me-42\n",
@@ -435,40 +412,29 @@ def test_password_hash_serves_basic_and_refuses_digest(tmp_path: Path) -> None:
         check=True,
     ).stdout.strip()
     assert hashed.startswith("pbkdf2_sha256$") and "hash-me" not in hashed
-    toy = write_toy_project(tmp_path / "toy")
-    config = write_config(
-        tmp_path / "config.yaml",
-        tmp_path / "data",
-        toy,
-        auth={"username": "admin", "password_hash": hashed},
+    daemon = start_daemon(
+        env={"COINSPIDERS_PASSWORD": None}, auth={"username": "admin", "password_hash": hashed}
     )
-    env = {k: v for k, v in os.environ.items() if k != "COINSPIDERS_PASSWORD"}
-    daemon = DaemonProcess(config, tmp_path)
-    daemon.env = env
-    daemon.start()
-    try:
-        good = ("admin", "hash-me-42")
-        # The first request is checked in a thread, then routed: its body still arrives.
-        token = base64.b64encode(b"admin:hash-me-42").decode()
-        fresh = requests.post(
-            daemon.url + "/schedule-job.json",
-            data={"project": "toy", "spider": "items", "when": "now"},
-            headers={"Authorization": f"Basic {token}"},
-            timeout=30,
-        )
-        assert fresh.status_code == 200, fresh.text
-        for _ in range(3):  # from memory now
-            assert daemon.get("/status.json", auth=good).status_code == 200
-        assert daemon.get("/status.json", auth=("admin", "wrong")).status_code == 401
-        assert daemon.get("/status.json", auth=("root", "hash-me-42")).status_code == 401
-        rsp = daemon.get("/status.json")
-        assert rsp.status_code == 401
-        challenges = rsp.headers["WWW-Authenticate"]
-        assert "Basic" in challenges and "Digest" not in challenges
-        rsp = daemon.get("/status.json", auth=requests.auth.HTTPDigestAuth(*good))
-        assert rsp.status_code == 401
-    finally:
-        daemon.stop()
+    good = ("admin", "hash-me-42")
+    # The first request is checked in a thread, then routed: its body still arrives.
+    token = base64.b64encode(b"admin:hash-me-42").decode()
+    fresh = requests.post(
+        daemon.url + "/schedule-job.json",
+        data={"project": "toy", "spider": "items", "when": "now"},
+        headers={"Authorization": f"Basic {token}"},
+        timeout=30,
+    )
+    assert fresh.status_code == 200, fresh.text
+    for _ in range(3):  # from memory now
+        assert daemon.get("/status.json", auth=good).status_code == 200
+    assert daemon.get("/status.json", auth=("admin", "wrong")).status_code == 401
+    assert daemon.get("/status.json", auth=("root", "hash-me-42")).status_code == 401
+    rsp = daemon.get("/status.json")
+    assert rsp.status_code == 401
+    challenges = rsp.headers["WWW-Authenticate"]
+    assert "Basic" in challenges and "Digest" not in challenges
+    rsp = daemon.get("/status.json", auth=requests.auth.HTTPDigestAuth(*good))
+    assert rsp.status_code == 401
 
 
 def test_hash_password_cli_reads_stdin() -> None:

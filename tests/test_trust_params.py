@@ -11,6 +11,7 @@ import io
 import json
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,10 +20,10 @@ from daemon.api.scrapydo import page_tail
 from daemon.archive import ArchiveLimits, read_archive
 from tests.daemon_support import (
     ROOT,
+    DaemonFactory,
     DaemonProcess,
-    write_config,
+    toy_projects,
     write_scrapy_project,
-    write_toy_project,
 )
 
 SPIDER = """
@@ -36,16 +37,13 @@ class {cls}(scrapy.Spider):
 LATER = "every day"
 
 
+def toy_and_coinspiders(work: Path) -> dict[str, dict[str, Any]]:
+    return {**toy_projects(work), "coinspiders": {"path": str(ROOT)}}
+
+
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory):
-    work = tmp_path_factory.mktemp("trust")
-    toy = write_toy_project(work / "toy")
-    config = write_config(work / "config.yaml", work / "data", toy)
-    with config.open("a") as fh:
-        fh.write(f"  coinspiders:\n    path: {json.dumps(str(ROOT))}\n")
-    proc = DaemonProcess(config, work).start()
-    yield proc
-    proc.stop()
+def daemon(start_module_daemon: DaemonFactory) -> DaemonProcess:
+    return start_module_daemon(toy_and_coinspiders)
 
 
 def refused(rsp, code: int = 400) -> str:

@@ -23,6 +23,7 @@ import zipfile
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -30,12 +31,8 @@ from twisted.internet.task import Clock
 
 from daemon.backlog import WriteBacklog
 from daemon.store import _SCHEMA, PENDING, USER, Job, Store, StoreFull
-from tests.daemon_support import (
-    TOY_SPIDERS,
-    DaemonProcess,
-    write_config,
-    write_scrapy_project,
-)
+from tests.daemon_support import DaemonFactory, DaemonProcess, toy_projects
+from tests.waiting import wait_until
 
 MiB = 1024 * 1024
 
@@ -69,17 +66,6 @@ class Litter(scrapy.Spider):
         Path(args["pid_file"]).write_text(json.dumps(children))
         yield {"children": len(children)}
 """
-
-
-def wait_for(check, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 # -- a full disk ---------------------------------------------------------------------------
@@ -133,10 +119,9 @@ def project_zip(name: str = "pushed") -> bytes:
 
 
 @pytest.fixture
-def full_disk_daemon(tmp_path: Path, tmpfs: Path) -> Iterator[DaemonProcess]:
-    toy = write_scrapy_project(tmp_path / "toy", "toy", {"toys.py": TOY_SPIDERS})
-    config = write_config(tmp_path / "config.yaml", tmpfs, toy, slots=2, min_free_bytes=4 * MiB)
-    daemon = DaemonProcess(config, tmp_path).start()
+def full_disk_daemon(tmpfs: Path, start_daemon: DaemonFactory) -> Iterator[DaemonProcess]:
+    """The toy daemon with its data folder on the tmpfs (stopped before it is unmounted)."""
+    daemon = start_daemon(data_dir=tmpfs, slots=2, min_free_bytes=4 * MiB)
     try:
         yield daemon
     finally:
@@ -180,9 +165,11 @@ def test_full_disk_holds_new_crawls_refuses_writes_and_settles_without_restart(
 
     # The crawl ends on the full disk: its slot is freed, its end waits to be written.
     gate.touch()
-    wait_for(
-        lambda: status(daemon)["running"] == 0 and status(daemon)["state-writes-waiting"] > 0,
-        what="the ended crawl's slot to be freed with its end waiting",
+    wait_until(
+        lambda: status(daemon),
+        30,
+        "the ended crawl's slot to be freed with its end waiting",
+        until=lambda now: now["running"] == 0 and now["state-writes-waiting"] > 0,
     )
     assert daemon.job(sleeper)["status"] == "RUNNING"  # what the store holds until then
     assert daemon.job(waiting)["status"] == "PENDING"
@@ -268,14 +255,17 @@ def test_store_of_schema_1_gains_the_leftovers_column(tmp_path: Path) -> None:
 # -- leftovers of a crawl that ends on its own ------------------------------------------------
 
 
+def litter_projects(work: Path) -> dict[str, dict[str, Any]]:
+    """The toy project with the Litter spider besides its own."""
+    projects = toy_projects(work)
+    (Path(projects["toy"]["path"]) / "toy" / "spiders" / "litter.py").write_text(LITTER_SPIDER)
+    return projects
+
+
 def test_children_left_by_a_crawl_that_ends_on_its_own_are_killed_and_counted(
-    tmp_path: Path,
+    tmp_path: Path, start_daemon: DaemonFactory
 ) -> None:
-    toy = write_scrapy_project(
-        tmp_path / "toy", "toy", {"toys.py": TOY_SPIDERS, "litter.py": LITTER_SPIDER}
-    )
-    config = write_config(tmp_path / "config.yaml", tmp_path / "data", toy)
-    daemon = DaemonProcess(config, tmp_path).start()
+    daemon = start_daemon(litter_projects)
     pid_file = tmp_path / "children.json"
     children: list[list[float]] = []
     try:
@@ -293,10 +283,10 @@ def test_children_left_by_a_crawl_that_ends_on_its_own_are_killed_and_counted(
                 return False
 
         # Gone, zombies included: the daemon (their subreaper) reaped them.
-        wait_for(
+        wait_until(
             lambda: not any(same_process_exists(int(p), t) for p, t in children),
-            timeout=15,
-            what="the crawl's children to be killed and reaped",
+            15,
+            "the crawl's children to be killed and reaped",
         )
         in_list = daemon.get("/list-jobs.json", params={"status": "COMPLETED"}).json()["jobs"]
         assert [j["leftovers_killed"] for j in in_list if j["identifier"] == job_id] == [22]
