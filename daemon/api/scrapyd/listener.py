@@ -1,0 +1,151 @@
+"""Where the scrapyd API is served: under /scrapyd/ on the main listener, and at the root
+of a second listener (tools that take only host:port, such as ScrapydWeb and Gerapy,
+need it: scrapyd's /status.json is not scrapy-do's). Both share the main listener's host,
+TLS and auth; requests refused before routing (auth, upload cap) get scrapyd's answers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from klein import Klein
+from twisted.application.service import Service
+from twisted.web import resource
+
+from daemon.api.http import ErrorResource, GuardedSite
+from daemon.api.scrapyd import replies
+from daemon.api.scrapyd.app import ScrapydOptions, ScrapydServices, build_app
+from daemon.config import Config
+
+PREFIX = "/scrapyd"
+
+
+class _Unauthorized(resource.Resource):
+    """scrapyd's 401: the body is exactly `Unauthorized`; the challenges are ours."""
+
+    isLeaf = True
+
+    def __init__(self, headers: list[tuple[bytes, bytes]]) -> None:
+        super().__init__()
+        self.headers = headers
+
+    def render(self, request: Any) -> bytes:
+        for key, value in self.headers:
+            request.responseHeaders.addRawHeader(key, value)
+        request.setResponseCode(401)
+        request.setHeader(b"Content-Type", b"text/plain")
+        request.setHeader(b"Content-Length", str(len(replies.UNAUTHORIZED_BODY)).encode())
+        return replies.UNAUTHORIZED_BODY
+
+
+class _Refused(resource.Resource):
+    """A request refused before routing (upload cap, unreadable body), in scrapyd's
+    envelope."""
+
+    isLeaf = True
+
+    def __init__(self, message: str, code: int, options: ScrapydOptions) -> None:
+        super().__init__()
+        self.message, self.code, self.options = message, code, options
+
+    def render(self, request: Any) -> bytes:
+        body = replies.error_body(self.message, self.options.node)
+        request.setResponseCode(self.code if self.options.error_codes or self.code == 413 else 200)
+        if self.code == 413:
+            request.setHeader(b"Connection", b"close")
+        request.setHeader(b"Content-Type", b"application/json")
+        request.setHeader(b"Content-Length", str(len(body)).encode())
+        return body
+
+
+class ScrapydGuardedSite(GuardedSite):
+    """GuardedSite whose early refusals for paths under `scrapyd_prefix` (b"/" for the
+    whole listener) are scrapyd's."""
+
+    scrapyd_prefix: bytes = b"/"
+    scrapyd_options: ScrapydOptions = ScrapydOptions()
+
+    def getResourceFor(self, request: Any) -> resource.Resource:
+        found = super().getResourceFor(request)
+        if not isinstance(found, ErrorResource):
+            return found
+        path = request.path or b""
+        prefix = self.scrapyd_prefix
+        if not (path.startswith(prefix) or path == prefix.rstrip(b"/")):
+            return found
+        if found.code == 401:
+            return _Unauthorized(found.headers)
+        return _Refused(found.message, found.code, self.scrapyd_options)
+
+
+def options_for(config: Config, prefix: str) -> ScrapydOptions:
+    sc = config.scrapyd
+    return ScrapydOptions(node_name=sc.node_name, error_codes=sc.error_codes, prefix=prefix)
+
+
+def mount(main_app: Klein, services: ScrapydServices, config: Config) -> None:
+    """Serve the scrapyd API under /scrapyd/ of the main app."""
+    sub = build_app(services, options_for(config, PREFIX))
+
+    # "/scrapyd//x.json" too: werkzeug's path part does not start with a slash.
+    @main_app.route(PREFIX + "//", branch=True)
+    @main_app.route(PREFIX + "/", branch=True)
+    def scrapyd(request: Any) -> Any:
+        return sub.resource()
+
+
+def main_site(root: resource.Resource, config: Config) -> GuardedSite:
+    """The main listener's site; scrapyd's early refusals under /scrapyd/ when enabled."""
+    if not config.scrapyd.enabled:
+        return GuardedSite(root, config.auth, config.upload_max_bytes)
+    site = ScrapydGuardedSite(root, config.auth, config.upload_max_bytes)
+    site.scrapyd_prefix = PREFIX.encode() + b"/"
+    site.scrapyd_options = options_for(config, PREFIX)
+    return site
+
+
+def second_site(services: ScrapydServices, config: Config) -> ScrapydGuardedSite:
+    options = options_for(config, "")
+    site = ScrapydGuardedSite(
+        build_app(services, options).resource(), config.auth, config.upload_max_bytes
+    )
+    site.scrapyd_options = options
+    return site
+
+
+class ScrapydWebService(Service):
+    """The second listener: the main one's host and TLS on `scrapyd.port` (0 = any
+    free port, printed once bound)."""
+
+    name = "scrapyd-web"
+
+    def __init__(self, reactor: Any, config: Config, site: Any) -> None:
+        self.reactor = reactor
+        self.config = config
+        self.site = site
+        self.listening: Any = None
+
+    @property
+    def port(self) -> int:
+        return self.listening.getHost().port
+
+    def startService(self) -> None:
+        super().startService()
+        cfg = self.config
+        port = cfg.scrapyd.port
+        assert port is not None
+        if cfg.tls is not None:
+            from twisted.internet import ssl
+
+            context = ssl.DefaultOpenSSLContextFactory(str(cfg.tls.key), str(cfg.tls.cert))
+            self.listening = self.reactor.listenSSL(port, self.site, context, interface=cfg.host)
+        else:
+            self.listening = self.reactor.listenTCP(port, self.site, interface=cfg.host)
+        scheme = "https" if cfg.tls else "http"
+        print(f"scrapyd API listening on {scheme}://{cfg.host}:{self.port}", flush=True)
+
+    def stopService(self) -> Any:
+        super().stopService()
+        if self.listening is not None:
+            return self.listening.stopListening()
+        return None

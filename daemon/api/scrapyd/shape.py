@@ -1,0 +1,66 @@
+"""Jobs of the ledger as scrapyd's listjobs.json and status.json show them (pure)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from daemon.spider_args import read_scrapyd_payload
+
+#: scrapyd's three groups and the ledger statuses in each. SCHEDULED (a recurring
+#: scrapy-do job) has no scrapyd counterpart; its runs show up as they are queued.
+GROUPS = {
+    "pending": ("PENDING",),
+    "running": ("RUNNING",),
+    "finished": ("SUCCESSFUL", "FAILED", "CANCELED"),
+}
+STATE_OF = {status: group for group, statuses in GROUPS.items() for status in statuses}
+
+
+def scrapyd_time(ts: float | None, tz: ZoneInfo) -> str | None:
+    """str() of a naive local datetime, as scrapyd writes start_time and end_time."""
+    if ts is None:
+        return None
+    return str(datetime.fromtimestamp(ts, tz).replace(tzinfo=None))
+
+
+def job_args(payload: str) -> tuple[dict[str, str], str | None]:
+    """(spider arguments, version asked for) of a job, whichever API scheduled it."""
+    scrapyd = read_scrapyd_payload(payload)
+    if scrapyd is not None:
+        return scrapyd
+    if payload and payload != "{}":
+        return {"payload": payload}, None
+    return {}, None
+
+
+def log_url(prefix: str, job: Any) -> str | None:
+    """Where the job's Scrapy log is served; None before the crawl started."""
+    if job.started is None:
+        return None
+    return f"{prefix}/logs/{job.project}/{job.spider}/{job.id}.log"
+
+
+def job_entry(job: Any, group: str, tz: ZoneInfo, prefix: str) -> dict[str, Any]:
+    """One job of listjobs.json: scrapyd's keys for its group, then args and settings
+    for every group (scrapyd#529)."""
+    args, version = job_args(job.payload)
+    entry: dict[str, Any] = {"id": job.id, "project": job.project, "spider": job.spider}
+    if group == "pending":
+        entry["version"] = version
+        entry["settings"] = dict(job.settings)
+        entry["args"] = args
+        return entry
+    if group == "running":
+        entry["pid"] = job.pid
+        entry["start_time"] = scrapyd_time(job.started, tz)
+    else:
+        entry["start_time"] = scrapyd_time(job.started, tz)
+        entry["end_time"] = scrapyd_time(job.finished, tz)
+    entry["log_url"] = log_url(prefix, job)
+    entry["items_url"] = None
+    entry["version"] = version
+    entry["settings"] = dict(job.settings)
+    entry["args"] = args
+    return entry
