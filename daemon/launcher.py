@@ -27,6 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from daemon.children import child_env, scrapy_command
+from daemon.spider_args import crawl_arguments
 
 log = Logger()
 
@@ -54,8 +55,7 @@ def crawl_args(
         "-s",
         "REMOTE_CONTROL_ENABLED=False",
     ]
-    if payload and payload != "{}":
-        args += ["-a", f"payload={payload}"]
+    args += crawl_arguments(payload)
     return args
 
 
