@@ -234,8 +234,28 @@ class Daemon:
             services=self.services,
         )
         self.app = make_app(self.context, route_modules)
-        self.site = GuardedSite(self.app.resource(), config.auth, config.upload_max_bytes)
+        self.site = self._scrapyd_api(reactor)
         self.web.site = self.site
+
+    def _scrapyd_api(self, reactor: Any) -> GuardedSite:
+        """Mount scrapyd's API when configured; returns the main listener's site."""
+        from daemon.api.scrapyd.app import ScrapydServices
+        from daemon.api.scrapyd.listener import ScrapydWebService, main_site, mount, second_site
+
+        config = self.config
+        services = ScrapydServices(
+            jobs=self.jobs,
+            projects=self.projects,
+            log_path=lambda job_id: self.launcher.log_path(job_id, "err"),
+            timezone=config.tz,
+        )
+        if config.scrapyd.enabled:
+            mount(self.app, services, config)
+        if config.scrapyd.port is not None:
+            site = second_site(services, config)
+            self.scrapyd_web = ScrapydWebService(reactor, config, site)
+            self.scrapyd_web.setServiceParent(self.services)
+        return main_site(self.app.resource(), config)
 
     def warm_up(self) -> None:
         """List the local projects' spiders in the background now, so the first
