@@ -55,6 +55,13 @@ def make_egg(project: Path, package: str, *, entry_point: bool = True) -> bytes:
 # (method, path, form fields): replies that must match scrapyd 1.6.0's byte for byte
 # (apart from node_name). Project "toy" exists (version 1.0, spiders echo and other).
 REQUESTS: list[tuple[str, str, dict[str, str]]] = [
+    ("GET", "/daemonstatus.json", {}),
+    ("GET", "/listprojects.json", {}),
+    ("GET", "/listversions.json", {"project": "toy"}),
+    ("GET", "/listspiders.json", {"project": "toy"}),
+    ("GET", "/listspiders.json", {"project": "toy", "_version": "1.0"}),
+    ("GET", "/listjobs.json", {}),
+    ("GET", "/listjobs.json", {"project": "toy"}),
     ("POST", "/schedule.json", {}),
     ("POST", "/schedule.json", {"project": "toy"}),
     ("POST", "/schedule.json", {"project": "nope", "spider": "echo"}),
