@@ -5,8 +5,12 @@ project packed as an egg, and the table of requests whose replies must be scrapy
 from __future__ import annotations
 
 import io
+import json
+import re
+import time
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from tests.daemon_support import write_scrapy_project
 
@@ -98,3 +102,45 @@ REQUESTS: list[tuple[str, str, dict[str, str]]] = [
     ("OPTIONS", "/listjobs.json", {}),
     ("OPTIONS", "/daemonstatus.json", {}),
 ]
+
+
+WAIT_SPIDER = """
+import asyncio
+from pathlib import Path
+
+import scrapy
+
+
+class Waits(scrapy.Spider):
+    name = "waits"
+
+    async def start(self):
+        self.logger.info("WAITS-STARTED")
+        while not Path(self.until_file).exists():
+            await asyncio.sleep(0.05)
+        yield {"done": True}
+"""
+
+
+def write_scrapyd_config(path: Path, data_dir: Path, extra: str = "", **scrapyd: Any) -> Path:
+    """A daemon config with no local project and scrapyd's API on both listeners;
+    `extra` is more YAML (e.g. an auth section)."""
+    section = {"enabled": True, "port": 0, "node_name": "NODE", **scrapyd}
+    path.write_text(
+        "host: 127.0.0.1\nport: 0\n"
+        f"data_dir: {json.dumps(str(data_dir))}\n"
+        "slots: 1\ncancel_grace: 2\nupload_max_bytes: 2000000\nlist_spiders_timeout: 30\n"
+        f"scrapyd: {json.dumps(section)}\n" + extra
+    )
+    return path
+
+
+def scrapyd_port(daemon: Any, timeout: float = 20.0) -> int:
+    """The second listener's port, as the daemon printed it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = re.search(r"scrapyd API listening on https?://[^:]+:(\d+)", daemon.log())
+        if found:
+            return int(found.group(1))
+        time.sleep(0.02)
+    raise AssertionError(f"no scrapyd listener in the log: {daemon.log()}")

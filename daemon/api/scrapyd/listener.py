@@ -66,6 +66,11 @@ class ScrapydGuardedSite(GuardedSite):
     scrapyd_options: ScrapydOptions = ScrapydOptions()
 
     def getResourceFor(self, request: Any) -> resource.Resource:
+        # "/scrapyd//x.json" as "/scrapyd/x.json" (routing reads the path segments).
+        segments = self.scrapyd_prefix.strip(b"/")
+        postpath = request.postpath or []
+        if segments and postpath[:2] == [segments, b""] and len(postpath) > 2:
+            del postpath[1]
         found = super().getResourceFor(request)
         if not isinstance(found, ErrorResource):
             return found
@@ -87,8 +92,6 @@ def mount(main_app: Klein, services: ScrapydServices, config: Config) -> None:
     """Serve the scrapyd API under /scrapyd/ of the main app."""
     sub = build_app(services, options_for(config, PREFIX))
 
-    # "/scrapyd//x.json" too: werkzeug's path part does not start with a slash.
-    @main_app.route(PREFIX + "//", branch=True)
     @main_app.route(PREFIX + "/", branch=True)
     def scrapyd(request: Any) -> Any:
         return sub.resource()
