@@ -332,13 +332,15 @@ class JobsService(Service):
         settings: Mapping[str, str] | None = None,
         max_runtime: float | None = None,
         actor: str = USER,
+        job_id: str | None = None,
     ) -> Job:
         """Record a job: PENDING (and dispatched at once) for `now`, else SCHEDULED and
-        handed to the scheduler with its parsed `when`."""
+        handed to the scheduler with its parsed `when`. `job_id` is a caller's own id
+        (scrapyd's `jobid`), checked by the caller; a new UUID otherwise."""
         plan = plan or Plan("now", None, None, ())
         recurring = plan.when is not None
         job = Job(
-            id=str(uuid.uuid4()),
+            id=job_id or str(uuid.uuid4()),
             status=SCHEDULED if recurring else PENDING,
             actor=actor,
             schedule=plan.spec,
