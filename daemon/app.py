@@ -248,6 +248,7 @@ class Daemon:
             projects=self.projects,
             log_path=lambda job_id: self.launcher.log_path(job_id, "err"),
             timezone=config.tz,
+            data_dir=config.data_dir,
         )
         if config.scrapyd.enabled:
             mount(self.app, services, config)

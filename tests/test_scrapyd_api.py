@@ -320,3 +320,22 @@ def test_config_and_command_line(tmp_path: Path) -> None:
         path.write_text(bad)
         with pytest.raises(ConfigError, match="scrapyd"):
             load_config(path, environ={})
+
+
+def test_callers_own_job_ids(scrapyd: Scrapyd, tmp_path: Path) -> None:
+    egg = make_egg(write_egg_project(tmp_path / "src", "eggy"), "eggy")
+    scrapyd.add_egg("eggy", "1", egg)
+    data = {"project": "eggy", "spider": "echo", "word": "own"}
+    own = "2024-05-01T12_00_00"  # ScrapydWeb's form
+    rsp = scrapyd.post("schedule.json", data={**data, "jobid": own}).json()
+    assert rsp["jobid"] == own, rsp
+    scrapyd.wait_state(own, "finished")
+    (entry,) = scrapyd.get("listjobs.json").json()["finished"]
+    assert entry["id"] == own and entry["log_url"] == f"/logs/eggy/echo/{own}.log"
+    assert "ECHO-ARG own" in requests.get(scrapyd.second + entry["log_url"], timeout=30).text
+    again = scrapyd.post("schedule.json", data={**data, "jobid": own}).json()
+    assert again["status"] == "error" and again["message"] == f"jobid '{own}' is already used"
+    for bad in ("../x1", "logs", "projects", ".1", "a/1", "x" * 101 + "1"):
+        refused = scrapyd.post("schedule.json", data={**data, "jobid": bad}).json()
+        assert refused["status"] == "error" and "not allowed" in refused["message"], bad
+    assert len(scrapyd.get("listjobs.json").json()["finished"]) == 1

@@ -77,6 +77,8 @@ class ScrapydServices:
     projects: ProjectsLike
     log_path: Callable[[str], Path]
     timezone: ZoneInfo
+    #: Where crawls write `<job id>/`: a caller's job id must not name anything there.
+    data_dir: Path
 
 
 @dataclass(frozen=True)
@@ -271,9 +273,10 @@ class ScrapydApi:
         self._known(project)
         self._check_version(project, version)
         if jobid is not None:
-            raise replies.ScrapydError(
-                "jobid: this daemon names its jobs itself; leave jobid out", 400
-            )
+            shape.check_job_id(jobid)
+            taken = (self.svc.data_dir / jobid).exists() or self.svc.log_path(jobid).exists()
+            if taken or self.jobs.get(jobid) is not None:
+                raise replies.ScrapydError(f"jobid '{jobid}' is already used", 409)
         try:
             settings = parse_settings(setting)
         except ApiError as exc:
@@ -284,7 +287,11 @@ class ScrapydApi:
         def submit(spiders: list[str]) -> dict[str, Any]:
             if spider not in spiders:
                 raise replies.spider_not_found(spider)
-            job = self.jobs.submit(project, spider, payload=payload, settings=settings)
+            if jobid is not None and self.jobs.get(jobid) is not None:
+                raise replies.ScrapydError(f"jobid '{jobid}' is already used", 409)
+            job = self.jobs.submit(
+                project, spider, payload=payload, settings=settings, job_id=jobid
+            )
             return {"jobid": job.id}
 
         return self.projects.get_spiders(project).addCallback(submit)

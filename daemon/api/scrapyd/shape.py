@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from daemon.api.scrapyd.replies import ScrapydError
 from daemon.spider_args import read_scrapyd_payload
+
+#: A caller's own job id: it names the crawl's log and output folder, so only safe
+#: characters (ScrapydWeb's "2024-05-01T12_00_00" and UUIDs fit).
+_JOB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 #: scrapyd's three groups and the ledger statuses in each. SCHEDULED (a recurring
 #: scrapy-do job) has no scrapyd counterpart; its runs show up as they are queued.
@@ -16,6 +22,19 @@ GROUPS = {
     "finished": ("SUCCESSFUL", "FAILED", "CANCELED"),
 }
 STATE_OF = {status: group for group, statuses in GROUPS.items() for status in statuses}
+
+
+def check_job_id(job_id: str) -> str:
+    """A caller's job id names a folder beside the daemon's own (logs, projects, the
+    store) under the data folder: besides safe characters it must hold a digit, which
+    none of those names have (the caller also refuses any name already there)."""
+    if not _JOB_ID_RE.fullmatch(job_id) or ".." in job_id or not re.search(r"\d", job_id):
+        raise ScrapydError(
+            f"jobid {job_id[:120]!r} is not allowed: use 1-100 letters, digits, '_', '-' "
+            "or '.', starting with a letter or digit",
+            400,
+        )
+    return job_id
 
 
 def scrapyd_time(ts: float | None, tz: ZoneInfo) -> str | None:
