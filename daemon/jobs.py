@@ -333,6 +333,7 @@ class JobsService(Service):
         max_runtime: float | None = None,
         actor: str = USER,
         job_id: str | None = None,
+        priority: float = 0.0,
     ) -> Job:
         """Record a job: PENDING (and dispatched at once) for `now`, else SCHEDULED and
         handed to the scheduler with its parsed `when`. `job_id` is a caller's own id
@@ -341,6 +342,7 @@ class JobsService(Service):
         recurring = plan.when is not None
         job = Job(
             id=job_id or str(uuid.uuid4()),
+            priority=priority,
             status=SCHEDULED if recurring else PENDING,
             actor=actor,
             schedule=plan.spec,
