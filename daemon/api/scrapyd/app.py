@@ -9,6 +9,7 @@ APIs. Paths are accepted with one leading slash or two (scrapyd-client joins
 
 from __future__ import annotations
 
+import math
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -268,7 +269,9 @@ class ScrapydApi:
         spider = params.take(args, "spider")
         version = params.take(args, "_version", optional=True)
         jobid = params.take(args, "jobid", optional=True)
-        params.take(args, "priority", optional=True, default=0.0, convert=float)
+        priority = params.take(args, "priority", optional=True, default=0.0, convert=float)
+        if not math.isfinite(priority):
+            raise replies.ScrapydError(f"priority is invalid: {priority} is not a number", 400)
         setting = params.take_all(args, "setting")
         self._known(project)
         self._check_version(project, version)
@@ -290,7 +293,12 @@ class ScrapydApi:
             if jobid is not None and self.jobs.get(jobid) is not None:
                 raise replies.ScrapydError(f"jobid '{jobid}' is already used", 409)
             job = self.jobs.submit(
-                project, spider, payload=payload, settings=settings, job_id=jobid
+                project,
+                spider,
+                payload=payload,
+                settings=settings,
+                job_id=jobid,
+                priority=priority,
             )
             return {"jobid": job.id}
 
