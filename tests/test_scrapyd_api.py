@@ -339,3 +339,31 @@ def test_callers_own_job_ids(scrapyd: Scrapyd, tmp_path: Path) -> None:
         refused = scrapyd.post("schedule.json", data={**data, "jobid": bad}).json()
         assert refused["status"] == "error" and "not allowed" in refused["message"], bad
     assert len(scrapyd.get("listjobs.json").json()["finished"]) == 1
+
+
+def test_monitoring_pages_honour_x_forwarded_prefix(scrapyd: Scrapyd, tmp_path: Path) -> None:
+    import re
+
+    egg = make_egg(write_egg_project(tmp_path / "src", "eggy"), "eggy")
+    scrapyd.add_egg("eggy", "1", egg)
+    job = scrapyd.post("schedule.json", data={"project": "eggy", "spider": "echo"}).json()["jobid"]
+    scrapyd.wait_state(job, "finished")
+    proxied = {"X-Forwarded-Prefix": "/proxy"}
+    home = requests.get(scrapyd.second + "/", headers=proxied, timeout=30)
+    assert home.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert '<a href="/proxy/jobs">' in home.text and "<li>eggy</li>" in home.text
+    page = requests.get(scrapyd.second + "/jobs", headers=proxied, timeout=30).text
+    finished = page.split('<th colspan="9">Finished</th>')[1]
+    cells = re.findall(r"<td>(.*?)</td>", finished, re.S)
+    assert cells[:3] == ["eggy", "echo", job]
+    assert f'<a href="/proxy/logs/eggy/echo/{job}.log">Log</a>' in finished
+    assert re.fullmatch(r"\d+:\d\d:\d\d", cells[5])  # runtime
+    # Under /scrapyd/ (no proxy) the links carry the mount path.
+    mounted = scrapyd.daemon.get("/scrapyd/jobs").text
+    assert f'href="/scrapyd/logs/eggy/echo/{job}.log"' in mounted
+    # Log folders, as scrapyd's file listing: project, spider, then the job logs.
+    assert 'href="eggy/"' in requests.get(scrapyd.second + "/logs/", timeout=30).text
+    assert 'href="echo/"' in requests.get(scrapyd.second + "/logs/eggy/", timeout=30).text
+    logs = requests.get(scrapyd.second + "/logs/eggy/echo/", timeout=30).text
+    assert f'href="{job}.log"' in logs
+    assert requests.get(scrapyd.second + "/logs/nope/", timeout=30).status_code == 404

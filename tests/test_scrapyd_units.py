@@ -193,3 +193,16 @@ def test_listjobs_entries_carry_scrapyds_keys_then_args_and_settings():
     scrapydo = SimpleNamespace(**{**vars(job), "payload": '{"x": 1}', "started": None})
     assert shape.job_entry(scrapydo, "running", tz, "")["args"] == {"payload": '{"x": 1}'}
     assert shape.job_entry(scrapydo, "running", tz, "")["log_url"] is None
+
+
+def test_page_helpers_escape_and_format():
+    from daemon.api.scrapyd import html
+
+    tz = ZoneInfo("UTC")
+    assert shape.seconds_time(3661.9, tz) == "1970-01-01 01:01:01"
+    assert shape.runtime(10.0, 3671.5) == "1:01:01" and shape.runtime(None, 1.0) is None
+    row = html.job_row(
+        "/p", {"project": "<x>", "spider": "s", "id": "j", "log_url": "/l"}, "pending"
+    )
+    assert "<td>&lt;x&gt;</td>" in row and 'href="/p/l"' in row and 'action="/p/cancel.json"' in row
+    assert 'href="a%20b/"' in html.listing("t", [("a b", True)]).decode()

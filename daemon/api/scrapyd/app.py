@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import socket
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from twisted.web.static import File
 from werkzeug.exceptions import HTTPException
 
 from daemon.api.http import ApiError
-from daemon.api.scrapyd import eggs, params, replies, shape, versions
+from daemon.api.scrapyd import eggs, html, params, replies, shape, versions
 from daemon.api.scrapydo import parse_settings
 from daemon.archive import ArchiveLimits, check_project_name
 from daemon.errors import DaemonError
@@ -136,6 +137,8 @@ class ScrapydApi:
         @app.route("/<string:name>")
         @app.route("//<string:name>")
         def endpoint(request: Any, name: str) -> Any:
+            if name == "jobs":
+                return self._html(request, self._jobs_page(request))
             found = self._endpoints.get(name)
             if found is None:
                 return resource.NoResource()
@@ -146,6 +149,18 @@ class ScrapydApi:
         @app.route("//logs/<string:project>/<string:spider>/<string:name>")
         def logs(request: Any, project: str, spider: str, name: str) -> Any:
             return self._log(request, project, spider, name)
+
+        @app.route("/")
+        @app.route("//")
+        def home(request: Any) -> bytes:
+            page = html.home(self._base(request), self.projects.names())
+            return self._html(request, page)
+
+        @app.route("/logs/")
+        @app.route("/logs/<string:project>/")
+        @app.route("/logs/<string:project>/<string:spider>/")
+        def log_folders(request: Any, project: str = "", spider: str = "") -> Any:
+            return self._log_folder(request, project, spider)
 
         @app.handle_errors(HTTPException)
         def not_found(request: Any, failure: Failure) -> Any:
@@ -383,6 +398,66 @@ class ScrapydApi:
             self.jobs.cancel(job.id)
         d = self.projects.remove(project, self.jobs.remove_guard)
         return d.addCallback(lambda _: {})
+
+    # -- pages -----------------------------------------------------------------------
+
+    def _base(self, request: Any) -> str:
+        """Where the browser reaches this app: X-Forwarded-Prefix (a proxy's), else the
+        mount path."""
+        header = request.getHeader(b"x-forwarded-prefix")
+        if header:
+            return header.decode("latin-1").rstrip("/")
+        return self.options.prefix
+
+    def _html(self, request: Any, page: bytes) -> bytes:
+        request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
+        request.setHeader(b"Content-Length", str(len(page)).encode())
+        return page
+
+    def _jobs_page(self, request: Any) -> bytes:
+        tz = self.svc.timezone
+        now = time.time()
+        groups: dict[str, list[dict[str, str | None]]] = {}
+        for group, statuses in shape.GROUPS.items():
+            limit = self.options.finished_limit if group == "finished" else 100_000
+            rows = []
+            for job in self.jobs.list(statuses, None, None, limit, 0):
+                if group == "finished" and job.started is None:
+                    continue
+                end = job.finished if group == "finished" else now
+                rows.append(
+                    {
+                        "project": job.project,
+                        "spider": job.spider,
+                        "id": job.id,
+                        "pid": str(job.pid) if group == "running" and job.pid else None,
+                        "start": shape.seconds_time(job.started, tz),
+                        "runtime": shape.runtime(job.started, end),
+                        "finish": shape.seconds_time(job.finished, tz),
+                        "log_url": shape.log_url("", job),
+                    }
+                )
+            groups[group] = rows
+        return html.jobs(self._base(request), groups)
+
+    def _log_folder(self, request: Any, project: str, spider: str) -> Any:
+        if any(replies.is_traversal(p) for p in (project, spider) if p):
+            return resource.NoResource()
+        started = [
+            j
+            for j in self.jobs.list(None, project or None, spider or None, 10_000, 0)
+            if j.started is not None
+        ]
+        if not project:
+            entries = {(j.project, True) for j in started}
+        elif not spider:
+            entries = {(j.spider, True) for j in started}
+        else:
+            entries = {(f"{j.id}.log", False) for j in started}
+        if (project or spider) and not entries:
+            return resource.NoResource()
+        title = "/".join(p for p in ("logs", project, spider) if p) + "/"
+        return self._html(request, html.listing(f"Directory listing for /{title}", entries))
 
     # -- logs ------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -42,6 +42,20 @@ def scrapyd_time(ts: float | None, tz: ZoneInfo) -> str | None:
     if ts is None:
         return None
     return str(datetime.fromtimestamp(ts, tz).replace(tzinfo=None))
+
+
+def seconds_time(ts: float | None, tz: ZoneInfo) -> str | None:
+    """A local time to the second, as scrapyd's jobs page shows it."""
+    if ts is None:
+        return None
+    return str(datetime.fromtimestamp(int(ts), tz).replace(tzinfo=None))
+
+
+def runtime(start: float | None, end: float | None) -> str | None:
+    """H:MM:SS, as str() of a timedelta without microseconds."""
+    if start is None or end is None:
+        return None
+    return str(timedelta(seconds=int(max(0.0, end - start))))
 
 
 def job_args(payload: str) -> tuple[dict[str, str], str | None]:
