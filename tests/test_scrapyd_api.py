@@ -4,6 +4,7 @@ with scrapy-do's API; logs with Range; auth; real error codes on request."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -367,3 +368,19 @@ def test_monitoring_pages_honour_x_forwarded_prefix(scrapyd: Scrapyd, tmp_path: 
     logs = requests.get(scrapyd.second + "/logs/eggy/echo/", timeout=30).text
     assert f'href="{job}.log"' in logs
     assert requests.get(scrapyd.second + "/logs/nope/", timeout=30).status_code == 404
+
+
+def test_a_taken_scrapyd_port_stops_the_start_naming_it(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write_scrapyd_config(tmp_path / "config.yaml", tmp_path / "data", port=port)
+        daemon = DaemonProcess(config, tmp_path)
+        # The main listener may be up (its port file written) before the second fails.
+        with contextlib.suppress(RuntimeError):
+            daemon.start()
+        assert daemon.proc is not None and daemon.proc.wait(30) == 2
+        assert f"cannot start: cannot listen on 127.0.0.1:{port} for scrapyd's API" in daemon.log()

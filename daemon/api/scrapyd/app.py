@@ -99,6 +99,9 @@ class ScrapydOptions:
 
 
 Handler = Callable[[Any, params.Args], Any]
+#: Jobs read per state on the reactor thread for listjobs.json and the jobs page (a
+#: few milliseconds for this many); scrapyd keeps every pending job in memory too.
+PENDING_LIMIT = 10_000
 FINISHED = shape.GROUPS["finished"]
 
 
@@ -351,7 +354,7 @@ class ScrapydApi:
         tz, prefix = self.svc.timezone, self.options.prefix
         out: dict[str, Any] = {}
         for group, statuses in shape.GROUPS.items():
-            limit = self.options.finished_limit if group == "finished" else 100_000
+            limit = self.options.finished_limit if group == "finished" else PENDING_LIMIT
             jobs = self.jobs.list(statuses, project, None, limit, 0)
             if group == "finished":
                 jobs = [j for j in jobs if j.started is not None]
@@ -394,7 +397,7 @@ class ScrapydApi:
 
     def _drop(self, project: str) -> Deferred[dict[str, Any]]:
         """Remove a project and its pending jobs (as scrapyd's queue goes with it)."""
-        for job in self.jobs.list(("PENDING",), project, None, 100_000, 0):
+        for job in self.jobs.list(("PENDING",), project, None, PENDING_LIMIT, 0):
             self.jobs.cancel(job.id)
         d = self.projects.remove(project, self.jobs.remove_guard)
         return d.addCallback(lambda _: {})
@@ -419,7 +422,7 @@ class ScrapydApi:
         now = time.time()
         groups: dict[str, list[dict[str, str | None]]] = {}
         for group, statuses in shape.GROUPS.items():
-            limit = self.options.finished_limit if group == "finished" else 100_000
+            limit = self.options.finished_limit if group == "finished" else PENDING_LIMIT
             rows = []
             for job in self.jobs.list(statuses, None, None, limit, 0):
                 if group == "finished" and job.started is None:

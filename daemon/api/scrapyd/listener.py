@@ -10,6 +10,7 @@ from typing import Any
 
 from klein import Klein
 from twisted.application.service import Service
+from twisted.internet.error import CannotListenError
 from twisted.web import resource
 
 from daemon.api.http import ErrorResource, GuardedSite
@@ -116,6 +117,10 @@ def second_site(services: ScrapydServices, config: Config) -> ScrapydGuardedSite
     return site
 
 
+class ScrapydListenError(Exception):
+    """The second listener's port is taken (or not allowed)."""
+
+
 class ScrapydWebService(Service):
     """The second listener: the main one's host and TLS on `scrapyd.port` (0 = any
     free port, printed once bound)."""
@@ -137,13 +142,21 @@ class ScrapydWebService(Service):
         cfg = self.config
         port = cfg.scrapyd.port
         assert port is not None
-        if cfg.tls is not None:
-            from twisted.internet import ssl
+        try:
+            if cfg.tls is not None:
+                from twisted.internet import ssl
 
-            context = ssl.DefaultOpenSSLContextFactory(str(cfg.tls.key), str(cfg.tls.cert))
-            self.listening = self.reactor.listenSSL(port, self.site, context, interface=cfg.host)
-        else:
-            self.listening = self.reactor.listenTCP(port, self.site, interface=cfg.host)
+                context = ssl.DefaultOpenSSLContextFactory(str(cfg.tls.key), str(cfg.tls.cert))
+                self.listening = self.reactor.listenSSL(
+                    port, self.site, context, interface=cfg.host
+                )
+            else:
+                self.listening = self.reactor.listenTCP(port, self.site, interface=cfg.host)
+        except CannotListenError as exc:
+            # Not CannotListenError: the daemon's start would name the main port.
+            raise ScrapydListenError(
+                f"cannot listen on {cfg.host}:{port} for scrapyd's API: {exc.socketError}"
+            ) from None
         scheme = "https" if cfg.tls else "http"
         print(f"scrapyd API listening on {scheme}://{cfg.host}:{self.port}", flush=True)
 
