@@ -67,6 +67,8 @@ def test_higher_priority_runs_first(scrapyd: Scrapyd, tmp_path: Path) -> None:  
     low = scrapyd.post("schedule.json", data={**data, "priority": "-1"}).json()["jobid"]
     plain = scrapyd.post("schedule.json", data=data).json()["jobid"]
     high = scrapyd.post("schedule.json", data={**data, "priority": "2.5"}).json()["jobid"]
+    pending = [j["id"] for j in scrapyd.get("listjobs.json").json()["pending"]]
+    assert pending == [high, plain, low]
     until.touch()  # every waiting crawl ends as soon as it starts
     for job in (first, low, plain, high):
         scrapyd.wait_state(job, "finished")

@@ -356,6 +356,8 @@ class ScrapydApi:
         for group, statuses in shape.GROUPS.items():
             limit = self.options.finished_limit if group == "finished" else PENDING_LIMIT
             jobs = self.jobs.list(statuses, project, None, limit, 0)
+            if group == "pending":  # in the order they will run
+                jobs.sort(key=lambda j: (-j.priority, j.seq))
             if group == "finished":
                 jobs = [j for j in jobs if j.started is not None]
             out[group] = [shape.job_entry(j, group, tz, prefix) for j in jobs]
