@@ -102,7 +102,6 @@ Handler = Callable[[Any, params.Args], Any]
 #: Jobs read per state on the reactor thread for listjobs.json and the jobs page (a
 #: few milliseconds for this many); scrapyd keeps every pending job in memory too.
 PENDING_LIMIT = 10_000
-FINISHED = shape.GROUPS["finished"]
 
 
 class ScrapydApi:
