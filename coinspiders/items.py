@@ -13,6 +13,7 @@ COIN_FIELDS: tuple[str, ...] = (
     "name",
     "symbol",
     "slug",
+    "currency",
     "price",
     "price_change",
     "market_cap",
@@ -42,6 +43,10 @@ class CoinItem(scrapy.Item):
     name = scrapy.Field()
     symbol = scrapy.Field()
     slug = scrapy.Field()
+    # The currency of price, market_cap, volume and diluted_market_cap: "USD" for coin
+    # pages, the `convert` currency for the Pro API. Figures in two currencies never
+    # belong in one series, so the daemon keeps them apart by this field.
+    currency = scrapy.Field()
     price = scrapy.Field()
     price_change = scrapy.Field()
     market_cap = scrapy.Field()

@@ -13,7 +13,9 @@ from daemon.store import StoreError
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="coinspiders-daemon",
-        description="Crawl daemon serving scrapy-do's REST API for Scrapy projects.",
+        description="Crawl daemon serving scrapy-do's REST API for Scrapy projects. "
+        "`coinspiders-daemon hash-password` reads a password from stdin and prints the "
+        "line for auth.password_hash.",
     )
     parser.add_argument(
         "--config",
@@ -36,6 +38,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["hash-password"]:
+        from daemon.passwords import hash_password_main
+
+        return hash_password_main()
     args = parse_args(argv)
     path = args.config
     if path is None and Path("config.yaml").is_file():

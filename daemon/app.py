@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterable
@@ -18,8 +19,10 @@ from twisted.logger import Logger
 from daemon.api import DEFAULT_ROUTE_MODULES, ApiContext, make_app
 from daemon.api.http import GuardedSite
 from daemon.config import Config
+from daemon.isolation import secure_data_dir, trust_warnings
 from daemon.jobs import JobsService
 from daemon.launcher import Launcher
+from daemon.leftovers import become_subreaper, reap_orphans
 from daemon.scheduler import Scheduler
 from daemon.store import Store, StoreError
 
@@ -131,6 +134,39 @@ class StallMonitor(Service):
         self._timed = []
 
 
+class ReaperService(Service):
+    """Reaps the daemon's children that Twisted did not spawn: with the daemon a child
+    subreaper, those are orphaned descendants of crawls (see daemon.leftovers), and
+    nobody else collects their exit status. Checked every `interval` seconds (a
+    waitid() call that finds nothing costs about a microsecond)."""
+
+    name = "reaper"
+
+    def __init__(self, reactor: Any, interval: float = 1.0) -> None:
+        self.reactor = reactor
+        self.interval = interval
+        self.reaped = 0
+        self._loop: Any = None
+
+    def startService(self) -> None:
+        super().startService()
+        from twisted.internet.task import LoopingCall
+
+        self._loop = LoopingCall(self.reap)
+        self._loop.clock = self.reactor
+        self._loop.start(self.interval, now=False)
+
+    def reap(self) -> None:
+        from twisted.internet.process import reapProcessHandlers
+
+        self.reaped += len(reap_orphans(reapProcessHandlers))
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+
+
 class SchedulerService(Service):
     """Runs the scheduler (daemon.scheduler) once the jobs service has settled the store."""
 
@@ -164,6 +200,7 @@ def _make_projects(reactor: Any, config: Config) -> Any:
         list_timeout=config.list_spiders_timeout,
         reactor=reactor,
         hidden_env=config.hidden_env,
+        crawl_user=config.crawl_user,
     )
 
 
@@ -188,6 +225,7 @@ class Daemon:
         reactor: Any,
         port_file: Path | None = None,
         route_modules: Iterable[str] = DEFAULT_ROUTE_MODULES,
+        reap_orphans: bool = False,
     ) -> None:
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -195,12 +233,16 @@ class Daemon:
         self._lock = _lock_data_dir(config.data_dir)
         self.store = Store(config.db_path)
         self.projects = _make_projects(reactor, config)
+        if config.crawl_user is not None:
+            secure_data_dir(config.data_dir, config.logs_dir, config.projects_dir)
         self.launcher = Launcher(
             reactor,
             config.data_dir,
             config.logs_dir,
             config.cancel_grace,
             hidden_env=config.hidden_env,
+            crawl_user=config.crawl_user,
+            console_projects=config.crawl_consoles,
         )
         self.jobs = JobsService(
             self.store,
@@ -211,6 +253,7 @@ class Daemon:
             timezone=config.timezone,
             max_runtime=config.max_runtime,
             completed_cap=config.completed_cap,
+            min_free_bytes=config.min_free_bytes,
         )
         self.services = MultiService()
         scheduler = Scheduler(reactor, self.jobs, misfire_grace=config.misfire_grace)
@@ -222,6 +265,9 @@ class Daemon:
         self.web.setServiceParent(self.services)
         self.stall = StallMonitor(reactor)
         self.stall.setServiceParent(self.services)
+        if reap_orphans:
+            self.launcher.subreaper = True
+            ReaperService(reactor).setServiceParent(self.services)
         self.jobs.setServiceParent(self.services)
         SchedulerService(scheduler).setServiceParent(self.services)
         self.context = ApiContext(
@@ -289,7 +335,13 @@ def run(config: Config, port_file: Path | None = None) -> int:
     from twisted.internet.error import CannotListenError
 
     setup_logging()
-    daemon = Daemon(config, reactor, port_file)
+    for warning in trust_warnings(config, os.geteuid()):
+        log.warn("{warning}", warning=warning)
+    # Orphaned descendants of crawls come back to the daemon, to be killed and reaped.
+    subreaper = become_subreaper()
+    if not subreaper:
+        log.warn("cannot become a child subreaper: orphans of crawls go to init")
+    daemon = Daemon(config, reactor, port_file, reap_orphans=subreaper)
     failed: list[str] = []
 
     def start() -> None:

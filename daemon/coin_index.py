@@ -23,11 +23,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from daemon.coin_records import JOB_ID_RE, complete_lines, rows_of, utc_now
+from daemon.coin_records import (
+    DEFAULT_CURRENCY,
+    JOB_ID_RE,
+    complete_lines,
+    is_cmc_id,
+    job_currency,
+    rows_of,
+    utc_now,
+)
 
 INDEX_FILE = "coins.sqlite"
 ITEMS_FILE = "items.jl"
-SCHEMA_VERSION = "5"
+MANIFEST_FILE = "job.json"
+# 6: records and latest carry the currency of their figures.
+SCHEMA_VERSION = "6"
 # Bytes read from one items.jl per step; bounds memory on a huge file.
 READ_CHUNK = 4 * 1024 * 1024
 
@@ -49,6 +59,7 @@ CREATE TABLE IF NOT EXISTS records (
     query TEXT,
     query_key TEXT,
     source TEXT,
+    currency TEXT NOT NULL,
     rank_key INTEGER NOT NULL,
     ts TEXT NOT NULL,
     price NUMERIC,
@@ -59,7 +70,7 @@ CREATE TABLE IF NOT EXISTS records (
     doc TEXT NOT NULL,
     UNIQUE (job_id, pos)
 );
-CREATE INDEX IF NOT EXISTS records_coin_ts ON records (coin_id, ts, id);
+CREATE INDEX IF NOT EXISTS records_coin_ts ON records (coin_id, currency, ts, id);
 CREATE INDEX IF NOT EXISTS records_job_coin ON records (job_id, coin_id, id);
 CREATE INDEX IF NOT EXISTS records_job_query ON records (job_id, query_key);
 CREATE INDEX IF NOT EXISTS records_job_rank ON records (job_id, error, rank_key, coin_id);
@@ -68,20 +79,25 @@ CREATE TABLE IF NOT EXISTS platforms (
     record_id INTEGER NOT NULL,
     PRIMARY KEY (platform, record_id)
 ) WITHOUT ROWID;
+-- The latest record of each coin per source and currency; `newest` marks the newest of
+-- a coin's rows in one currency (figures in two currencies are never compared).
 CREATE TABLE IF NOT EXISTS latest (
     coin_id INTEGER NOT NULL,
     source TEXT NOT NULL,
+    currency TEXT NOT NULL,
     record_id INTEGER NOT NULL,
     ts TEXT NOT NULL,
     newest INTEGER NOT NULL,
     symbol TEXT,
     slug TEXT,
     rank_key INTEGER NOT NULL,
-    PRIMARY KEY (coin_id, source)
+    PRIMARY KEY (coin_id, source, currency)
 );
-CREATE INDEX IF NOT EXISTS latest_newest_rank ON latest (newest, rank_key, coin_id, record_id);
-CREATE INDEX IF NOT EXISTS latest_source_rank ON latest (source, rank_key, coin_id, record_id);
-CREATE INDEX IF NOT EXISTS latest_symbol ON latest (symbol, newest, rank_key, coin_id);
+CREATE INDEX IF NOT EXISTS latest_newest_rank
+    ON latest (currency, newest, rank_key, coin_id, record_id);
+CREATE INDEX IF NOT EXISTS latest_source_rank
+    ON latest (source, currency, rank_key, coin_id, record_id);
+CREATE INDEX IF NOT EXISTS latest_symbol ON latest (symbol, currency, newest, rank_key, coin_id);
 CREATE INDEX IF NOT EXISTS latest_slug ON latest (slug, newest, rank_key, coin_id);
 CREATE INDEX IF NOT EXISTS latest_record ON latest (record_id);
 """
@@ -89,13 +105,18 @@ CREATE INDEX IF NOT EXISTS latest_record ON latest (record_id);
 
 @dataclass(frozen=True)
 class CoinFilter:
-    """Filters of the coin list; None means "any"."""
+    """Filters of the coin list; None means "any".
+
+    `currency` None is allowed with `job` only (a job's records share one currency);
+    otherwise the list is of one currency, so no two currencies are ever mixed.
+    """
 
     symbol: str | None = None
     slug: str | None = None
     platform: str | None = None
     source: str | None = None
     job: str | None = None
+    currency: str | None = DEFAULT_CURRENCY
 
 
 @dataclass(frozen=True)
@@ -228,6 +249,7 @@ class CoinIndex:
                 with conn:
                     self._forget(conn, job_id)
                 offset = 0
+            convert = _JobConvert(self.data_dir / job_id / MANIFEST_FILE)
             with open(path, "rb") as fh:
                 fh.seek(offset)
                 while True:
@@ -244,7 +266,8 @@ class CoinIndex:
                         if next_offset == offset:
                             break
                     with conn:
-                        count = self._insert(conn, job_id, rows_of(lines, utc_now()), bulk)
+                        rows = rows_of(lines, utc_now(), convert)
+                        count = self._insert(conn, job_id, rows, bulk)
                         self._set_offset(conn, job_id, next_offset, count)
                     added += count
                     offset = next_offset
@@ -267,8 +290,8 @@ class CoinIndex:
         for pos, row in rows:
             cur = conn.execute(
                 "INSERT OR IGNORE INTO records (job_id, pos, coin_id, symbol, slug, query, "
-                "query_key, source, rank_key, ts, price, market_cap, volume, logo_path, error, "
-                "doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "query_key, source, currency, rank_key, ts, price, market_cap, volume, "
+                "logo_path, error, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     pos,
@@ -278,6 +301,7 @@ class CoinIndex:
                     row.query,
                     row.query.casefold() if row.query else None,
                     row.source,
+                    row.currency,
                     row.rank_key,
                     row.ts,
                     row.price,
@@ -301,11 +325,13 @@ class CoinIndex:
                 )
             if bulk:
                 continue
-            # The latest record of this coin from this source, if this one is newer.
+            # The latest record of this coin from this source in this currency, if this
+            # one is newer.
             conn.execute(
-                "INSERT INTO latest (coin_id, source, record_id, ts, newest, symbol, slug, "
-                "rank_key) VALUES (?, ?, ?, ?, 0, ?, ?, ?) "
-                "ON CONFLICT (coin_id, source) DO UPDATE SET record_id = excluded.record_id, "
+                "INSERT INTO latest (coin_id, source, currency, record_id, ts, newest, symbol, "
+                "slug, rank_key) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?) "
+                "ON CONFLICT (coin_id, source, currency) DO UPDATE SET "
+                "record_id = excluded.record_id, "
                 "ts = excluded.ts, symbol = excluded.symbol, slug = excluded.slug, "
                 "rank_key = excluded.rank_key "
                 "WHERE excluded.ts > latest.ts OR "
@@ -313,6 +339,7 @@ class CoinIndex:
                 (
                     row.coin_id,
                     row.source or "",
+                    row.currency,
                     record_id,
                     row.ts,
                     row.symbol,
@@ -327,8 +354,9 @@ class CoinIndex:
 
     def _mark_newest(self, conn: sqlite3.Connection, coin_id: int) -> None:
         conn.execute(
-            "UPDATE latest SET newest = (record_id = (SELECT record_id FROM latest "
-            "WHERE coin_id = ?1 ORDER BY ts DESC, record_id DESC LIMIT 1)) WHERE coin_id = ?1",
+            "UPDATE latest SET newest = (record_id = (SELECT l2.record_id FROM latest l2 "
+            "WHERE l2.coin_id = ?1 AND l2.currency = latest.currency "
+            "ORDER BY l2.ts DESC, l2.record_id DESC LIMIT 1)) WHERE coin_id = ?1",
             (coin_id,),
         )
 
@@ -350,17 +378,18 @@ class CoinIndex:
             conn.execute("DELETE FROM latest WHERE coin_id = ?", (coin_id,))
             # Rebuild this coin's latest rows from the records that remain.
             for src in conn.execute(
-                "SELECT id, source, ts, symbol, slug, rank_key FROM records r "
+                "SELECT id, source, ts, symbol, slug, rank_key, currency FROM records r "
                 "WHERE coin_id = ? AND error = 0 AND id = (SELECT id FROM records r2 "
                 "WHERE r2.coin_id = r.coin_id AND r2.error = 0 "
                 "AND COALESCE(r2.source, '') = COALESCE(r.source, '') "
+                "AND r2.currency = r.currency "
                 "ORDER BY ts DESC, id DESC LIMIT 1)",
                 (coin_id,),
             ).fetchall():
                 conn.execute(
-                    "INSERT OR REPLACE INTO latest (coin_id, source, record_id, ts, newest, "
-                    "symbol, slug, rank_key) VALUES (?, ?, ?, ?, 0, ?, ?, ?)",
-                    (coin_id, src[1] or "", src[0], src[2], src[3], src[4], src[5]),
+                    "INSERT OR REPLACE INTO latest (coin_id, source, currency, record_id, ts, "
+                    "newest, symbol, slug, rank_key) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)",
+                    (coin_id, src[1] or "", src[6], src[0], src[2], src[3], src[4], src[5]),
                 )
             self._mark_newest(conn, coin_id)
 
@@ -387,16 +416,16 @@ class CoinIndex:
         """The latest-record table from all records at once (after a bulk rebuild)."""
         conn.execute("DELETE FROM latest")
         conn.execute(
-            "INSERT INTO latest (coin_id, source, record_id, ts, newest, symbol, slug, rank_key) "
-            "SELECT coin_id, src, id, ts, 0, symbol, slug, rank_key FROM ("
-            "SELECT coin_id, COALESCE(source, '') AS src, id, ts, symbol, slug, rank_key, "
-            "ROW_NUMBER() OVER (PARTITION BY coin_id, COALESCE(source, '') "
+            "INSERT INTO latest (coin_id, source, currency, record_id, ts, newest, symbol, slug, "
+            "rank_key) SELECT coin_id, src, currency, id, ts, 0, symbol, slug, rank_key FROM ("
+            "SELECT coin_id, COALESCE(source, '') AS src, currency, id, ts, symbol, slug, "
+            "rank_key, ROW_NUMBER() OVER (PARTITION BY coin_id, COALESCE(source, ''), currency "
             "ORDER BY ts DESC, id DESC) AS n FROM records "
             "WHERE error = 0 AND coin_id IS NOT NULL) WHERE n = 1"
         )
         conn.execute(
             "UPDATE latest SET newest = 1 WHERE record_id IN (SELECT record_id FROM ("
-            "SELECT record_id, ROW_NUMBER() OVER (PARTITION BY coin_id "
+            "SELECT record_id, ROW_NUMBER() OVER (PARTITION BY coin_id, currency "
             "ORDER BY ts DESC, record_id DESC) AS n FROM latest) WHERE n = 1)"
         )
 
@@ -427,7 +456,7 @@ class CoinIndex:
             where.append(
                 "t.job_id = ? AND t.error = 0 AND t.coin_id IS NOT NULL AND t.id = "
                 "(SELECT MAX(id) FROM records t2 WHERE t2.job_id = t.job_id "
-                "AND t2.coin_id = t.coin_id AND t2.error = 0)"
+                "AND t2.coin_id = t.coin_id AND t2.currency = t.currency AND t2.error = 0)"
             )
             args.append(filters.job)
             record_col = "t.id"
@@ -438,6 +467,11 @@ class CoinIndex:
             source_col = "t.source"
             if filters.source is None:
                 where.append("t.newest = 1")
+        if filters.currency is not None:
+            where.append("t.currency = ?")
+            args.append(filters.currency)
+        elif filters.job is None:
+            raise ValueError("a coin list across jobs is of one currency")
         if filters.source is not None:
             where.append(f"{source_col} = ?")
             args.append(filters.source)
@@ -456,19 +490,20 @@ class CoinIndex:
             args.append(filters.platform.strip().casefold())
         # The page is chosen on the narrow index first; only its rows fetch their documents.
         sql = (
-            f"SELECT r.job_id, r.doc FROM (SELECT {record_col} AS rid, t.rank_key, t.coin_id "
+            f"SELECT r.job_id, r.currency, r.doc FROM (SELECT {record_col} AS rid, t.rank_key, "
+            "t.coin_id "
             f"FROM {base} WHERE {' AND '.join(where) or '1'} "
             "ORDER BY t.rank_key, t.coin_id LIMIT ? OFFSET ?) page "
             "JOIN records r ON r.id = page.rid ORDER BY page.rank_key, page.coin_id"
         )
         args += [limit, offset]
         rows = self._conn().execute(sql, args).fetchall()
-        return [_coin_doc(r["job_id"], r["doc"]) for r in rows]
+        return [_coin_doc(r["job_id"], r["doc"], r["currency"]) for r in rows]
 
     def _coin_id(self, key: str) -> int | None:
         """A coin's CMC id from its id or its slug, when it was ever collected."""
         conn = self._conn()
-        if key.isdigit():
+        if is_cmc_id(key):
             row = conn.execute(
                 "SELECT coin_id FROM latest WHERE coin_id = ? LIMIT 1", (int(key),)
             ).fetchone()
@@ -479,31 +514,64 @@ class CoinIndex:
             ).fetchone()
         return row[0] if row else None
 
-    def coin(self, key: str) -> dict[str, Any] | None:
-        """The latest record of one coin (by CMC id or slug)."""
+    def coin(self, key: str, currency: str = DEFAULT_CURRENCY) -> dict[str, Any] | None:
+        """The latest record of one coin (by CMC id or slug) in `currency`."""
         coin_id = self._coin_id(key)
         if coin_id is None:
             return None
         row = (
             self._conn()
             .execute(
-                "SELECT r.job_id, r.doc FROM latest t JOIN records r ON r.id = t.record_id "
-                "WHERE t.coin_id = ? AND t.newest = 1",
-                (coin_id,),
+                "SELECT r.job_id, r.currency, r.doc FROM latest t "
+                "JOIN records r ON r.id = t.record_id "
+                "WHERE t.coin_id = ? AND t.currency = ? AND t.newest = 1",
+                (coin_id, currency),
             )
             .fetchone()
         )
-        return _coin_doc(row["job_id"], row["doc"]) if row else None
+        return _coin_doc(row["job_id"], row["doc"], row["currency"]) if row else None
+
+    def known(self, key: str) -> bool:
+        """Whether a coin (by CMC id or slug) was ever collected, in any currency."""
+        return self._coin_id(key) is not None
+
+    def currencies(self, key: str) -> list[str]:
+        """The currencies a coin (by CMC id or slug) was collected in, alphabetically."""
+        coin_id = self._coin_id(key)
+        if coin_id is None:
+            return []
+        rows = self._conn().execute(
+            "SELECT DISTINCT currency FROM latest WHERE coin_id = ? ORDER BY currency",
+            (coin_id,),
+        )
+        return [r[0] for r in rows]
+
+    def same_symbol(self, symbol: str, limit: int = 5) -> list[tuple[str, int]]:
+        """(slug, id) of collected coins with this symbol, best rank first."""
+        rows = self._conn().execute(
+            "SELECT slug, coin_id, MIN(rank_key) AS best FROM latest "
+            "WHERE symbol = ? AND slug IS NOT NULL GROUP BY coin_id, slug "
+            "ORDER BY best, coin_id LIMIT ?",
+            (symbol.upper(), limit),
+        )
+        return [(r[0], r[1]) for r in rows]
 
     def history(
-        self, key: str, since: str | None, until: str | None, limit: int, offset: int
+        self,
+        key: str,
+        since: str | None,
+        until: str | None,
+        limit: int,
+        offset: int,
+        currency: str = DEFAULT_CURRENCY,
     ) -> list[dict[str, Any]] | None:
-        """Every record of one coin over time, oldest first; None for an unknown coin."""
+        """Every record of one coin in one currency over time, oldest first; None for an
+        unknown coin (one never collected in `currency` has an empty history)."""
         coin_id = self._coin_id(key)
         if coin_id is None:
             return None
-        where = ["coin_id = ?", "error = 0"]
-        args: list[Any] = [coin_id]
+        where = ["coin_id = ?", "currency = ?", "error = 0"]
+        args: list[Any] = [coin_id, currency]
         if since is not None:
             where.append("ts >= ?")
             args.append(since)
@@ -513,7 +581,8 @@ class CoinIndex:
         rows = (
             self._conn()
             .execute(
-                "SELECT ts, price, market_cap, volume, rank_key, source, job_id FROM records "
+                "SELECT ts, price, market_cap, volume, rank_key, source, currency, job_id "
+                "FROM records "
                 f"WHERE {' AND '.join(where)} ORDER BY ts, id LIMIT ? OFFSET ?",
                 [*args, limit, offset],
             )
@@ -527,6 +596,7 @@ class CoinIndex:
                 "volume": r["volume"],
                 "market_cap_rank": r["rank_key"] if r["rank_key"] < (1 << 62) else None,
                 "source": r["source"],
+                "currency": r["currency"],
                 "job_id": r["job_id"],
             }
             for r in rows
@@ -594,8 +664,34 @@ class CoinIndex:
         }
 
 
-def _coin_doc(job_id: str, doc: str) -> dict[str, Any]:
+class _JobConvert:
+    """The `convert` currency in a job's job.json, read once and only when asked for.
+
+    Only records written before `currency` existed need it, so a job whose records all
+    name their currency never has its job.json read.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._read = False
+        self._value: str | None = None
+
+    def __call__(self) -> str | None:
+        if not self._read:
+            self._read = True
+            try:
+                manifest = json.loads(self.path.read_bytes())
+            except (OSError, ValueError):
+                manifest = None
+            self._value = job_currency(manifest)
+        return self._value
+
+
+def _coin_doc(job_id: str, doc: str, currency: str | None = None) -> dict[str, Any]:
     record = json.loads(doc)
+    if currency is not None and not record.get("currency"):
+        # A record from before `currency`: show the one the index worked out.
+        record["currency"] = currency
     record.pop("query", None)
     record.pop("error", None)
     if not record.get("candidates"):

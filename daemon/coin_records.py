@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 # A job id names a folder (same rule as coinspiders.jobfolder): it can never climb out.
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -26,6 +27,12 @@ _NOT_FIGURES = ("query", "error", "candidates")
 UNRANKED = 1 << 62
 
 NOT_COMPLETED = "Task not completed yet"
+
+# The currency of a record that does not name one: coin pages show US dollars, and
+# `cmc_api` converts to USD unless told otherwise.
+DEFAULT_CURRENCY = "USD"
+# A currency code as the Pro API's `convert` takes it (USD, EUR, BTC, ...).
+_CURRENCY_RE = re.compile(r"^[A-Za-z0-9]{1,10}$")
 
 
 class RequestError(ValueError):
@@ -49,6 +56,7 @@ class Row:
     slug: str | None
     query: str | None
     source: str | None
+    currency: str
     rank_key: int
     ts: str
     price: int | float | None
@@ -117,7 +125,7 @@ def _int(value: Any) -> int | None:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         return int(value.strip())
     return None
 
@@ -126,12 +134,59 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def record_row(record: Any, fallback_ts: str, raw: bytes | None = None) -> Row | None:
+def currency_code(value: Any) -> str | None:
+    """A currency code in upper case (`eur` -> `EUR`), or None when `value` is not one."""
+    if not isinstance(value, str) or not _CURRENCY_RE.match(value.strip()):
+        return None
+    return value.strip().upper()
+
+
+def job_currency(manifest: Any) -> str | None:
+    """The `convert` currency a job was started with, from its job.json; None if unsaid.
+
+    Only a `cmc_api` job's records can be in another currency than USD, and records
+    written before they carried `currency` only say so through the job's arguments.
+    """
+    if not isinstance(manifest, Mapping):
+        return None
+    arguments = manifest.get("arguments")
+    if not isinstance(arguments, Mapping):
+        return None
+    return currency_code(arguments.get("convert"))
+
+
+def record_currency(record: Mapping[str, Any], job_convert: Callable[[], str | None]) -> str:
+    """The currency of a record's figures.
+
+    A record names it since `currency` was added. Older ones: a coin page (source
+    "page") is USD; an API record is in its job's `convert` (`job_convert` reads it from
+    job.json, only when needed), and USD when the job does not say, which is `cmc_api`'s
+    default but is an assumption for a job whose job.json is gone.
+    """
+    own = currency_code(record.get("currency"))
+    if own is not None:
+        return own
+    if record.get("source") == "api":
+        return job_convert() or DEFAULT_CURRENCY
+    return DEFAULT_CURRENCY
+
+
+def _no_job_currency() -> str | None:
+    return None
+
+
+def record_row(
+    record: Any,
+    fallback_ts: str,
+    raw: bytes | None = None,
+    job_convert: Callable[[], str | None] = _no_job_currency,
+) -> Row | None:
     """The index row of one items.jl record, or None when it is neither a coin nor an error.
 
     `ts` (when the figures were true) is the record's `scraped_at`, else `last_updated`,
     else `fallback_ts` (when the line was read), so "latest" never depends on the order
-    in which job folders happen to be read.
+    in which job folders happen to be read. `job_convert` gives the job's `convert`
+    currency for API records older than the `currency` field (see record_currency).
     """
     if not isinstance(record, dict):
         return None
@@ -164,6 +219,7 @@ def record_row(record: Any, fallback_ts: str, raw: bytes | None = None) -> Row |
         slug=slug.casefold() if slug else None,
         query=_text(record.get("query")),
         source=_text(record.get("source")),
+        currency=record_currency(record, job_convert),
         rank_key=rank if rank is not None and rank > 0 else UNRANKED,
         ts=ts,
         price=_number(record.get("price")),
@@ -186,14 +242,18 @@ def _doc(record: Any, raw: bytes | None) -> str:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
 
 
-def rows_of(lines: Iterable[Line], fallback_ts: str) -> Iterator[tuple[int, Row]]:
+def rows_of(
+    lines: Iterable[Line],
+    fallback_ts: str,
+    job_convert: Callable[[], str | None] = _no_job_currency,
+) -> Iterator[tuple[int, Row]]:
     """(offset, row) for every line that is a JSON coin or error record; others are skipped."""
     for line in lines:
         try:
             record = json.loads(line.data)
         except ValueError:
             continue
-        row = record_row(record, fallback_ts, line.data)
+        row = record_row(record, fallback_ts, line.data, job_convert)
         if row is not None:
             yield line.pos, row
 
@@ -314,3 +374,48 @@ def parse_task_ids(raw: str | None) -> list[str]:
     if len(coins) > MAX_COINS:
         raise RequestError(f"At most {MAX_COINS} task_ids per request")
     return coins
+
+
+def is_cmc_id(key: str) -> bool:
+    """Whether a coin path names a CMC id: ASCII digits that fit SQLite's integer
+    (`str.isdigit` also accepts `²`, which `int` refuses)."""
+    return key.isascii() and key.isdigit() and len(key) <= 18
+
+
+def unknown_coin_message(key: str, same_symbol: Iterable[tuple[str, int]] = ()) -> str:
+    """Why a coin path found nothing, and how to find the coin that was meant.
+
+    The path takes a CMC id or a slug; a symbol there (`btc`) finds nothing although the
+    coin was collected, so the message says which coins have that symbol and where to
+    look them up by symbol.
+    """
+    if is_cmc_id(key):
+        return f"Coin {key!r} was never collected: no collected coin has the CMC id {key}"
+    symbol = key.upper()
+    message = (
+        f"Coin {key!r} was never collected under that id or slug: this path takes a coin's "
+        f"CMC id or slug (/api/coins/1/, /api/coins/bitcoin/), not its symbol; "
+        f"find coins by symbol with /api/coins/?symbol={quote(symbol, safe='')}"
+    )
+    found = [f"{slug} (id {coin_id})" for slug, coin_id in same_symbol]
+    if found:
+        message += f". Collected coins with the symbol {symbol}: {', '.join(found)}"
+    return message
+
+
+def unknown_parameters(given: Iterable[str], accepted: Iterable[str], path: str) -> str | None:
+    """The 400 message for parameters an endpoint does not take; None when all are known.
+
+    A misspelt filter (`platfrom=solana`) must not answer the unfiltered list as if it
+    had been applied.
+    """
+    known = tuple(accepted)
+    unknown = sorted({name for name in given if name not in known})
+    if not unknown:
+        return None
+    shown = ", ".join(repr(name[:40]) for name in unknown[:5])
+    if len(unknown) > 5:
+        shown += f" and {len(unknown) - 5} more"
+    takes = ", ".join(known) if known else "no parameters"
+    word = "parameter" if len(unknown) == 1 else "parameters"
+    return f"Unknown {word} {shown}; {path} takes {takes}"

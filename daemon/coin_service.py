@@ -22,7 +22,15 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from daemon.coin_index import CoinFilter, CoinIndex
-from daemon.coin_records import coin_output, is_job_id, task_id, task_outputs
+from daemon.coin_records import (
+    DEFAULT_CURRENCY,
+    coin_output,
+    is_cmc_id,
+    is_job_id,
+    task_id,
+    task_outputs,
+    unknown_coin_message,
+)
 
 log = Logger()
 T = TypeVar("T")
@@ -265,34 +273,64 @@ class CoinService(Service):
 
         return self._run(read)
 
-    def coin(self, key: str) -> Deferred[dict[str, Any] | None]:
+    def _never_collected(self, key: str) -> CoinApiError:
+        """In the pool: the 404 for a coin path that names no collected coin."""
+        same = [] if is_cmc_id(key) else self.index.same_symbol(key)
+        return CoinApiError(unknown_coin_message(key, same), 404)
+
+    def coin(self, key: str, currency: str = DEFAULT_CURRENCY) -> Deferred[dict[str, Any]]:
+        """The latest record of a coin in `currency`; CoinApiError 404 when there is none."""
         active = sorted(self.active)
 
-        def read() -> dict[str, Any] | None:
+        def read() -> dict[str, Any]:
             self._refresh(active)
-            return self.index.coin(key)
+            doc = self.index.coin(key, currency)
+            if doc is not None:
+                return doc
+            collected_in = self.index.currencies(key)
+            if not collected_in:
+                raise self._never_collected(key)
+            raise CoinApiError(
+                f"Coin {key!r} was never collected in {currency}; it was collected in "
+                f"{', '.join(collected_in)} (ask with ?currency={collected_in[0]})",
+                404,
+            )
 
         return self._run(read)
 
     def history(
-        self, key: str, since: str | None, until: str | None, limit: int, offset: int
-    ) -> Deferred[list[dict[str, Any]] | None]:
+        self,
+        key: str,
+        since: str | None,
+        until: str | None,
+        limit: int,
+        offset: int,
+        currency: str = DEFAULT_CURRENCY,
+    ) -> Deferred[list[dict[str, Any]]]:
+        """A coin's records in one currency, oldest first (empty in a currency it was never
+        collected in); CoinApiError 404 for a coin never collected at all."""
         active = sorted(self.active)
 
-        def read() -> list[dict[str, Any]] | None:
+        def read() -> list[dict[str, Any]]:
             self._refresh(active)
-            return self.index.history(key, since, until, limit, offset)
+            rows = self.index.history(key, since, until, limit, offset, currency)
+            if rows is None:
+                raise self._never_collected(key)
+            return rows
 
         return self._run(read)
 
     def logo(self, key: str) -> Deferred[bytes | None]:
-        """The newest stored logo of a coin; None when there is none."""
+        """The newest stored logo of a coin; None when there is none (CoinApiError 404 for
+        a coin never collected)."""
         active = sorted(self.active)
 
         def read() -> bytes | None:
             self._refresh(active)
             found = self.index.latest_logo(key)
             if found is None:
+                if not self.index.known(key):
+                    raise self._never_collected(key)
                 return None
             job_id, relpath = found
             folder = (self.data_dir / job_id).resolve()

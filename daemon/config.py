@@ -6,7 +6,9 @@ every unknown or malformed key stops the start with a message naming the key.
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,9 +29,24 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class AuthConfig:
     username: str
-    password: str = field(repr=False)
+    #: The plaintext password; None when only `password_hash` is known.
+    password: str | None = field(repr=False)
     #: The variable named by `auth.password_env`, hidden from crawls like the password.
     password_env: str | None = None
+    #: `auth.password_hash` (see daemon.passwords) when no plaintext is configured.
+    password_hash: str | None = field(default=None, repr=False)
+    #: Where the password was read from, for the start-up warnings (never the value).
+    source: str = "password"
+
+
+@dataclass(frozen=True)
+class CrawlUser:
+    """The account crawls and `scrapy list` run as when the daemon runs as root."""
+
+    name: str
+    uid: int
+    gid: int
+    group: str
 
 
 @dataclass(frozen=True)
@@ -77,7 +94,15 @@ class Config:
     list_spiders_timeout: float = 60.0
     timezone: str = "UTC"
     misfire_grace: float = 3600.0
+    header_timeout: float = 20.0
+    min_free_bytes: int = 50 * 1024 * 1024
     projects: Mapping[str, LocalProject] = field(default_factory=dict)
+    crawl_user: CrawlUser | None = None
+    #: Projects (local or pushed, by name) whose crawls may open Scrapy's Telnet
+    #: console and remote-control server; every other crawl has both forced off.
+    crawl_consoles: frozenset[str] = frozenset()
+    #: The config file read (None = built-in defaults), for the start-up warnings.
+    source: Path | None = None
     scrapyd: ScrapydConfig = field(default_factory=ScrapydConfig)
 
     @property
@@ -118,8 +143,18 @@ _SCALARS: dict[str, tuple[type, ...]] = {
     "list_spiders_timeout": (int, float),
     "timezone": (str,),
     "misfire_grace": (int, float),
+    "header_timeout": (int, float),
+    "min_free_bytes": (int,),
 }
-_SECTIONS = {"auth", "tls", "projects", "scrapyd"}
+_SECTIONS = {
+    "auth",
+    "tls",
+    "projects",
+    "crawl_user",
+    "crawl_group",
+    "crawl_consoles",
+    "scrapyd",
+}
 
 
 def _check_type(key: str, value: Any, types: tuple[type, ...]) -> Any:
@@ -141,8 +176,10 @@ def _mapping(key: str, value: Any, allowed: set[str] | None) -> dict[str, Any]:
     return value
 
 
-def _auth(raw: Any, environ: Mapping[str, str]) -> AuthConfig | None:
-    section = _mapping("auth", raw, {"username", "password", "password_env"})
+def _auth(raw: Any, environ: Mapping[str, str], base: Path) -> AuthConfig | None:
+    section = _mapping(
+        "auth", raw, {"username", "password", "password_env", "password_file", "password_hash"}
+    )
     env_password = environ.get(PASSWORD_ENV)
     if not section and env_password is None:
         return None
@@ -154,22 +191,101 @@ def _auth(raw: Any, environ: Mapping[str, str]) -> AuthConfig | None:
     _check_type("auth.username", username, (str,))
     if not username or ":" in username:
         raise ConfigError("config key 'auth.username': a non-empty name without ':'")
+    given = [k for k in ("password", "password_file", "password_hash") if section.get(k)]
+    if len(given) > 1:
+        raise ConfigError(f"config keys {', '.join('auth.' + k for k in given)}: give only one")
     password = env_password
+    source = PASSWORD_ENV
     var = None
     if section.get("password_env"):
         var = _check_type("auth.password_env", section["password_env"], (str,))
     if password is None and var:
-        password = environ.get(var)
+        password, source = environ.get(var), "password_env"
         if password is None:
             raise ConfigError(f"config key 'auth.password_env': variable {var} is not set")
+    if password is None and section.get("password_file"):
+        password, source = _password_file(section["password_file"], base), "password_file"
     if password is None and section.get("password") is not None:
-        password = str(section["password"])
-    if not password:
+        password, source = str(section["password"]), "password"
+    hashed = None
+    if password is None and section.get("password_hash"):
+        from daemon.passwords import PasswordHashError, check_hash_format
+
+        hashed = _check_type("auth.password_hash", section["password_hash"], (str,))
+        try:
+            check_hash_format(hashed)
+        except PasswordHashError as exc:
+            raise ConfigError(f"config key 'auth.password_hash': {exc}") from None
+        source = "password_hash"
+    if not password and not hashed:
         raise ConfigError(
-            f"config key 'auth.password': auth.username is set but no password "
-            f"(give auth.password, auth.password_env, or {PASSWORD_ENV})"
+            f"config key 'auth.password': auth.username is set but no password (give "
+            f"auth.password_file, auth.password_hash, auth.password_env, auth.password, "
+            f"or {PASSWORD_ENV})"
         )
-    return AuthConfig(username=username, password=password, password_env=var)
+    return AuthConfig(
+        username=username, password=password, password_env=var, password_hash=hashed, source=source
+    )
+
+
+def _password_file(value: Any, base: Path) -> str:
+    """The first line of the file: so the password need not be in config.yaml (which
+    may be readable by all) nor in the daemon's environment (readable from /proc)."""
+    path = base / _check_type("auth.password_file", value, (str,))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"config key 'auth.password_file': cannot read {path}: {exc.strerror}"
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config key 'auth.password_file': {path} is not UTF-8 text") from None
+    password = text.rstrip("\r\n")
+    if not password or "\n" in password:
+        raise ConfigError(f"config key 'auth.password_file': {path} must hold one non-empty line")
+    return password
+
+
+def _crawl_user(user: Any, group: Any, euid: int) -> CrawlUser | None:
+    if user is None:
+        if group is not None:
+            raise ConfigError("config key 'crawl_group' needs 'crawl_user'")
+        return None
+    _check_type("crawl_user", user, (str,))
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise ConfigError(f"config key 'crawl_user': no user {user!r} on this system") from None
+    gid = entry.pw_gid
+    if group is not None:
+        _check_type("crawl_group", group, (str,))
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise ConfigError(f"config key 'crawl_group': no group {group!r}") from None
+    if entry.pw_uid == 0 or gid == 0:
+        raise ConfigError("config keys 'crawl_user'/'crawl_group': must not be root")
+    if euid != 0 and euid != entry.pw_uid:
+        raise ConfigError(
+            f"config key 'crawl_user': the daemon runs as uid {euid}, not root, so it "
+            f"cannot start crawls as {user}"
+        )
+    try:
+        group_name = grp.getgrgid(gid).gr_name
+    except KeyError:
+        group_name = str(gid)
+    return CrawlUser(name=user, uid=entry.pw_uid, gid=gid, group=group_name)
+
+
+def _crawl_consoles(raw: Any) -> frozenset[str]:
+    if raw is None:
+        return frozenset()
+    if not isinstance(raw, list):
+        raise ConfigError(f"config key 'crawl_consoles': expected a list of names, got {raw!r}")
+    for name in raw:
+        if not isinstance(name, str) or not _PROJECT_NAME_RE.match(name) or ".." in name:
+            raise ConfigError(f"config key 'crawl_consoles': not a project name: {name!r}")
+    return frozenset(raw)
 
 
 def _tls(raw: Any, base: Path) -> TLSConfig | None:
@@ -234,6 +350,7 @@ def load_config(
     path: str | os.PathLike[str] | None,
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    euid: int | None = None,
 ) -> Config:
     """Read `path` (None = defaults only), apply overrides (None values are ignored).
 
@@ -261,6 +378,9 @@ def load_config(
             raise ConfigError(f"config file {file}: expected a mapping at the top")
         raw = loaded or {}
         base = file.resolve().parent
+        values_source: Path | None = file.resolve()
+    else:
+        values_source = None
     for key in raw:
         if key not in _SCALARS and key not in _SECTIONS:
             raise ConfigError(f"unknown config key '{key}'")
@@ -279,7 +399,12 @@ def load_config(
             raise ConfigError(f"unknown override '{key}'")
         values[key] = Path(value) if key == "data_dir" else value
     values["data_dir"] = Path(values.get("data_dir", base / "data")).resolve()
-    values["auth"] = _auth(raw.get("auth"), environ)
+    values["auth"] = _auth(raw.get("auth"), environ, base)
+    values["crawl_user"] = _crawl_user(
+        raw.get("crawl_user"), raw.get("crawl_group"), os.geteuid() if euid is None else euid
+    )
+    values["crawl_consoles"] = _crawl_consoles(raw.get("crawl_consoles"))
+    values["source"] = values_source
     values["tls"] = _tls(raw.get("tls"), base)
     if "projects" in raw:
         values["projects"] = _projects(raw.get("projects"), base)
@@ -294,10 +419,22 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"config key 'port': {config.port} is not a TCP port")
     if config.slots < 1:
         raise ConfigError("config key 'slots': at least 1")
-    for key in ("completed_cap", "upload_max_bytes", "unpacked_max_bytes", "unpacked_max_files"):
+    for key in (
+        "completed_cap",
+        "upload_max_bytes",
+        "unpacked_max_bytes",
+        "unpacked_max_files",
+        "min_free_bytes",
+    ):
         if getattr(config, key) < 0:
             raise ConfigError(f"config key '{key}': must not be negative")
-    for key in ("cancel_grace", "max_runtime", "list_spiders_timeout", "misfire_grace"):
+    for key in (
+        "cancel_grace",
+        "max_runtime",
+        "list_spiders_timeout",
+        "misfire_grace",
+        "header_timeout",
+    ):
         if getattr(config, key) < 0:
             raise ConfigError(f"config key '{key}': must not be negative")
     try:

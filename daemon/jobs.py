@@ -7,6 +7,7 @@ the scheduler's host: `scheduled_jobs()` and `fire()`.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import uuid
@@ -18,8 +19,10 @@ from typing import Any, Protocol, TypeVar
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
+from daemon.backlog import WriteBacklog
 from daemon.errors import DaemonError
 from daemon.launcher import Crawl, Launcher, Outcome, find_crawl_process, process_alive
 from daemon.schedule import ScheduleError, parse_when
@@ -37,6 +40,7 @@ from daemon.store import (
     Job,
     StateConflict,
     Store,
+    StoreFull,
 )
 
 log = Logger()
@@ -71,6 +75,17 @@ class ProjectsLike(Protocol):
 
 def _ts(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def free_bytes(path: Path) -> int:
+    """Bytes an unprivileged writer may still use on the file system holding `path`
+    (one statvfs call, a few microseconds: cheap enough for every status.json)."""
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+# While pending jobs wait for disk space, the free space is checked this often.
+DISK_RECHECK_SECONDS = 1.0
 
 
 # Scrapy's engine logs this at INFO as the last word of every crawl that ran a spider.
@@ -167,6 +182,8 @@ class JobsService(Service):
         max_runtime: float = 0.0,
         completed_cap: int = 0,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        min_free_bytes: int = 0,
+        disk_free: Callable[[], int] | None = None,
     ) -> None:
         self.store = store
         self.launcher = launcher
@@ -180,6 +197,12 @@ class JobsService(Service):
         self.scheduler: SchedulerLike | None = None
         self._listeners: list[Callable[[Job], None]] = []
         self._stopping = False
+        self.min_free_bytes = min_free_bytes
+        self.disk_free = disk_free or (lambda: free_bytes(self.data_dir))
+        # State changes that found the disk full: written, in order, once space is back.
+        self.backlog = WriteBacklog(launcher.reactor, on_drained=self.dispatch)
+        self._recheck: IDelayedCall | None = None
+        self._held_for_disk = False
 
     # -- service life --------------------------------------------------------
 
@@ -192,7 +215,10 @@ class JobsService(Service):
         """Stop every crawl (SIGTERM, SIGKILL after the grace) and record it FAILED."""
         super().stopService()
         self._stopping = True
+        if self._recheck is not None and self._recheck.active():
+            self._recheck.cancel()
         d = self.launcher.stop_all("shutdown")
+        d.addBoth(lambda result: (self.backlog.cancel(), result)[1])
         return d.addCallback(lambda _: None)
 
     def recover(self) -> None:
@@ -215,7 +241,7 @@ class JobsService(Service):
                 continue
             pid, start = alive
             if job.pid != pid:
-                self.store.record_process(job.id, pid, start)
+                self._record_process(job.id, pid, start)
             log.info(
                 "following crawl {job} (pid {pid}) started by an earlier daemon",
                 job=job.id,
@@ -293,7 +319,7 @@ class JobsService(Service):
         """`<data_dir>/<id>/`, the crawl's output folder (may not exist yet)."""
         return self.data_dir / str(uuid.UUID(job_id))
 
-    def figures(self) -> dict[str, int]:
+    def figures(self) -> dict[str, int | None]:
         counts = self.store.figures()
         return {
             **{name: counts[name] for name in COUNTERS},
@@ -301,7 +327,22 @@ class JobsService(Service):
             "running": len(self.launcher.running),
             "pending": counts["pending"],
             "jobs-scheduled": counts["jobs-scheduled"],
+            "disk-free-bytes": self._free_bytes(),
+            "min-free-bytes": self.min_free_bytes,
+            "state-writes-waiting": len(self.backlog),
         }
+
+    def _free_bytes(self) -> int | None:
+        try:
+            return self.disk_free()
+        except OSError:
+            return None
+
+    def disk_low(self) -> bool:
+        """Below `min_free_bytes` under data_dir: new crawls wait (a crawl started now
+        would fail writing its items and logs, and its end might not be recordable)."""
+        free = self._free_bytes()
+        return self.min_free_bytes > 0 and free is not None and free < self.min_free_bytes
 
     # -- submit / cancel -----------------------------------------------------
 
@@ -400,6 +441,9 @@ class JobsService(Service):
         job = self.store.get(job_id)
         if job is None:
             return _fail(JobError(f"Unknown job: {job_id}", 404))
+        ended = job_id not in self.launcher.running and self.backlog.holds(job_id)
+        if job.status == RUNNING and ended:  # the disk has not let us record its end yet
+            return _fail(JobError(f"Job {job_id} is not active", 400))
         if job.status == SCHEDULED:
             if self.scheduler is not None:
                 self.scheduler.remove(job_id)
@@ -452,22 +496,39 @@ class JobsService(Service):
             max_runtime=parent.max_runtime,
             parent=job_id,
         )
-        inserted = self.store.fire(
-            job_id, fire_time.timestamp(), next_run.timestamp() if next_run else None, run
+        fired: list[str] = []
+
+        def done(inserted: Job | None) -> None:
+            if inserted is None:
+                text = f"firing of {fire_time.isoformat()} skipped: the last run is still active"
+                log.info("job {id}: {text}", id=job_id, text=text)
+                self.record_event(job_id, text)
+                return
+            fired.append(inserted.id)
+            self.dispatch()
+
+        # A firing that finds the disk full is written (with its own fire time) later.
+        self.backlog.write(
+            job_id,
+            f"firing of job {job_id} at {fire_time.isoformat()}",
+            lambda: self.store.fire(
+                job_id, fire_time.timestamp(), next_run.timestamp() if next_run else None, run
+            ),
+            done,
         )
-        if inserted is None:
-            text = f"firing of {fire_time.isoformat()} skipped: the last run is still active"
-            log.info("job {id}: {text}", id=job_id, text=text)
-            self.store.add_event(job_id, text)
-            return None
-        self.dispatch()
-        return inserted.id
+        return fired[0] if fired else None
 
     def set_next_run(self, job_id: str, next_run: datetime | None) -> None:
-        self.store.set_next_run(job_id, next_run.timestamp() if next_run else None)
+        value = next_run.timestamp() if next_run else None
+        self.backlog.write(
+            job_id, f"next run of job {job_id}", lambda: self.store.set_next_run(job_id, value)
+        )
 
     def record_event(self, job_id: str, text: str) -> None:
-        self.store.add_event(job_id, text)
+        at = self.store.now()
+        self.backlog.write(
+            job_id, f"event of job {job_id}", lambda: self.store.add_event(job_id, text, at)
+        )
 
     def events(self, job_id: str, limit: int = 50) -> list[tuple[float, str]]:
         return self.store.events(job_id, limit)
@@ -480,20 +541,46 @@ class JobsService(Service):
 
     def dispatch(self) -> None:
         """Fill every free slot with the oldest pending job, now (called on every event
-        that can free a slot or add a job: no polling)."""
+        that can free a slot or add a job: no polling, except while jobs wait for disk
+        space: then the free space is checked every DISK_RECHECK_SECONDS).
+
+        Nothing starts while state changes wait to be written (one of them may be the
+        cancel of the very job that would start) or while the free space under
+        data_dir is below min_free_bytes."""
         if self._stopping or not self.running:
             return
         while len(self.launcher.running) < self.slots:
+            if self.backlog:
+                return  # its drain dispatches again
             job = self.store.oldest_pending()
             if job is None:
                 return
-            self._start(job)
+            if self.disk_low() or not self._start(job):
+                self._wait_for_disk()
+                return
+        self._held_for_disk = False
 
-    def _start(self, job: Job) -> None:
+    def _wait_for_disk(self) -> None:
+        if not self._held_for_disk:
+            self._held_for_disk = True
+            log.warn(
+                "pending jobs wait: {free} bytes free under the data folder, "
+                "min_free_bytes is {floor}",
+                free=self._free_bytes(),
+                floor=self.min_free_bytes,
+            )
+        if self._recheck is None or not self._recheck.active():
+            self._recheck = self.launcher.reactor.callLater(DISK_RECHECK_SECONDS, self.dispatch)
+
+    def _start(self, job: Job) -> bool:
+        """False when the disk is too full to even record the start (it stays PENDING)."""
         try:
             job = self.store.mark_running(job.id)
         except StateConflict:
-            return
+            return True
+        except StoreFull:
+            return False
+        self._held_for_disk = False
         self._notify(job)
         release: Callable[[], Any] = _nothing
         try:
@@ -502,17 +589,31 @@ class JobsService(Service):
             settings = {**self.projects.settings(job.project), **job.settings}
             max_runtime = job.max_runtime if job.max_runtime is not None else self.max_runtime
             crawl: Crawl = self.launcher.start(
-                job.id, job.spider, cwd, settings, job.payload, max_runtime or None
+                job.id,
+                job.spider,
+                cwd,
+                settings,
+                job.payload,
+                max_runtime or None,
+                project=job.project,
             )
         except Exception as exc:
             release()
             message = getattr(exc, "message", None) or str(exc)
             log.error("job {id} could not start: {msg}", id=job.id, msg=message)
             self._record_end(job.id, FAILED, f"could not start: {message}", None)
-            return
-        self.store.record_process(job.id, crawl.pid, crawl.proc_start)
+            return True
+        self._record_process(job.id, crawl.pid, crawl.proc_start)
         crawl.ended.addCallback(self._on_end, job.id)
         crawl.ended.addBoth(lambda result: (release(), result)[1])
+        return True
+
+    def _record_process(self, job_id: str, pid: int, proc_start: float | None) -> None:
+        self.backlog.write(
+            job_id,
+            f"process of job {job_id}",
+            lambda: self.store.record_process(job_id, pid, proc_start),
+        )
 
     def _on_end(self, outcome: Outcome, job_id: str) -> Outcome:
         manifest = self._manifest(job_id)
@@ -525,7 +626,7 @@ class JobsService(Service):
         exit_code = outcome.exit_code
         if exit_code is None and outcome.signal is not None:
             exit_code = -outcome.signal  # as subprocess reports a death by signal
-        self._record_end(job_id, status, reason, exit_code)
+        self._record_end(job_id, status, reason, exit_code, outcome.leftovers_killed)
         self.dispatch()
         return outcome
 
@@ -542,22 +643,44 @@ class JobsService(Service):
             return {"close_reason": "unreadable job.json"}
 
     def _record_end(
-        self, job_id: str, status: str, reason: str | None, exit_code: int | None
+        self,
+        job_id: str,
+        status: str,
+        reason: str | None,
+        exit_code: int | None,
+        leftovers_killed: int | None = None,
     ) -> Job | None:
-        job = self.store.finish(job_id, status, reason, exit_code)
-        if job is not None:
-            log.info(
-                "job {id} {status}{why}",
-                id=job_id,
-                status=status,
-                why=f" ({reason})" if reason else "",
+        """Record a job's end; on a full disk it is written later (with the time it
+        really ended) and None is returned meanwhile."""
+        at = self.store.now()
+        ended: list[Job | None] = []
+
+        def write() -> Job | None:
+            return self.store.finish(
+                job_id, status, reason, exit_code, leftovers_killed=leftovers_killed, at=at
             )
-            self._notify(job)
-            self._purge()
-        return job
+
+        def written(job: Job | None) -> None:
+            ended.append(job)
+            if job is not None:
+                log.info(
+                    "job {id} {status}{why}",
+                    id=job_id,
+                    status=status,
+                    why=f" ({reason})" if reason else "",
+                )
+                self._notify(job)
+                self._purge()
+
+        self.backlog.write(job_id, f"end of job {job_id} ({status})", write, written)
+        return ended[0] if ended else None
 
     def _purge(self) -> None:
-        for job_id in self.store.purge_completed(self.completed_cap):
+        try:
+            purged = self.store.purge_completed(self.completed_cap)
+        except StoreFull:
+            return  # forgetting old jobs can wait for the next end
+        for job_id in purged:
             for kind in ("out", "err"):
                 self.launcher.log_path(job_id, kind).unlink(missing_ok=True)
 

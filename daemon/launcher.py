@@ -27,12 +27,21 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from daemon.children import child_env, scrapy_command
+from daemon.config import CrawlUser
+from daemon.isolation import close_private_files, open_job_dir, seal_job_dir
+from daemon.leftovers import JOB_ENV, children_of, kill_leftovers
 from daemon.spider_args import crawl_arguments
 
 log = Logger()
 
 # Settings the daemon sets itself; a job may not override them.
-RESERVED_SETTINGS = frozenset({"JOB_ID", "DATA_DIR", "REMOTE_CONTROL_ENABLED"})
+RESERVED_SETTINGS = frozenset(
+    {"JOB_ID", "DATA_DIR", "REMOTE_CONTROL_ENABLED", "TELNETCONSOLE_ENABLED"}
+)
+# Scrapy's Telnet console (on by Scrapy's default, its password printed in the log that
+# get-log serves) and remote-control server: a shell inside the crawl for whoever reads
+# logs. Forced off on the command line, which beats the project's and spider's settings.
+_CONSOLES_OFF = ["-s", "REMOTE_CONTROL_ENABLED=False", "-s", "TELNETCONSOLE_ENABLED=False"]
 
 
 def crawl_args(
@@ -41,8 +50,10 @@ def crawl_args(
     data_dir: Path,
     settings: Mapping[str, str] | None = None,
     payload: str | None = None,
+    consoles: bool = False,
 ) -> list[str]:
-    """The `scrapy` arguments of one job; the daemon's own settings come last and win."""
+    """The `scrapy` arguments of one job; the daemon's own settings come last and win.
+    `consoles` (the project is in `crawl_consoles`) leaves the consoles to the project."""
     args = ["crawl", spider]
     for key, value in (settings or {}).items():
         if key not in RESERVED_SETTINGS:
@@ -52,9 +63,9 @@ def crawl_args(
         f"JOB_ID={job_id}",
         "-s",
         f"DATA_DIR={Path(data_dir).resolve()}",
-        "-s",
-        "REMOTE_CONTROL_ENABLED=False",
     ]
+    if not consoles:
+        args += _CONSOLES_OFF
     args += crawl_arguments(payload)
     return args
 
@@ -65,12 +76,19 @@ def crawl_command(args: list[str], python: str = sys.executable) -> list[str]:
 
 
 def crawl_env(
-    data_dir: Path, base: Mapping[str, str] | None = None, hidden: Iterable[str] = ()
+    data_dir: Path,
+    base: Mapping[str, str] | None = None,
+    hidden: Iterable[str] = (),
+    job_id: str | None = None,
 ) -> dict[str, str]:
-    """A crawl's environment: the daemon's without its secrets (see child_env)."""
+    """A crawl's environment: the daemon's without its secrets (see child_env), and
+    the job's id under JOB_ENV, which tells its processes apart once it ended (see
+    daemon.leftovers)."""
     env = child_env(hidden, base)
     env["SPIDER_DATA_DIR"] = str(Path(data_dir).resolve())
     env["PYTHONUNBUFFERED"] = "1"
+    if job_id is not None:
+        env[JOB_ENV] = job_id
     return env
 
 
@@ -83,6 +101,8 @@ class Outcome:
     stop_reason: str | None  # "cancel", "timeout", "shutdown" when the daemon stopped it
     killed: bool = False  # needed SIGKILL after the grace period
     orphan: bool = False
+    # Processes of the crawl still alive when its main process had ended, killed then.
+    leftovers_killed: int | None = None
 
 
 @dataclass
@@ -183,6 +203,13 @@ def kill_escaped(pids: list[tuple[int, float]], sig: int) -> None:
                 os.kill(pid, sig)
 
 
+def untracked_children() -> list[int]:
+    """The daemon's children that Twisted did not spawn: orphans re-parented to it."""
+    from twisted.internet.process import reapProcessHandlers
+
+    return [pid for pid in children_of(os.getpid()) if pid not in reapProcessHandlers]
+
+
 class _CrawlProtocol(protocol.ProcessProtocol):
     def __init__(self, on_end: Callable[[Failure], None]) -> None:
         self._on_end = on_end
@@ -202,13 +229,20 @@ class Launcher:
         cancel_grace: float,
         orphan_poll: float = 0.5,
         hidden_env: Iterable[str] = (),
+        crawl_user: CrawlUser | None = None,
+        console_projects: Iterable[str] = (),
     ) -> None:
         self.reactor = reactor
         self.data_dir = Path(data_dir).resolve()
         self.logs_dir = Path(logs_dir).resolve()
         self.cancel_grace = cancel_grace
         self.hidden_env = tuple(hidden_env)
+        self.crawl_user = crawl_user
+        self.console_projects = frozenset(console_projects)
         self.running: dict[str, Crawl] = {}
+        # Set when the daemon is a child subreaper (daemon.leftovers): an ended crawl's
+        # surviving descendants are then all found under the daemon's own children.
+        self.subreaper = False
         self._orphan_poll = orphan_poll
         self._orphan_loop: LoopingCall | None = None
 
@@ -223,10 +257,17 @@ class Launcher:
         settings: Mapping[str, str] | None = None,
         payload: str | None = None,
         max_runtime: float | None = None,
+        project: str | None = None,
     ) -> Crawl:
         """Spawn the crawl now; raises OSError when it cannot be started."""
         self.logs_dir.mkdir(parents=True, exist_ok=True)
-        argv = crawl_command(crawl_args(spider, job_id, self.data_dir, settings, payload))
+        consoles = project is not None and project in self.console_projects
+        argv = crawl_command(crawl_args(spider, job_id, self.data_dir, settings, payload, consoles))
+        ids: dict[str, int] = {}
+        if self.crawl_user is not None:
+            close_private_files(self.data_dir)
+            open_job_dir(self.data_dir / job_id, self.crawl_user)
+            ids = {"uid": self.crawl_user.uid, "gid": self.crawl_user.gid}
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
         fds = []
         try:
@@ -235,14 +276,20 @@ class Launcher:
             fds.append(os.open(self.log_path(job_id, "err"), flags, 0o644))
             holder: dict[str, Crawl] = {}
             proto = _CrawlProtocol(lambda reason: self._ended(holder["crawl"], reason))
-            transport = self.reactor.spawnProcess(
-                proto,
-                argv[0],
-                argv,
-                env=crawl_env(self.data_dir, hidden=self.hidden_env),
-                path=str(cwd),
-                childFDs={0: fds[0], 1: fds[1], 2: fds[2]},
-            )
+            try:
+                transport = self.reactor.spawnProcess(
+                    proto,
+                    argv[0],
+                    argv,
+                    env=crawl_env(self.data_dir, hidden=self.hidden_env, job_id=job_id),
+                    path=str(cwd),
+                    childFDs={0: fds[0], 1: fds[1], 2: fds[2]},
+                    **ids,
+                )
+            except BaseException:
+                if self.crawl_user is not None:  # no crawl: the folder goes back to root
+                    seal_job_dir(self.data_dir / job_id)
+                raise
         finally:
             for fd in fds:
                 os.close(fd)
@@ -319,12 +366,35 @@ class Launcher:
         self._finish(crawl, Outcome(exit_code, sig, crawl.stop_reason, crawl.killed))
 
     def _finish(self, crawl: Crawl, outcome: Outcome) -> None:
-        # Descendants that ignored SIGTERM or outlived their leader go with it.
+        # Descendants that ignored SIGTERM or outlived their leader go with it, however
+        # the crawl ended: found by their job tag or process group, counted, killed.
+        group_is_ours = not crawl.orphan or _orphan_may_be_signalled(crawl)
+        rooted = self.subreaper and not crawl.orphan
+        alone = not any(c is not crawl for c in self.running.values())
+        outcome.leftovers_killed = kill_leftovers(
+            crawl.job_id,
+            crawl.pid if group_is_ours else None,
+            roots=untracked_children if rooted else None,
+            # With no other crawl running, an orphan without the job tag (a helper
+            # started with a scrubbed environment) can only be a leftover too.
+            take_untagged_roots=rooted and alone,
+        )
+        if outcome.leftovers_killed:
+            log.info(
+                "job {id}: killed {n} process(es) left over after the crawl ended",
+                id=crawl.job_id,
+                n=outcome.leftovers_killed,
+            )
         signal_crawl(crawl, signal.SIGKILL, ended=True)
         kill_escaped(crawl.descendants, signal.SIGKILL)
         for timer in crawl.timers:
             if timer.active():
                 timer.cancel()
+        if self.crawl_user is not None:
+            try:
+                seal_job_dir(self.data_dir / crawl.job_id)
+            except OSError as exc:
+                log.error("cannot take back job folder {id}: {exc}", id=crawl.job_id, exc=exc)
         crawl.outcome = outcome
         self.running.pop(crawl.job_id, None)
         crawl.ended.callback(outcome)

@@ -16,6 +16,7 @@ is untouched; after it the previous folder is deleted. Whatever a crash leaves b
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -43,7 +44,7 @@ from daemon.archive import (
     read_archive,
 )
 from daemon.children import child_env, scrapy_command
-from daemon.config import LocalProject
+from daemon.config import CrawlUser, LocalProject
 from daemon.errors import DaemonError
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,11 @@ class _Pushed:
     version: str
     spiders: tuple[str, ...]
     pushed: str
+
+
+def _os_error_status(exc: OSError) -> int:
+    """507 (Insufficient Storage) when the disk is full, else 500."""
+    return 507 if exc.errno in (errno.ENOSPC, errno.EDQUOT) else 500
 
 
 def _no_guard(name: str, spiders: list[str]) -> str | None:
@@ -239,6 +245,7 @@ class ProjectStore:
         list_timeout: float = 60.0,
         reactor: Any = None,
         hidden_env: Iterable[str] = (),
+        crawl_user: CrawlUser | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -248,6 +255,8 @@ class ProjectStore:
         self.limits = limits or ArchiveLimits()
         self.list_timeout = list_timeout
         self.hidden_env = tuple(hidden_env)
+        #: `scrapy list` imports pushed code: it runs as the crawl user like a crawl.
+        self.crawl_user = crawl_user
         self.root = Path(root).resolve()
         self._records = self.root / "records"
         self._versions = self.root / "versions"
@@ -388,9 +397,12 @@ class ProjectStore:
             p for p in (str(path), os.environ.get("PYTHONPATH", "")) if p
         )
         args = scrapy_command(["list"])
+        ids: dict[str, int] = {}
+        if self.crawl_user is not None:
+            ids = {"uid": self.crawl_user.uid, "gid": self.crawl_user.gid}
         try:
             IReactorProcess(self._reactor).spawnProcess(
-                proto, args[0], args, env=env, path=str(path)
+                proto, args[0], args, env=env, path=str(path), **ids
             )
         except OSError as exc:
             proto.done.errback(ProjectError(f"cannot start scrapy list for {label}: {exc}", 500))
@@ -441,7 +453,7 @@ class ProjectStore:
                     _write_json_atomic(self._records / f"{name}.json", self._tmp, _as_json(record))
                 except OSError as exc:
                     msg = f"cannot record project {name}: {exc.strerror or exc}"
-                    raise ProjectError(msg, 500) from None
+                    raise ProjectError(msg, _os_error_status(exc)) from None
                 self._pushed[name] = record
                 committed = True
             finally:
@@ -464,7 +476,8 @@ class ProjectStore:
         except ArchiveError as exc:
             raise ProjectError(exc.message, exc.http_status) from None
         except OSError as exc:
-            raise ProjectError(f"cannot unpack the archive: {exc.strerror or exc}", 500) from None
+            message = f"cannot unpack the archive: {exc.strerror or exc}"
+            raise ProjectError(message, _os_error_status(exc)) from None
 
     async def _remove(self, name: str, guard: Guard) -> None:
         if name in self._local:

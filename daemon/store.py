@@ -8,6 +8,7 @@ under a millisecond; big reads (list-jobs pages) go through `read_in_thread`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -20,6 +21,8 @@ from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
+
+from daemon.errors import DaemonError
 
 T = TypeVar("T")
 
@@ -39,7 +42,7 @@ SCHEDULER = "SCHEDULER"
 _COUNTER_OF = {SUCCESSFUL: "jobs-successful", FAILED: "jobs-failed", CANCELED: "jobs-canceled"}
 COUNTERS = ("jobs-run", "jobs-successful", "jobs-failed", "jobs-canceled")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -66,7 +69,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     timezone TEXT,
     last_fire REAL,
     next_run REAL,
-    skipped INTEGER NOT NULL DEFAULT 0
+    skipped INTEGER NOT NULL DEFAULT 0,
+    leftovers_killed INTEGER
 );
 CREATE INDEX IF NOT EXISTS jobs_status_seq ON jobs (status, seq);
 CREATE INDEX IF NOT EXISTS jobs_active_seq ON jobs (active, seq);
@@ -98,6 +102,32 @@ class StateConflict(Exception):
     """A job was not in the state a transition needs (it changed meanwhile)."""
 
 
+class StoreFull(DaemonError):
+    """A write found no room on the disk (SQLITE_FULL): nothing of it was written.
+
+    Its own type because it passes: the jobs service retries such writes once space is
+    back, and a client is told 507 (Insufficient Storage) instead of a bare 500.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Not enough free disk space under the daemon's data folder to record this "
+            "(database or disk is full); free some space and retry",
+            507,
+        )
+
+
+_SQLITE_FULL = 13
+
+
+def _is_full(exc: BaseException) -> bool:
+    """Whether a SQLite error means the disk (or the database's size limit) is full."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    return (code is not None and code & 0xFF == _SQLITE_FULL) or "disk is full" in str(exc)
+
+
 @dataclass(frozen=True)
 class Job:
     """One row of the jobs table: a run, or a scheduled job that spawns runs."""
@@ -125,6 +155,7 @@ class Job:
     last_fire: float | None = None
     next_run: float | None = None
     skipped: int = 0
+    leftovers_killed: int | None = None
     #: Higher runs first among pending jobs (scrapyd's `priority`); 0 for scrapy-do's.
     priority: float = 0.0
     seq: int = 0
@@ -158,6 +189,7 @@ _COLUMNS = [
     "last_fire",
     "next_run",
     "skipped",
+    "leftovers_killed",
     "priority",
     "seq",
 ]
@@ -232,23 +264,44 @@ class Store:
             self._conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
             )
+        elif row[0] == "1":
+            self._migrate_from_1()
         elif row[0] != str(SCHEMA_VERSION):
             raise StoreError(f"store {self.path} has schema {row[0]}, expected {SCHEMA_VERSION}")
+
+    def _migrate_from_1(self) -> None:
+        """Schema 1 -> 2: jobs gain `leftovers_killed` (NULL for runs of the old daemon,
+        which did not count them)."""
+        with self.transaction() as conn:
+            conn.execute("ALTER TABLE jobs ADD COLUMN leftovers_killed INTEGER")
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         self._conn.close()
 
+    def now(self) -> float:
+        """The store's clock: a write queued for later keeps the time it was made."""
+        return self._clock()
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: everything inside commits together or not at all."""
+        """One write transaction: everything inside commits together or not at all.
+
+        A full disk (at any statement, the COMMIT included) rolls it back and raises
+        StoreFull.
+        """
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
         try:
+            conn.execute("BEGIN IMMEDIATE")
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            if _is_full(exc):
+                raise StoreFull() from None
             raise
-        conn.execute("COMMIT")
 
     def read_in_thread(self, fn: Callable[[sqlite3.Connection], T]) -> Deferred[T]:
         """Run `fn(connection)` in a worker thread on a read-only connection of its own.
@@ -427,14 +480,17 @@ class Store:
         reason: str | None = None,
         exit_code: int | None = None,
         from_statuses: Sequence[str] = (PENDING, RUNNING, SCHEDULED),
+        leftovers_killed: int | None = None,
+        at: float | None = None,
     ) -> Job | None:
         """Move an active job to a final status; None when it was not active any more.
 
         The jobs-successful/failed/canceled counters count runs, so a SCHEDULED job that
-        ends (cancelled, or no fire time left) does not move them.
+        ends (cancelled, or no fire time left) does not move them. `at`: when it ended,
+        for a write retried later (after a full disk) that must keep the true time.
         """
         assert status in COMPLETED_STATUSES
-        now = self._clock()
+        now = self._clock() if at is None else at
         marks = ", ".join("?" * len(from_statuses))
         with self.transaction() as conn:
             row = conn.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -442,20 +498,20 @@ class Store:
                 return None
             conn.execute(
                 f"UPDATE jobs SET status = ?, active = 0, finished = ?, updated = ?, "
-                f"reason = ?, exit_code = ?, next_run = NULL "
+                f"reason = ?, exit_code = ?, leftovers_killed = ?, next_run = NULL "
                 f"WHERE id = ? AND status IN ({marks})",
-                (status, now, now, reason, exit_code, job_id, *from_statuses),
+                (status, now, now, reason, exit_code, leftovers_killed, job_id, *from_statuses),
             )
             if row[0] != SCHEDULED:
                 self._bump(conn, _COUNTER_OF[status])
         return self.get(job_id)
 
-    def add_event(self, job_id: str, text: str) -> None:
+    def add_event(self, job_id: str, text: str, at: float | None = None) -> None:
         """A line of a job's history (e.g. firings missed while the daemon was down)."""
         with self.transaction() as conn:
             conn.execute(
                 "INSERT INTO job_events (job_id, time, text) VALUES (?, ?, ?)",
-                (job_id, self._clock(), text[:2000]),
+                (job_id, self._clock() if at is None else at, text[:2000]),
             )
 
     def events(self, job_id: str, limit: int = 50) -> list[tuple[float, str]]:

@@ -95,10 +95,15 @@ class Stubborn(scrapy.Spider):
 
 
 def write_scrapy_project(
-    folder: Path, name: str, spiders: dict[str, str], log_level: str = "INFO"
+    folder: Path,
+    name: str,
+    spiders: dict[str, str],
+    log_level: str = "INFO",
+    telnet_console_off: bool = True,
 ) -> Path:
     """A minimal Scrapy project `name` in `folder` (scrapy.cfg at its top) whose spider
-    modules are `spiders` (file name -> source)."""
+    modules are `spiders` (file name -> source). `telnet_console_off=False` leaves the
+    Telnet console at Scrapy's default (on), as a project pushed by a user may."""
     pkg = folder / name
     (pkg / "spiders").mkdir(parents=True, exist_ok=True)
     (folder / "scrapy.cfg").write_text(
@@ -111,10 +116,10 @@ def write_scrapy_project(
             BOT_NAME = "{name}"
             SPIDER_MODULES = ["{name}.spiders"]
             TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
-            TELNETCONSOLE_ENABLED = False
             LOG_LEVEL = "{log_level}"
             """
         )
+        + ("TELNETCONSOLE_ENABLED = False\n" if telnet_console_off else "")
     )
     (pkg / "spiders" / "__init__.py").write_text("")
     for filename, source in spiders.items():
@@ -157,6 +162,7 @@ class DaemonProcess:
         self.config = config
         self.workdir = workdir
         self.env = {**os.environ, **(env or {})}
+        self.python = PYTHON  # the daemon's interpreter, which its crawls run with too
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.log_path = workdir / "daemon.log"
@@ -170,7 +176,15 @@ class DaemonProcess:
         port_file.unlink(missing_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [PYTHON, "-m", "daemon", "--config", str(self.config), "--port-file", str(port_file)],
+            [
+                self.python,
+                "-m",
+                "daemon",
+                "--config",
+                str(self.config),
+                "--port-file",
+                str(port_file),
+            ],
             cwd=ROOT,
             env=self.env,
             stdout=log,

@@ -281,6 +281,9 @@ def test_auth_answers_scrapyds_401_on_both_listeners(tmp_path: Path) -> None:
             assert refused.status_code == 401 and refused.content == b"Unauthorized"
             wrong = api.get("daemonstatus.json", base=base, auth=("user", "nope"))
             assert wrong.status_code == 401 and wrong.content == b"Unauthorized"
+            # A body is refused from the headers, before it is read: the same answer.
+            posted = api.post("schedule.json", base=base, data={"project": "x" * 5000})
+            assert posted.status_code == 401 and posted.content == b"Unauthorized"
             assert (
                 api.get("daemonstatus.json", base=base, auth=("user", "pw")).json()["status"]
                 == "ok"

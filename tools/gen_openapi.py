@@ -49,7 +49,9 @@ def ok_with(props: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, 
 def site_errors(*, post: bool, api: bool = False) -> dict[str, Any]:
     out = {
         "401": json_response(
-            "Authentication required (auth on, credentials missing or wrong); nothing else said",
+            "Authentication required (auth on, credentials missing or wrong); nothing else "
+            "said. Decided from the request line and headers: a request with a body gets it "
+            "before its body is read, and the connection closes after the body",
             ref("Error"),
         ),
         "405": json_response(
@@ -67,7 +69,8 @@ def scrapydo_errors(*codes: int, post: bool = False) -> dict[str, Any]:
         400: "Bad request (missing, repeated, malformed or non-UTF-8 parameter; bad body)",
         404: "Unknown project, job or log",
         409: "Conflict (the project has active jobs)",
-        500: "A fault of the daemon's host (disk full, cannot start `scrapy list`)",
+        500: "A fault of the daemon's host (cannot start `scrapy list`)",
+        507: "Insufficient storage: the disk holding the data folder is full",
     }
     out = {str(c): json_response(texts[c], ref("Error")) for c in codes}
     out.update(site_errors(post=post))
@@ -137,6 +140,11 @@ JOB = obj(
         "next_run": STRN,
         "last_fire": STRN,
         "skipped": INTN,
+        "leftovers_killed": {
+            **INTN,
+            "description": "processes of the crawl still alive after its main process "
+            "ended, killed then (null: not a run, or not ended yet)",
+        },
         "events": {
             "type": "array",
             "description": "the job's history (only when asked by id)",
@@ -156,6 +164,11 @@ COIN = {
         "name": STRN,
         "symbol": STRN,
         "slug": STRN,
+        "currency": {
+            **STRN,
+            "description": "currency of the figures: USD for coin pages, the crawl's convert "
+            "for the Pro API (older records get theirs from the job's arguments, else USD)",
+        },
         "source": STRN,
         "scraped_at": STRN,
     },
@@ -163,11 +176,14 @@ COIN = {
 
 COIN_ERRORS = {
     "400": json_response(
-        "Bad parameter (coin API envelope) or a malformed body (scrapy-do envelope)",
+        "Bad or unknown parameter, the message naming it and the accepted ones (coin API "
+        "envelope), or a malformed body (scrapy-do envelope)",
         {"anyOf": [ref("CoinError"), ref("Error")]},
     ),
     "404": json_response(
-        "Never collected / unknown job, or no such path (coin API envelope)", ref("CoinError")
+        "Never collected (by that id or slug, or in that currency) / unknown job, or no such "
+        "path (coin API envelope)",
+        ref("CoinError"),
     ),
     **site_errors(post=False, api=True),
 }
@@ -187,8 +203,16 @@ LIMIT_OFFSET = [
     query("limit", int_or_empty(1, 1000), "page size (default 100)"),
     query("offset", int_or_empty(0, 10_000_000), "rows skipped"),
 ]
+CURRENCY = query(
+    "currency",
+    {"type": "string", "pattern": "^[A-Za-z0-9]{0,10}$"},
+    "currency code of the figures (USD, EUR, BTC...; any case; default USD): records in "
+    "other currencies are left out, never mixed in",
+)
 COIN_KEY = path_param(
-    "coin", {"type": "string", "minLength": 1, "maxLength": 200}, "the coin's CMC id or its slug"
+    "coin",
+    {"type": "string", "minLength": 1, "maxLength": 200},
+    "the coin's CMC id or its slug (not its symbol: use /api/coins/?symbol=)",
 )
 JOB_ID_PARAM = path_param(
     "job_id",
@@ -220,6 +244,18 @@ PATHS: dict[str, Any] = {
                             "slots": INT,
                             "running": INT,
                             "pending": INT,
+                            "disk-free-bytes": {
+                                **INTN,
+                                "description": "free bytes on the file system of data_dir",
+                            },
+                            "min-free-bytes": {
+                                **INT,
+                                "description": "below it new crawls wait PENDING (0: no floor)",
+                            },
+                            "state-writes-waiting": {
+                                **INT,
+                                "description": "job state changes waiting for disk space",
+                            },
                             "projects": INT,
                             "reactor-max-stall-ms": {
                                 **NUMN,
@@ -275,7 +311,7 @@ PATHS: dict[str, Any] = {
                         ("name", "spiders"),
                     ),
                 ),
-                **scrapydo_errors(400, 409, 500, post=True),
+                **scrapydo_errors(400, 409, 500, 507, post=True),
             },
         }
     },
@@ -354,7 +390,7 @@ PATHS: dict[str, Any] = {
                         ("identifier",),
                     ),
                 ),
-                **scrapydo_errors(400, 404, 500, post=True),
+                **scrapydo_errors(400, 404, 500, 507, post=True),
             },
         }
     },
@@ -426,7 +462,12 @@ PATHS: dict[str, Any] = {
                     "description": "Part of the log (Range)",
                     "content": {"text/plain": {"schema": STR}},
                 },
-                "416": {"description": "Range not satisfiable"},
+                "416": json_response(
+                    "Range not satisfiable: no range starts within the log, or more than 8 "
+                    "separate ranges remain once overlapping and adjacent ones are merged "
+                    "(Content-Range: bytes */<size>)",
+                    ref("Error"),
+                ),
                 **scrapydo_errors(400, 404),
             },
         }
@@ -514,6 +555,11 @@ PATHS: dict[str, Any] = {
                     "only records from this spider (empty: all)",
                 ),
                 query("job", STR, "only records of this job"),
+                {
+                    **CURRENCY,
+                    "description": CURRENCY["description"]
+                    + "; with job, the job's own currency unless given",
+                },
                 *LIMIT_OFFSET,
             ],
             "responses": {
@@ -524,18 +570,19 @@ PATHS: dict[str, Any] = {
     },
     "/api/coins/{coin}/": {
         "get": {
-            "summary": "The latest record of one coin",
+            "summary": "The latest record of one coin in one currency",
             "operationId": "coin_detail",
-            "parameters": [COIN_KEY],
+            "parameters": [COIN_KEY, CURRENCY],
             "responses": {"200": json_response("Coin", COIN), **COIN_ERRORS},
         }
     },
     "/api/coins/{coin}/history/": {
         "get": {
-            "summary": "Every record of one coin, oldest first",
+            "summary": "Every record of one coin in one currency, oldest first",
             "operationId": "coin_history",
             "parameters": [
                 COIN_KEY,
+                CURRENCY,
                 query("since", STR, "ISO 8601 date or time"),
                 query("until", STR, "ISO 8601 date or time"),
                 query(
@@ -603,7 +650,12 @@ SPEC: dict[str, Any] = {
             'endpoints answer {"error": "..."} (seed 000), the coin data endpoints, and '
             'unknown paths and wrong methods under /api/, {"error": true, "message": "..."}. '
             "With auth on, every path "
-            "(this document included) needs HTTP Basic or Digest credentials."
+            "(this document included) needs HTTP Basic or Digest credentials. "
+            "Answered on any path before a request is routed, in the envelope of the path "
+            "(scrapy-do's when the path is unknown), and the connection closed: 408 when "
+            "the request line and headers take longer than header_timeout, 414 for a "
+            "request line over 16 KiB, 431 for a header line or all headers over 16 KiB or "
+            "more than 500 header fields."
         ),
     },
     "servers": [{"url": "http://127.0.0.1:7654"}],

@@ -241,6 +241,7 @@ def coin_from_api(
         "name": entry.get("name"),
         "symbol": entry.get("symbol"),
         "slug": entry.get("slug"),
+        "currency": convert.upper(),
         "price": as_number(quote.get("price")),
         "price_change": as_number(quote.get("percent_change_24h")),
         "market_cap": known(as_number(quote.get("market_cap"))),

@@ -24,7 +24,16 @@ class JobSpider(scrapy.Spider):
     def __init__(self, *args: Any, payload: str | dict | None = None, **kwargs: Any) -> None:
         # scrapy-do passes every argument as one JSON object in `payload`; plain `-a`
         # arguments win over the payload's keys when both are given.
-        merged = dict(_parse_payload(payload))
+        # A payload that cannot be read is the job's error, not the spider's: raising
+        # here would leave no job folder and only an asyncio traceback on stderr, so the
+        # spider starts, records `payload_error` in job.json and sends no request.
+        self.payload_error: str | None = None
+        try:
+            merged = dict(_parse_payload(payload))
+        except ValueError as exc:
+            self.payload_error = str(exc)
+            # The text may hold anything (a key pasted by mistake): its name only.
+            merged = {"payload": "(not recorded: not a JSON object)"}
         merged.update({k: v for k, v in kwargs.items() if k not in ("name",)})
         # Scrapy copies `-a` arguments onto the spider; one named like a spider
         # attribute (`start`, `name`, `parse`) would replace it, so those stay in
@@ -70,5 +79,20 @@ def _parse_payload(payload: str | dict | None) -> dict[str, Any]:
     except ValueError as exc:
         raise ValueError(f"payload is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
-        raise ValueError("payload must be a JSON object")
+        raise ValueError(
+            'payload must be a JSON object of arguments ({"name": value, ...}), '
+            f"got a JSON {_json_kind(value)}"
+        )
     return value
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if value is None:
+        return "null"
+    return "number"

@@ -120,6 +120,8 @@ class CmcApiSpider(JobSpider):
         self.plan: ListingPlan | None = None
         self.argument_error = ""
         try:
+            if self.payload_error:
+                raise ValueError(self.payload_error)
             self.plan = listing_plan(self.arguments)
         except ValueError as exc:
             self.argument_error = str(exc)

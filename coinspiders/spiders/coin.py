@@ -27,6 +27,8 @@ from coinspiders.spiders.base import JobSpider
 # Statuses a coin page answers a bot with when it is blocked, not missing.
 BLOCK_STATUSES = frozenset({403, 429, 503})
 NOT_COLLECTED = "not collected: the crawl ended before this coin was done"
+# A coin page shows its figures in US dollars (the site's default, no cookie sent).
+PAGE_CURRENCY = "USD"
 
 
 class CoinSpider(JobSpider):
@@ -48,10 +50,13 @@ class CoinSpider(JobSpider):
         super().__init__(*args, **kwargs)
         self.asked: list[str] = []
         self.input_error: str | None = None
-        try:
-            self.asked = identity.split_coins(self.arguments.get("coins"))
-        except ValueError as exc:
-            self.input_error = str(exc)
+        if self.payload_error:
+            self.input_error = f"bad arguments: {self.payload_error}"
+        else:
+            try:
+                self.asked = identity.split_coins(self.arguments.get("coins"))
+            except ValueError as exc:
+                self.input_error = str(exc)
         # Problems of the symbol/id lookup that did not stop the crawl (job.json).
         self.lookup_warnings: list[str] = []
 
@@ -108,7 +113,7 @@ class CoinSpider(JobSpider):
                 )
             return
         for query in names:
-            yield self.page_request(query, query.slug)
+            yield self.page_request(query, query.slug, note=_slug_only_note(query, None))
         for query in ids:
             yield self.error_item(
                 query.asked,
@@ -125,8 +130,13 @@ class CoinSpider(JobSpider):
         *,
         fallback: str | None = None,
         candidates: list[dict[str, Any]] | None = None,
+        note: str | None = None,
     ) -> Request:
-        """The coin page of `slug`; `fallback` is the slug to try if it does not exist."""
+        """The coin page of `slug`; `fallback` is the slug to try if it does not exist.
+
+        `note` is added to a "not found": why a name that may be a symbol was only tried
+        as a page name, so the user knows what to change.
+        """
         return Request(
             f"{self.site_url}/currencies/{quote(slug, safe='')}/",
             callback=self.parse_page,
@@ -137,6 +147,7 @@ class CoinSpider(JobSpider):
                 "query": query,
                 "fallback": fallback,
                 "candidates": candidates or [],
+                "note": note,
                 "handle_httpstatus_all": True,
             },
         )
@@ -186,7 +197,7 @@ class CoinSpider(JobSpider):
 
     def parse_map(self, response: Response) -> Iterator[Any]:
         verdict, payload = self._api_verdict(response)
-        groups: dict[str, list] = {}
+        groups: dict[str, list] | None = None
         if verdict.kind == api.OK and payload is not None:
             groups = identity.group_by_symbol(payload.get("data"))
         else:
@@ -194,12 +205,17 @@ class CoinSpider(JobSpider):
         yield from self._pages_for_names(response.meta["queries"], groups)
 
     def _pages_for_names(
-        self, queries: Iterable[identity.CoinQuery], groups: dict[str, list]
+        self, queries: Iterable[identity.CoinQuery], groups: dict[str, list] | None
     ) -> Iterator[Request]:
+        """Each name's page; `groups` None means the symbol lookup failed."""
         for query in queries:
-            chosen, others = identity.choose(groups.get(query.symbol, []))
+            chosen, others = identity.choose((groups or {}).get(query.symbol, []))
             if chosen is None:
-                yield self.page_request(query, query.slug)
+                # Map answered without this symbol: the plain "not found" says it all.
+                note = None
+                if groups is None:
+                    note = _slug_only_note(query, "the symbol lookup failed (see job.json)")
+                yield self.page_request(query, query.slug, note=note)
             elif query.slug_first and chosen["slug"] != query.slug:
                 # `bitcoin` is a page name before it is a symbol; the symbol is the fallback.
                 yield self.page_request(
@@ -233,7 +249,7 @@ class CoinSpider(JobSpider):
         queries: list[identity.CoinQuery] = request.meta["queries"]
         if request.callback == self.parse_map:
             self._lookup_failed("symbol lookup", verdict)
-            yield from self._pages_for_names(queries, {})
+            yield from self._pages_for_names(queries, None)
             return
         message = self._lookup_failed("id lookup", verdict)
         for query in queries:
@@ -250,9 +266,11 @@ class CoinSpider(JobSpider):
             if fallback:
                 yield self.page_request(query, fallback, candidates=_others(response, fallback))
             else:
+                note = response.meta.get("note")
                 yield self.error_item(
                     query.asked,
-                    f"not found: the site has no coin page {_path(response.url)}",
+                    f"not found: the site has no coin page {_path(response.url)}"
+                    + (f"; {note}" if note else ""),
                     candidates=response.meta.get("candidates"),
                 )
             return
@@ -293,6 +311,7 @@ class CoinSpider(JobSpider):
     ) -> CoinItem:
         item = CoinItem(**{k: v for k, v in coin.items() if k in CoinItem.fields})
         item["query"] = query.asked
+        item["currency"] = PAGE_CURRENCY
         item["logo"] = self.settings.get("CMC_LOGO_URL").format(id=coin["id"])
         item["logo_path"] = None
         item["scraped_at"] = utc_now()
@@ -329,6 +348,22 @@ class CoinSpider(JobSpider):
                 output["candidates"] = record["candidates"]
             document.append({"coin": asked, "output": output})
         return document
+
+
+def _slug_only_note(query: identity.CoinQuery, lookup_failed: str | None) -> str | None:
+    """Why a name that may be a symbol was only tried as a slug; None for a slug asked as such.
+
+    `lookup_failed` is the reason the Pro API could not be asked (None: there is no key).
+    """
+    if query.kind != identity.AUTO:
+        return None
+    if lookup_failed is None:
+        return (
+            f"{query.asked!r} was tried as a slug only: finding a coin by its symbol needs "
+            "CMC_API_KEY (the Pro API's map); without a key give the coin's slug "
+            "(the name in its CMC page address, e.g. bitcoin)"
+        )
+    return f"{query.asked!r} was tried as a slug only: {lookup_failed}"
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

@@ -18,11 +18,14 @@ from twisted.logger import Logger
 from daemon.api.http import JSON_TYPE, ApiError, arg, arg_int, json_body
 from daemon.coin_index import CoinFilter
 from daemon.coin_records import (
+    DEFAULT_CURRENCY,
     JOB_ID_RE,
     RequestError,
+    currency_code,
     parse_coins,
     parse_task_ids,
     parse_time,
+    unknown_parameters,
 )
 from daemon.coin_service import CoinApiError, CoinService
 
@@ -32,6 +35,20 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_OFFSET = 10_000_000
 SOURCES = ("page", "api")
+# The parameters each coin data endpoint takes; any other is refused, so a misspelt
+# filter (`platfrom=solana`) never answers as if it had filtered.
+LIST_PARAMS = (
+    "symbol",
+    "slug",
+    "platform",
+    "source",
+    "currency",
+    "job",
+    "limit",
+    "offset",
+)
+DETAIL_PARAMS = ("currency",)
+HISTORY_PARAMS = ("currency", "since", "until", "limit", "offset")
 # Largest start request body read (500 coins of 100 characters fit many times over).
 MAX_BODY = 1024 * 1024
 
@@ -54,6 +71,28 @@ def _time_param(request: Any, name: str) -> str | None:
         raise RequestError(
             f"Parameter {name!r} must be an ISO 8601 date or time, got {raw[:40]!r}"
         ) from None
+
+
+def _only_params(request: Any, accepted: tuple[str, ...], path: str) -> None:
+    """Refuse a request that gives a parameter `path` does not take."""
+    given = [name.decode("utf-8", "replace") for name in (request.args or {})]
+    message = unknown_parameters(given, accepted, path)
+    if message is not None:
+        raise RequestError(message)
+
+
+def _currency_param(request: Any, default: str | None) -> str | None:
+    """`currency` (USD, EUR, BTC...; any case), or `default` when not given."""
+    raw = arg(request, "currency")
+    if raw is None or raw == "":
+        return default
+    code = currency_code(raw)
+    if code is None:
+        raise RequestError(
+            f"Parameter 'currency' must be one currency code such as USD, EUR or BTC, "
+            f"got {raw[:40]!r}"
+        )
+    return code
 
 
 def _coin_key(key: str) -> str:
@@ -138,6 +177,7 @@ def install_routes(app: Klein, service: CoinService) -> None:
     @app.route("/api/coins/", methods=["GET"])
     def coin_list(request: Any) -> Any:
         def run() -> Deferred[list[dict[str, Any]]]:
+            _only_params(request, LIST_PARAMS, "/api/coins/")
             source = arg(request, "source") or None
             if source is not None and source not in SOURCES:
                 raise RequestError("Parameter 'source' must be 'page' or 'api'")
@@ -150,6 +190,8 @@ def install_routes(app: Klein, service: CoinService) -> None:
                 platform=arg(request, "platform") or None,
                 source=source,
                 job=job,
+                # A job's records share one currency: with `job`, any (unless asked).
+                currency=_currency_param(request, None if job else DEFAULT_CURRENCY),
             )
             limit = arg_int(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
             offset = arg_int(request, "offset", 0, 0, MAX_OFFSET)
@@ -161,29 +203,31 @@ def install_routes(app: Klein, service: CoinService) -> None:
 
     @app.route("/api/coins/<string:key>/", methods=["GET"])
     def coin_detail(request: Any, key: str) -> Any:
-        def shape(doc: dict[str, Any] | None) -> bytes:
-            if doc is None:
-                return _data_error(request, f"Coin {key[:80]!r} was never collected", 404)
-            return json_body(request, doc)
+        def run() -> Deferred[dict[str, Any]]:
+            _only_params(request, DETAIL_PARAMS, "/api/coins/<id or slug>/")
+            currency = _currency_param(request, DEFAULT_CURRENCY)
+            assert currency is not None
+            return service.coin(_coin_key(key), currency)
 
-        d = maybeDeferred(lambda: service.coin(_coin_key(key)))
-        return _deferred_reply(request, d, shape, _data_error)
+        return _deferred_reply(
+            request, maybeDeferred(run), lambda doc: json_body(request, doc), _data_error
+        )
 
     @app.route("/api/coins/<string:key>/history/", methods=["GET"])
     def coin_history(request: Any, key: str) -> Any:
-        def run() -> Deferred[list[dict[str, Any]] | None]:
+        def run() -> Deferred[list[dict[str, Any]]]:
+            _only_params(request, HISTORY_PARAMS, "/api/coins/<id or slug>/history/")
             since = _time_param(request, "since")
             until = _time_param(request, "until")
             limit = arg_int(request, "limit", MAX_LIMIT, 1, 10 * MAX_LIMIT)
             offset = arg_int(request, "offset", 0, 0, MAX_OFFSET)
-            return service.history(_coin_key(key), since, until, limit, offset)
+            currency = _currency_param(request, DEFAULT_CURRENCY)
+            assert currency is not None
+            return service.history(_coin_key(key), since, until, limit, offset, currency)
 
-        def shape(rows: list[dict[str, Any]] | None) -> bytes:
-            if rows is None:
-                return _data_error(request, f"Coin {key[:80]!r} was never collected", 404)
-            return json_body(request, rows)
-
-        return _deferred_reply(request, maybeDeferred(run), shape, _data_error)
+        return _deferred_reply(
+            request, maybeDeferred(run), lambda rows: json_body(request, rows), _data_error
+        )
 
     @app.route("/api/coins/<string:key>/logo.png", methods=["GET"])
     def coin_logo(request: Any, key: str) -> Any:
@@ -195,12 +239,16 @@ def install_routes(app: Klein, service: CoinService) -> None:
             request.setHeader(b"X-Content-Type-Options", b"nosniff")
             return data
 
-        d = maybeDeferred(lambda: service.logo(_coin_key(key)))
-        return _deferred_reply(request, d, shape, _data_error)
+        def run() -> Deferred[bytes | None]:
+            _only_params(request, (), "/api/coins/<id or slug>/logo.png")
+            return service.logo(_coin_key(key))
+
+        return _deferred_reply(request, maybeDeferred(run), shape, _data_error)
 
     @app.route("/api/jobs/<string:job_id>/data/", methods=["GET"])
     def job_data(request: Any, job_id: str) -> Any:
         def run() -> Deferred[tuple[bool, Any]]:
+            _only_params(request, (), "/api/jobs/<job_id>/data/")
             if not JOB_ID_RE.match(job_id):
                 raise CoinApiError(f"Job {job_id[:80]} not found", 404)
             return service.job_data(job_id)

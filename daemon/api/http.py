@@ -1,5 +1,6 @@
 """HTTP plumbing shared by every route module: the JSON envelope, parameters, the upload
-cap (checked from the headers, before the body is kept) and basic auth.
+cap and auth (both decided from the headers, before any body byte is kept), and the
+connection-level limits (header timeout, request-line and header sizes).
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ from urllib.parse import unquote_to_bytes
 from twisted.cred._digest import calcHA1, calcHA2, calcResponse
 from twisted.cred.credentials import DigestCredentialFactory
 from twisted.cred.error import LoginFailed
+from twisted.internet.defer import Deferred, DeferredSemaphore, succeed
+from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.threads import deferToThread
 from twisted.web import http, resource, server
 
 from daemon.config import AuthConfig
 from daemon.errors import DaemonError
+from daemon.passwords import VerifiedPasswords
 
 JSON_TYPE = b"application/json"
 REALM = b"coinspiders"
@@ -193,34 +197,84 @@ def parse_form(body: bytes, ctype: bytes) -> dict[bytes, list[bytes]]:
 
 
 class GuardedRequest(server.Request):
-    """A request that refuses a body over the cap as soon as its length is known, and
-    parses big form bodies off the reactor thread.
+    """A request that is refused from its headers alone when they lack valid
+    credentials or announce a body over the cap, and that parses big form bodies off the
+    reactor thread.
 
-    Twisted keeps a request body in memory (or a temp file) before routing; here a body
-    announced (Content-Length) or grown (chunked) past the cap is dropped as it arrives,
-    never stored, and the request is answered 413. A malformed form body is answered
-    400 with the JSON envelope.
+    Twisted keeps a request body in memory (or a temp file) and parses forms before any
+    resource is asked; here the credentials are checked as soon as the headers are in.
+    A request without them that carries a body is answered 401 at once, its body is
+    read and dropped unparsed, and the connection is closed after it (the client gets
+    the 401 while it is still sending). A body announced (Content-Length) or grown
+    (chunked) past the cap is dropped as it arrives, never stored, and the request is
+    answered 413. A malformed form body is answered 400 with the JSON envelope.
     """
 
     too_large = False
     bad_body: str | None = None
+    #: Decided from the headers (None until they are all in, or while a password is
+    #: checked against a stored hash in `_hash_check`).
+    auth_ok: bool | None = None
+    _hash_check: Deferred[bool] | None = None
+    answered_early = False
+    dropped = 0
 
     def __init__(self, channel: Any, *args: Any, **kw: Any) -> None:
         kw["parsePOSTFormSubmission"] = False  # done in process(), below
         super().__init__(channel, *args, **kw)
 
     def gotLength(self, length: int | None) -> None:
-        cap = getattr(self.channel.site, "upload_max_bytes", 0)
+        """Called by the channel once the headers are complete, before any body byte."""
+        site = self.channel.site
+        method = getattr(self.channel, "_command", self.method)
+        uri = getattr(self.channel, "_path", self.uri)
+        verdict = site.credentials_ok(self, method, uri)
+        if isinstance(verdict, bytes):
+            # A password seen for the first time against a stored hash: PBKDF2 starts in
+            # a thread now; the body is kept (under the cap) but parsed only once the
+            # password is known to be right (see process()).
+            self._hash_check = site.check_hashed(verdict)
+            verdict = None
+        self.auth_ok = verdict
+        if verdict is False:
+            self.content = io.BytesIO()  # stays empty: nothing of the body is kept
+            if length != 0:
+                self._refuse_before_body(method, uri)
+            return
+        cap = getattr(site, "upload_max_bytes", 0)
         if cap and length is not None and length > cap:
             self.too_large = True
             self.content = io.BytesIO()
             return
         super().gotLength(length)
 
+    def _refuse_before_body(self, method: bytes, uri: bytes) -> None:
+        """Answer 401 now, while the body is still on its way: the client learns at once,
+        and no time goes into a body that would be thrown away anyway."""
+        channel = self.channel
+        self.method, self.uri = method, uri
+        self.clientproto = getattr(channel, "_version", b"HTTP/1.1")
+        self.path = uri.split(b"?", 1)[0]
+        # No "100 Continue" for a body that will not be read.
+        self.requestHeaders.removeHeader(b"expect")
+        # The body is not consumed as a request: the connection ends after it.
+        channel.persistent = False
+        self.setHeader(b"Connection", b"close")
+        self.setHeader(b"Date", http.datetimeToString())
+        self.write(channel.site.refusal(self).render(self))
+        self.answered_early = True
+
     def handleContentChunk(self, data: bytes) -> None:
+        cap = getattr(self.channel.site, "upload_max_bytes", 0)
+        if self.auth_ok is False:
+            # Dropped unread; a client that keeps sending past the cap is cut off.
+            over = bool(cap) and self.dropped > cap
+            self.dropped += len(data)
+            if not over and cap and self.dropped > cap:
+                self.channel.loseConnection()
+            return
         if self.too_large:
             return
-        cap = getattr(self.channel.site, "upload_max_bytes", 0)
         if cap and self.content.tell() + len(data) > cap:
             self.too_large = True
             self.content.close()
@@ -228,7 +282,24 @@ class GuardedRequest(server.Request):
             return
         super().handleContentChunk(data)
 
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if self.answered_early:
+            self.finish()  # the 401 is out; the channel closes the connection
+            return
+        super().requestReceived(command, path, version)
+
     def process(self) -> None:
+        if self._hash_check is not None:
+            check, self._hash_check = self._hash_check, None
+            check.addErrback(lambda _: False).addCallback(self._hash_checked)
+            return
+        if self.auth_ok is False:
+            # Before Twisted's own shortcut for "OPTIONS *", which answers 200 without
+            # asking the site, and before any form parsing.
+            self.site = self.channel.site
+            self.setHeader(b"Date", http.datetimeToString())
+            self.render(self.site.refusal(self))
+            return
         ctype = self.getHeader(b"content-type") or b""
         kind = ctype.split(b";", 1)[0].strip().lower()
         self.content.seek(0, 2)
@@ -241,6 +312,12 @@ class GuardedRequest(server.Request):
             self._parsed(ctype)
             return
         deferToThread(self._read_and_parse, ctype).addBoth(self._parsed_in_thread)
+
+    def _hash_checked(self, ok: bool) -> None:
+        if self._disconnected:  # the client left while the hash was checked
+            return
+        self.auth_ok = ok is True
+        self.process()
 
     def _read_and_parse(self, ctype: bytes) -> dict[bytes, list[bytes]]:
         self.content.seek(0)
@@ -281,28 +358,189 @@ def _encodings(text: str) -> list[bytes]:
     return out
 
 
+_REASONS = {
+    408: b"Request Timeout",
+    414: b"URI Too Long",
+    431: b"Request Header Fields Too Large",
+}
+#: Seconds a refused connection is kept reading (and dropping) what the client still
+#: sends: closing a socket with unread bytes resets it, and a reset can destroy the
+#: answer before the client has read it.
+LINGER_SECONDS = 2.0
+
+
+def raw_error(code: int, message: str, path: bytes = b"") -> bytes:
+    """A complete error response for the connection level, where there is no request
+    object to answer through (the request line or headers were never accepted)."""
+    if is_coin_api_path(path):
+        body = encode_json({"error": True, "message": message})
+    else:
+        body = encode_json({"status": "error", "msg": message})
+    head = (
+        b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
+        b"Cache-Control: no-store\r\nConnection: close\r\n\r\n"
+    ) % (code, _REASONS.get(code, b"Error"), JSON_TYPE, len(body))
+    return head + body
+
+
+class GuardedChannel(http.HTTPChannel):
+    """An HTTP/1.1 connection that limits the time to send a request's headers and
+    answers an oversized request line (414) or header section (431) instead of
+    dropping the connection without a word.
+
+    Twisted's idle timeout restarts with every byte, so a client sending its headers
+    one byte a second holds a connection forever; here the headers of each request
+    must be complete within the site's `header_timeout` seconds of its first byte (of
+    the connection, for the first request), or the client gets 408 and is closed.
+    """
+
+    _header_call: Any = None
+    _linger_call: Any = None
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self._start_header_clock()
+
+    def dataReceived(self, data: bytes) -> None:
+        # A new request starts (line mode, nothing in progress): its clock starts.
+        if data and self._header_call is None and self.line_mode and not self._handlingRequest:
+            self._start_header_clock()
+        super().dataReceived(data)
+
+    def _start_header_clock(self) -> None:
+        limit = getattr(self.site, "header_timeout", 0)
+        if limit:
+            self._header_call = self.callLater(limit, self._headers_too_slow)
+
+    def _stop_header_clock(self) -> None:
+        if self._header_call is not None:
+            if self._header_call.active():
+                self._header_call.cancel()
+            self._header_call = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_call = None
+        limit = getattr(self.site, "header_timeout", 0)
+        self._refuse(408, f"The request headers did not arrive within {limit:g} seconds")
+
+    def allHeadersReceived(self) -> None:
+        self._stop_header_clock()
+        super().allHeadersReceived()
+
+    def lineReceived(self, line: bytes) -> Any:
+        if (
+            hasattr(self, "_command")
+            and self._receivedHeaderSize + len(line) > self.totalHeadersSize
+        ):
+            return self._refuse(
+                431, f"The request headers are longer than {self.totalHeadersSize} bytes"
+            )
+        return super().lineReceived(line)
+
+    def headerReceived(self, line: bytes) -> bool:
+        if self._receivedHeaderCount >= self.maxHeaders:
+            self._refuse(431, f"More than {self.maxHeaders} request header fields")
+            return False
+        return bool(super().headerReceived(line))
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        if hasattr(self, "_command"):  # the request line is in: this is a header
+            self._refuse(431, f"A request header line is longer than {self.MAX_LENGTH} bytes")
+        else:
+            self._refuse(414, f"The request line is longer than {self.MAX_LENGTH} bytes")
+
+    def _refuse(self, code: int, message: str) -> None:
+        """Answer at the connection level and stop parsing; keep reading (and
+        dropping) for a short while so the answer is not lost to a reset."""
+        self._stop_header_clock()
+        self.setTimeout(None)
+        self.clearLineBuffer()
+        self.dataReceived = self.lineReceived = _drop  # type: ignore[method-assign]
+        self.rawDataReceived = _drop  # type: ignore[method-assign]
+        if self.transport is None:
+            return
+        self.transport.write(raw_error(code, message, getattr(self, "_path", b"")))
+        self._networkProducer.unregisterProducer()
+        if not ITCPTransport.providedBy(self.transport):  # TLS: close with close_notify
+            self.transport.loseConnection()
+            return
+        self.transport.loseWriteConnection()
+        self._linger_call = self.callLater(LINGER_SECONDS, self.transport.abortConnection)
+
+    def connectionLost(self, reason: Any) -> None:
+        self._stop_header_clock()
+        if self._linger_call is not None and self._linger_call.active():
+            self._linger_call.cancel()
+        self._linger_call = None
+        super().connectionLost(reason)
+
+
+def _drop(*_args: Any) -> None:
+    return None
+
+
+#: Most password checks against a stored hash that may wait for a thread.
+_HASH_QUEUE = 64
+
+
 class GuardedSite(server.Site):
-    """Checks the upload cap and basic auth before any route sees the request."""
+    """Checks auth and the upload cap before any route (or Twisted itself) sees the
+    request, and gives every connection a GuardedChannel."""
 
     requestFactory = GuardedRequest
+    protocol = GuardedChannel
 
     def __init__(
-        self, root: resource.Resource, auth: AuthConfig | None, upload_max_bytes: int
+        self,
+        root: resource.Resource,
+        auth: AuthConfig | None,
+        upload_max_bytes: int,
+        header_timeout: float = 0.0,
     ) -> None:
         super().__init__(root)
         self.auth = auth
         self.upload_max_bytes = upload_max_bytes
+        self.header_timeout = header_timeout
         self.displayTracebacks = False
         self.noisy = False
+        self._hashed: VerifiedPasswords | None = None
         if auth is not None:
             # UTF-8 per RFC 7617; Latin-1 too, as many clients (python-requests) send it.
             self._users = _encodings(auth.username)
-            self._passwords = _encodings(auth.password)
             self._digest = DigestCredentialFactory(b"md5", REALM)
+            if auth.password is not None:
+                self._passwords = _encodings(auth.password)
+            else:
+                # Only a hash: Basic only. Digest needs MD5(user:realm:password), which is
+                # as good as the password to a client and quick to brute-force, so
+                # keeping it would undo the point of storing a slow hash.
+                assert auth.password_hash is not None
+                self._passwords = []
+                self._hashed = VerifiedPasswords(auth.password_hash)
+                # PBKDF2 runs in at most two threads of the shared pool, so a flood of
+                # wrong passwords cannot starve the daemon's other thread work; past
+                # _HASH_QUEUE waiting checks, new ones are refused at once.
+                self._hash_slots = DeferredSemaphore(2)
+
+    def credentials_ok(self, request: Any, method: bytes, uri: bytes) -> bool | bytes:
+        """Whether the request's Authorization header admits it; needs only the
+        request line and headers, so it is decided before any body byte is read. With a
+        stored password hash, a password not yet verified comes back as bytes: it is to
+        be checked with `check_hashed` (PBKDF2 is too slow for the reactor thread)."""
+        if self.auth is None:
+            return True
+        return self._authorized(request, method, uri)
+
+    def refusal(self, request: Any) -> resource.Resource:
+        """The 401 answer, with the challenges."""
+        return ErrorResource("Authentication required", 401, self._challenges(request))
 
     def getResourceFor(self, request: Any) -> resource.Resource:
-        if self.auth is not None and not self._authorized(request):
-            return ErrorResource("Authentication required", 401, self._challenges(request))
+        auth_ok = getattr(request, "auth_ok", None)
+        if auth_ok is None:
+            auth_ok = self.credentials_ok(request, request.method, request.uri)
+        if auth_ok is not True:  # never bytes here: process() has checked the hash
+            return self.refusal(request)
         if getattr(request, "too_large", False):
             return ErrorResource(
                 f"Request body is larger than the upload cap of {self.upload_max_bytes} bytes",
@@ -318,24 +556,49 @@ class GuardedSite(server.Site):
 
     def _challenges(self, request: Any) -> list[tuple[bytes, bytes]]:
         """Digest first (scrapy-do's client speaks only Digest and reads the first
-        challenge), then Basic (curl -u, browsers, most clients)."""
+        challenge), then Basic (curl -u, browsers, most clients). Basic only with a
+        password hash (see __init__)."""
+        basic = b'Basic realm="%s", charset="UTF-8"' % REALM
+        if self._hashed is not None:
+            return [(b"WWW-Authenticate", basic)]
         fields = self._digest.getChallenge(_client_host(request))
         digest = b"Digest " + b", ".join(
             b'%s="%s"' % (key.encode(), value if isinstance(value, bytes) else value.encode())
             for key, value in fields.items()
         )
-        basic = b'Basic realm="%s", charset="UTF-8"' % REALM
         return [(b"WWW-Authenticate", digest), (b"WWW-Authenticate", basic)]
 
-    def _authorized(self, request: Any) -> bool:
+    def _authorized(self, request: Any, method: bytes, uri: bytes) -> bool | bytes:
         header = request.getHeader(b"authorization") or b""
         scheme, _, token = header.partition(b" ")
         scheme = scheme.lower()
         if scheme == b"basic":
+            if self._hashed is not None:
+                return self._basic_hashed(token.strip())
             return self._basic_ok(token.strip())
-        if scheme == b"digest":
-            return self._digest_ok(token.strip(), request)
+        if scheme == b"digest" and self._hashed is None:
+            return self._digest_ok(token.strip(), request, method, uri)
         return False
+
+    def _basic_hashed(self, token: bytes) -> bool | bytes:
+        assert self._hashed is not None
+        try:
+            decoded = base64.b64decode(token, validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        user, sep, password = decoded.partition(b":")
+        if not sep or not any([hmac.compare_digest(user, u) for u in self._users]):
+            return False
+        if self._hashed.known(password):
+            return True
+        return password
+
+    def check_hashed(self, password: bytes) -> Deferred[bool]:
+        """The PBKDF2 check in the thread pool (at most two at a time)."""
+        assert self._hashed is not None
+        if len(self._hash_slots.waiting) >= _HASH_QUEUE:
+            return succeed(False)
+        return self._hash_slots.run(deferToThread, self._hashed.verify, password)
 
     def _basic_ok(self, token: bytes) -> bool:
         try:
@@ -348,17 +611,17 @@ class GuardedSite(server.Site):
         password_ok = [hmac.compare_digest(password, p) for p in self._passwords]
         return bool(sep) and any(user_ok) and any(password_ok)
 
-    def _digest_ok(self, token: bytes, request: Any) -> bool:
+    def _digest_ok(self, token: bytes, request: Any, method: bytes, uri: bytes) -> bool:
         """RFC 2617 Digest (MD5, qop=auth), as scrapy-do's client sends it. The nonce is
         stateless (Twisted's signed opaque, valid 15 minutes): nothing kept per client."""
         try:
-            creds = self._digest.decode(token, request.method, _client_host(request))
+            creds = self._digest.decode(token, method, _client_host(request))
         except (LoginFailed, ValueError, TypeError):
             return False
         if creds is None:
             return False
         fields = creds.fields
-        if fields.get("uri") != request.uri:
+        if fields.get("uri") != uri:
             return False  # a response computed for another path
         algo = fields.get("algorithm", b"md5").lower()
         qop = fields.get("qop", b"auth")
@@ -372,7 +635,7 @@ class GuardedSite(server.Site):
                     fields.get("nonce"),
                     fields.get("cnonce"),
                 ),
-                calcHA2(algo, request.method, fields.get("uri"), qop, None),
+                calcHA2(algo, method, fields.get("uri"), qop, None),
                 algo,
                 fields.get("nonce"),
                 fields.get("nc"),

@@ -41,6 +41,7 @@ JOB_COLUMNS = (
     "next_run",
     "last_fire",
     "skipped",
+    "leftovers_killed",
 )
 
 _fromtimestamp = datetime.fromtimestamp
@@ -114,6 +115,7 @@ class JobJson:
             next_run,
             last_fire,
             skipped,
+            leftovers_killed,
         ) = row
         tz = self.tz
         try:
@@ -159,7 +161,8 @@ class JobJson:
             f'"exit_code": {_number(exit_code)}, "parent": {_text(parent)}, '
             f'"reason": {_text(reason)}, "settings": {_setting_names(settings)}, '
             f'"max_runtime": {_number(max_runtime)}, "next_run": {_quoted(next_run, tz)}, '
-            f'"last_fire": {_quoted(last_fire, tz)}, "skipped": {_number(skipped)}}}'
+            f'"last_fire": {_quoted(last_fire, tz)}, "skipped": {_number(skipped)}, '
+            f'"leftovers_killed": {_number(leftovers_killed)}}}'
         )
 
     def jobs(self, rows: Iterable[Sequence[Any]]) -> str:

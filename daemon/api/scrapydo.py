@@ -14,7 +14,6 @@ from typing import Any
 from klein import Klein
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IPushProducer
-from twisted.web.static import File
 from zope.interface import implementer
 
 from daemon.api.http import (
@@ -28,6 +27,7 @@ from daemon.api.http import (
 )
 from daemon.api.job_json import JOB_COLUMNS, JobJson
 from daemon.api.procstats import ProcessFigures
+from daemon.api.ranges import LogFile
 from daemon.launcher import RESERVED_SETTINGS
 from daemon.store import ACTIVE_STATUSES, ALL_STATUSES, COMPLETED_STATUSES
 
@@ -336,8 +336,9 @@ def register(app: Klein, ctx: Any) -> None:
         if arg(request, "follow") in ("1", "true", "yes"):
             offset = arg_int(request, "offset", 0, 0, 2**62)
             return _follow(request, path, match.group(1), offset, jobs)
-        # static.File streams in chunks (no big read on the reactor) and answers Range.
-        return File(str(path), defaultType="text/plain; charset=utf-8")
+        # static.File streams in chunks (no big read on the reactor) and answers Range
+        # (merged and bounded by LogFile).
+        return LogFile(str(path), defaultType="text/plain; charset=utf-8")
 
     @app.route("/remove-project.json", methods=["POST"])
     def remove_project(request: Any) -> Deferred[bytes]:

@@ -66,6 +66,18 @@ class ScrapydGuardedSite(GuardedSite):
     scrapyd_prefix: bytes = b"/"
     scrapyd_options: ScrapydOptions = ScrapydOptions()
 
+    def _is_scrapyd(self, request: Any) -> bool:
+        path = request.path or b""
+        prefix = self.scrapyd_prefix
+        return path.startswith(prefix) or path == prefix.rstrip(b"/")
+
+    def refusal(self, request: Any) -> resource.Resource:
+        """The 401, also when sent before the body is read: scrapyd's body."""
+        found = super().refusal(request)
+        if self._is_scrapyd(request) and isinstance(found, ErrorResource):
+            return _Unauthorized(found.headers)
+        return found
+
     def getResourceFor(self, request: Any) -> resource.Resource:
         # "/scrapyd//x.json" as "/scrapyd/x.json" (routing reads the path segments).
         segments = self.scrapyd_prefix.strip(b"/")
@@ -73,11 +85,7 @@ class ScrapydGuardedSite(GuardedSite):
         if segments and postpath[:2] == [segments, b""] and len(postpath) > 2:
             del postpath[1]
         found = super().getResourceFor(request)
-        if not isinstance(found, ErrorResource):
-            return found
-        path = request.path or b""
-        prefix = self.scrapyd_prefix
-        if not (path.startswith(prefix) or path == prefix.rstrip(b"/")):
+        if not isinstance(found, ErrorResource) or not self._is_scrapyd(request):
             return found
         if found.code == 401:
             return _Unauthorized(found.headers)
@@ -100,9 +108,10 @@ def mount(main_app: Klein, services: ScrapydServices, config: Config) -> None:
 
 def main_site(root: resource.Resource, config: Config) -> GuardedSite:
     """The main listener's site; scrapyd's early refusals under /scrapyd/ when enabled."""
+    args = (root, config.auth, config.upload_max_bytes)
     if not config.scrapyd.enabled:
-        return GuardedSite(root, config.auth, config.upload_max_bytes)
-    site = ScrapydGuardedSite(root, config.auth, config.upload_max_bytes)
+        return GuardedSite(*args, header_timeout=config.header_timeout)
+    site = ScrapydGuardedSite(*args, header_timeout=config.header_timeout)
     site.scrapyd_prefix = PREFIX.encode() + b"/"
     site.scrapyd_options = options_for(config, PREFIX)
     return site
@@ -111,7 +120,10 @@ def main_site(root: resource.Resource, config: Config) -> GuardedSite:
 def second_site(services: ScrapydServices, config: Config) -> ScrapydGuardedSite:
     options = options_for(config, "")
     site = ScrapydGuardedSite(
-        build_app(services, options).resource(), config.auth, config.upload_max_bytes
+        build_app(services, options).resource(),
+        config.auth,
+        config.upload_max_bytes,
+        header_timeout=config.header_timeout,
     )
     site.scrapyd_options = options
     return site
