@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from daemon.store import _SCHEMA, PENDING, USER, Job, Store
+from daemon.store import _SCHEMA, PENDING, SCHEMA_VERSION, USER, Job, Store
 from tests.daemon_support import write_scrapy_project
 from tests.scrapyd_support import WAIT_SPIDER, make_egg
 from tests.test_scrapyd_api import Scrapyd, scrapyd  # noqa: F401 (fixture)
@@ -28,7 +28,7 @@ def test_a_store_without_priority_is_migrated_on_open(tmp_path: Path) -> None:
     path = tmp_path / "daemon.sqlite"
     old = sqlite3.connect(path)
     old.executescript(_SCHEMA)  # the tables as the previous version made them
-    old.execute("INSERT INTO meta (key, value) VALUES ('schema', '1')")
+    old.execute("INSERT INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
     old.execute(
         "INSERT INTO jobs (id, status, active, actor, schedule, project, spider, created,"
         " updated) VALUES ('old', 'PENDING', 1, 'USER', 'now', 'p', 's', 1, 1)"
@@ -76,3 +76,19 @@ def test_higher_priority_runs_first(scrapyd: Scrapyd, tmp_path: Path) -> None:  
     assert sorted((low, plain, high), key=started.__getitem__) == [high, plain, low]
     refused = scrapyd.post("schedule.json", data={**data, "priority": "nan"}).json()
     assert refused["status"] == "error" and refused["message"].startswith("priority is invalid")
+
+
+def test_a_schema_1_store_gets_both_migrations(tmp_path: Path) -> None:
+    path = tmp_path / "daemon.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(_SCHEMA)
+    old.execute("ALTER TABLE jobs DROP COLUMN leftovers_killed")  # as schema 1 had it
+    old.execute("INSERT INTO meta (key, value) VALUES ('schema', '1')")
+    old.commit()
+    old.close()
+    store = Store(path)
+    try:
+        store.insert(_job("a", 3))
+        assert store.oldest_pending().priority == 3.0
+    finally:
+        store.close()
