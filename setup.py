@@ -26,6 +26,9 @@ setup(
             "ruff>=0.6",
             # Fuzzes the live daemon against daemon/openapi.json.
             "schemathesis>=4.32,<5",
+            # scrapyd's own clients, to prove our scrapyd API is a drop-in for scrapyd.
+            "python-scrapyd-api==2.1.2",
+            "scrapyd-client==2.0.3",
         ],
     },
     entry_points={

@@ -24,6 +24,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--host", default=None, help="listen address (overrides the file)")
     parser.add_argument("--port", type=int, default=None, help="listen port; 0 = any free")
+    parser.add_argument(
+        "--scrapyd-port",
+        type=int,
+        default=None,
+        help="serve scrapyd's API at the root of this port too; 0 = any free",
+    )
     parser.add_argument("--data-dir", default=None, help="data folder (overrides the file)")
     parser.add_argument(
         "--port-file", default=None, help="write the bound port to this file once listening"
@@ -43,7 +49,13 @@ def main(argv: list[str] | None = None) -> int:
         path = "config.yaml"
     try:
         config = load_config(
-            path, {"host": args.host, "port": args.port, "data_dir": args.data_dir}
+            path,
+            {
+                "host": args.host,
+                "port": args.port,
+                "data_dir": args.data_dir,
+                "scrapyd_port": args.scrapyd_port,
+            },
         )
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -19,6 +19,7 @@ from twisted.logger import Logger
 
 from daemon.api import ApiContext, make_apps
 from daemon.api.http import GuardedSite
+from daemon.api.scrapyd import listener as scrapyd_listener
 from daemon.coin_service import CoinService
 from daemon.config import Config
 from daemon.events import EventBus
@@ -230,13 +231,15 @@ class Daemon:
             started=time.time(),
         )
         self.apps = make_apps(self.context)
-        self.site = GuardedSite(
-            self.apps.resource(),
-            config.auth,
-            config.upload_max_bytes,
-            header_timeout=config.header_timeout,
-        )
+        self.site = scrapyd_listener.main_site(self.apps.resource(), config)
         self.web.site = self.site
+        if config.scrapyd.port is not None:
+            # scrapyd's API alone at the root of a second listener, for tools that take
+            # only host:port (scrapyd's /status.json is not scrapy-do's).
+            second = scrapyd_listener.second_site(self.context)
+            scrapyd_listener.ScrapydWebService(reactor, config, second).setServiceParent(
+                self.services
+            )
 
     def warm_up(self) -> None:
         """List the local projects' spiders in the background now, so the first

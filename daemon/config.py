@@ -65,6 +65,19 @@ class LocalProject:
 
 
 @dataclass(frozen=True)
+class ScrapydConfig:
+    """scrapyd's API: under /scrapyd/ on the main listener when `enabled`, and at the root
+    of a second listener when `port` is set (0 = any free port)."""
+
+    enabled: bool = False
+    port: int | None = None
+    #: node_name in every reply; the host name when empty (as scrapyd).
+    node_name: str = ""
+    #: Real 4xx codes on errors (scrapyd answers them with 200).
+    error_codes: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
     host: str = "127.0.0.1"
     port: int = 7654
@@ -90,6 +103,7 @@ class Config:
     crawl_consoles: frozenset[str] = frozenset()
     #: The config file read (None = built-in defaults), for the start-up warnings.
     source: Path | None = None
+    scrapyd: ScrapydConfig = field(default_factory=ScrapydConfig)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -132,7 +146,15 @@ _SCALARS: dict[str, tuple[type, ...]] = {
     "header_timeout": (int, float),
     "min_free_bytes": (int,),
 }
-_SECTIONS = {"auth", "tls", "projects", "crawl_user", "crawl_group", "crawl_consoles"}
+_SECTIONS = {
+    "auth",
+    "tls",
+    "projects",
+    "crawl_user",
+    "crawl_group",
+    "crawl_consoles",
+    "scrapyd",
+}
 
 
 def _check_type(key: str, value: Any, types: tuple[type, ...]) -> Any:
@@ -304,6 +326,26 @@ def _projects(raw: Any, base: Path) -> dict[str, LocalProject]:
     return projects
 
 
+def _scrapyd(raw: Any, port_override: int | None) -> ScrapydConfig:
+    section = _mapping("scrapyd", raw, {"enabled", "port", "node_name", "error_codes"})
+    values: dict[str, Any] = {}
+    for key in ("enabled", "error_codes"):
+        if section.get(key) is not None:
+            if not isinstance(section[key], bool):
+                raise ConfigError(f"config key 'scrapyd.{key}': expected true or false")
+            values[key] = section[key]
+    if section.get("port") is not None:
+        values["port"] = _check_type("scrapyd.port", section["port"], (int,))
+    if section.get("node_name") is not None:
+        values["node_name"] = _check_type("scrapyd.node_name", section["node_name"], (str,))
+    if port_override is not None:
+        values["port"] = port_override
+    port = values.get("port")
+    if port is not None and not 0 <= port <= 65535:
+        raise ConfigError(f"config key 'scrapyd.port': {port} is not a TCP port")
+    return ScrapydConfig(**values)
+
+
 def load_config(
     path: str | os.PathLike[str] | None,
     overrides: Mapping[str, Any] | None = None,
@@ -348,7 +390,9 @@ def load_config(
             values[key] = _check_type(key, raw[key], types)
     if "data_dir" in values:
         values["data_dir"] = base / values["data_dir"]
-    for key, value in (overrides or {}).items():
+    overrides = dict(overrides or {})
+    scrapyd_port = overrides.pop("scrapyd_port", None)
+    for key, value in overrides.items():
         if value is None:
             continue
         if key not in _SCALARS:
@@ -364,6 +408,7 @@ def load_config(
     values["tls"] = _tls(raw.get("tls"), base)
     if "projects" in raw:
         values["projects"] = _projects(raw.get("projects"), base)
+    values["scrapyd"] = _scrapyd(raw.get("scrapyd"), scrapyd_port)
     config = Config(**values)
     _validate(config)
     return config

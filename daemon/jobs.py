@@ -318,6 +318,10 @@ class JobsService(Service):
         """`<data_dir>/<id>/`, the crawl's output folder (may not exist yet)."""
         return self.data_dir / str(uuid.UUID(job_id))
 
+    def log_path(self, job_id: str, kind: str = "err") -> Path:
+        """The crawl's `.out` or `.err` log (`.err` is Scrapy's own log)."""
+        return self.launcher.log_path(job_id, kind)
+
     def figures(self) -> dict[str, int | None]:
         counts = self.store.figures()
         return {
@@ -372,13 +376,17 @@ class JobsService(Service):
         settings: Mapping[str, str] | None = None,
         max_runtime: float | None = None,
         actor: str = USER,
+        job_id: str | None = None,
+        priority: float = 0.0,
     ) -> Job:
         """Record a job: PENDING (and dispatched at once) for `now`, else SCHEDULED and
-        handed to the scheduler with its parsed `when`."""
+        handed to the scheduler with its parsed `when`. `job_id` is a caller's own id
+        (scrapyd's `jobid`), checked by the caller; a new UUID otherwise."""
         plan = plan or Plan("now", None, None, ())
         recurring = plan.when is not None
         job = Job(
-            id=str(uuid.uuid4()),
+            id=job_id or str(uuid.uuid4()),
+            priority=priority,
             status=SCHEDULED if recurring else PENDING,
             actor=actor,
             schedule=plan.spec,

@@ -30,6 +30,7 @@ from daemon.children import child_env, scrapy_command
 from daemon.config import CrawlUser
 from daemon.isolation import close_private_files, open_job_dir, seal_job_dir
 from daemon.leftovers import JOB_ENV, children_of, kill_leftovers
+from daemon.spider_args import crawl_arguments
 
 log = Logger()
 
@@ -65,8 +66,7 @@ def crawl_args(
     ]
     if not consoles:
         args += _CONSOLES_OFF
-    if payload and payload != "{}":
-        args += ["-a", f"payload={payload}"]
+    args += crawl_arguments(payload)
     return args
 
 

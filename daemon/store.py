@@ -156,6 +156,8 @@ class Job:
     next_run: float | None = None
     skipped: int = 0
     leftovers_killed: int | None = None
+    #: Higher runs first among pending jobs (scrapyd's `priority`); 0 for scrapy-do's.
+    priority: float = 0.0
     seq: int = 0
 
     @property
@@ -188,6 +190,7 @@ _COLUMNS = [
     "next_run",
     "skipped",
     "leftovers_killed",
+    "priority",
     "seq",
 ]
 _SELECT = "SELECT " + ", ".join(_COLUMNS) + " FROM jobs"
@@ -240,6 +243,18 @@ def _row_to_job(row: Sequence[Any]) -> Job:
     return Job(**values)
 
 
+def _add_priority(conn: sqlite3.Connection) -> None:
+    """Migration on open: the `priority` column (jobs of a store made before it get 0)
+    and the index that picks the next pending job by it. Additive, so the schema
+    version stays: an earlier daemon reads and writes the same file unchanged."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+    if "priority" not in columns:
+        conn.execute("ALTER TABLE jobs ADD COLUMN priority REAL NOT NULL DEFAULT 0")
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS jobs_status_priority_seq ON jobs (status, priority DESC, seq)"
+    )
+
+
 class Store:
     """One SQLite file `<data_dir>/daemon.sqlite`; use from the reactor thread."""
 
@@ -251,6 +266,7 @@ class Store:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = self._connect()
             self._conn.executescript(_SCHEMA)
+            _add_priority(self._conn)
             self._check_version()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"store {self.path} is unusable: {exc}") from None
@@ -384,7 +400,7 @@ class Store:
 
     def oldest_pending(self) -> Job | None:
         row = self._conn.execute(
-            _SELECT + " WHERE status = ? ORDER BY seq ASC LIMIT 1", (PENDING,)
+            _SELECT + " WHERE status = ? ORDER BY priority DESC, seq ASC LIMIT 1", (PENDING,)
         ).fetchone()
         return _row_to_job(row) if row else None
 

@@ -2,7 +2,9 @@
 
 - scrapy-do's API at the root (daemon/api/scrapydo.py), with `/openapi.json`
   (daemon/api/openapi.py) describing every app;
-- the coin API under `/api/` (daemon/api/coins.py).
+- the coin API under `/api/` (daemon/api/coins.py);
+- scrapyd's API under `/scrapyd/` when `scrapyd.enabled` (daemon/api/scrapyd/), and alone
+  at the root of a second listener when `scrapyd.port` is set (app.py).
 
 A new endpoint is a route in the app of its API. A new API is a module with
 `make_app(ctx) -> Klein` (built with `routing.new_app(envelope)`) added to `MOUNTED`.
@@ -20,6 +22,7 @@ from klein import Klein
 from daemon.api import coins, openapi, scrapydo
 from daemon.api.context import ApiContext
 from daemon.api.routing import Mounts
+from daemon.api.scrapyd import listener as scrapyd_listener
 
 __all__ = ["MOUNTED", "ApiContext", "Apps", "make_apps"]
 
@@ -50,4 +53,7 @@ class Apps:
 def make_apps(ctx: ApiContext) -> Apps:
     root = scrapydo.make_app(ctx)
     openapi.add_route(root)
-    return Apps(root, {prefix: factory(ctx) for prefix, factory in MOUNTED.items()})
+    mounted = {prefix: factory(ctx) for prefix, factory in MOUNTED.items()}
+    if ctx.config.scrapyd.enabled:
+        mounted["scrapyd"] = scrapyd_listener.mounted_app(ctx)
+    return Apps(root, mounted)

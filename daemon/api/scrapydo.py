@@ -411,7 +411,7 @@ def make_app(ctx: ApiContext) -> Klein:
         match = _LOG_NAME_RE.match(name)
         if not match or jobs.get(match.group(1)) is None:
             raise ApiError(f"Log not found: {name[:80]}", 404)
-        path = jobs.launcher.log_path(match.group(1), match.group(2))
+        path = jobs.log_path(match.group(1), match.group(2))
         if not path.is_file():
             raise ApiError(f"Log not found: {name[:80]}", 404)
         request.setHeader(b"Cache-Control", b"no-store")
