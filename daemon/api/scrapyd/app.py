@@ -375,7 +375,7 @@ class ScrapydApi:
         d = deferToThread(eggs.egg_to_project, egg, project, version, limits)
         d.addCallback(lambda archive: self.projects.push(archive, self.jobs.push_guard))
         return d.addCallback(
-            lambda res: {"project": project, "version": version, "spiders": len(res[1])}
+            lambda res: {"project": project, "version": version, "spiders": len(res.spiders)}
         )
 
     def delversion(self, request: Any, args: params.Args) -> Deferred[dict[str, Any]]:
