@@ -6,8 +6,9 @@ CoinMarketCap look-alike (tests/cmc_server.py):
   default API key before the test and again after it. Use this one in tests.
 
 Daemons (tests/daemon_support.py): `start_daemon(projects=toy_projects, env=None,
-data_dir=None, python=PYTHON, **config)` starts a real daemon process in a fresh folder
-and returns it; every daemon it started is stopped when the test ends
+data_dir=None, python=PYTHON, start=True, **config)` starts a real daemon process in a fresh
+folder and returns it (`start=False`: configured, not started); every daemon it made is
+stopped when the test ends
 (`start_module_daemon`: when the module ends, for the daemon a whole test module shares).
 `start_daemon.restart(daemon)` starts the same config and data folder again after the
 test stopped or killed it.

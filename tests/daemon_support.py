@@ -301,6 +301,7 @@ class DaemonFactory:
         env: Mapping[str, str | None] | None = None,
         data_dir: Path | None = None,
         python: str = PYTHON,
+        start: bool = True,
         **config: Any,
     ) -> DaemonProcess:
         """A started daemon serving `projects(work)` (written into its folder `work`),
@@ -308,11 +309,15 @@ class DaemonFactory:
 
         `data_dir` replaces work/data where the test prepares the data folder itself (a
         tmpfs, job folders written beforehand, a folder another user may enter); `python`
-        runs the daemon and its crawls (one a crawl user may run)."""
+        runs the daemon and its crawls (one a crawl user may run). `start=False` hands it
+        back unstarted, for a test of a start the daemon refuses: that test calls
+        `start()` itself and reads the exit status and the log."""
         work = self.new_dir("daemon")
         data = work / "data" if data_dir is None else data_dir
         path = write_config(work / "config.yaml", data, projects(work), **config)
-        return self._start(DaemonProcess(path, work, env=env, python=python))
+        daemon = DaemonProcess(path, work, env=env, python=python)
+        self.started.append(daemon)  # stopped with the rest, should it start after all
+        return daemon.start() if start else daemon
 
     def restart(self, daemon: DaemonProcess) -> DaemonProcess:
         """A new daemon process on the config, folder, environment and interpreter of

@@ -5,14 +5,13 @@ project packed as an egg, and the table of requests whose replies must be scrapy
 from __future__ import annotations
 
 import io
-import json
 import re
-import time
 import zipfile
 from pathlib import Path
 from typing import Any
 
-from tests.daemon_support import write_scrapy_project
+from tests.daemon_support import DaemonProcess, write_scrapy_project
+from tests.waiting import wait_until
 
 ECHO_SPIDER = """
 import scrapy
@@ -122,25 +121,27 @@ class Waits(scrapy.Spider):
 """
 
 
-def write_scrapyd_config(path: Path, data_dir: Path, extra: str = "", **scrapyd: Any) -> Path:
-    """A daemon config with no local project and scrapyd's API on both listeners;
-    `extra` is more YAML (e.g. an auth section)."""
-    section = {"enabled": True, "port": 0, "node_name": "NODE", **scrapyd}
-    path.write_text(
-        "host: 127.0.0.1\nport: 0\n"
-        f"data_dir: {json.dumps(str(data_dir))}\n"
-        "slots: 1\ncancel_grace: 2\nupload_max_bytes: 2000000\nlist_spiders_timeout: 30\n"
-        f"scrapyd: {json.dumps(section)}\n" + extra
-    )
-    return path
+def no_projects(work: Path) -> dict[str, dict[str, Any]]:
+    """The `projects` of a scrapyd test's daemon: none; the tests push theirs as eggs."""
+    return {}
 
 
-def scrapyd_port(daemon: Any, timeout: float = 20.0) -> int:
+def scrapyd_config(**scrapyd: Any) -> dict[str, Any]:
+    """Config keys for DaemonFactory: scrapyd's API on both listeners (`scrapyd` keys
+    over the defaults), and one slot, so that a second job stays pending."""
+    return {"slots": 1, "scrapyd": {"enabled": True, "port": 0, "node_name": "NODE", **scrapyd}}
+
+
+_LISTENING = re.compile(r"scrapyd API listening on https?://[^:]+:(\d+)")
+
+
+def scrapyd_port(daemon: DaemonProcess, timeout: float = 20.0) -> int:
     """The second listener's port, as the daemon printed it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = re.search(r"scrapyd API listening on https?://[^:]+:(\d+)", daemon.log())
-        if found:
-            return int(found.group(1))
-        time.sleep(0.02)
-    raise AssertionError(f"no scrapyd listener in the log: {daemon.log()}")
+    log = wait_until(
+        daemon.log,
+        timeout,
+        "the scrapyd listener in the daemon log",
+        until=_LISTENING.search,
+        interval=0.02,
+    )
+    return int(_LISTENING.search(log).group(1))

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +14,17 @@ import requests
 
 from daemon.__main__ import parse_args
 from daemon.config import ConfigError, load_config
-from tests.daemon_support import DaemonProcess, write_scrapy_project
+from tests.daemon_support import DaemonFactory, DaemonProcess, write_scrapy_project
 from tests.scrapyd_support import (
     REQUESTS,
     WAIT_SPIDER,
     make_egg,
+    no_projects,
+    scrapyd_config,
     scrapyd_port,
     write_egg_project,
-    write_scrapyd_config,
 )
+from tests.waiting import wait_until
 
 FIXTURE = Path(__file__).parent / "fixtures" / "scrapyd-1.6.0-replies.json"
 HEADERS = (
@@ -60,27 +60,17 @@ class Scrapyd:
         return rsp.json()
 
     def wait_state(self, job: str, state: str, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            got = self.get("status.json", params={"job": job}).json()["currstate"]
-            if got == state:
-                return
-            assert time.monotonic() < deadline, f"job {job} still {got}: {self.daemon.log()}"
-            time.sleep(0.05)
-
-
-def _start(tmp_path: Path, extra: str = "", env: dict[str, str] | None = None, **sc: Any):
-    config = write_scrapyd_config(tmp_path / "config.yaml", tmp_path / "data", extra, **sc)
-    return DaemonProcess(config, tmp_path, env).start()
+        wait_until(
+            lambda: self.get("status.json", params={"job": job}).json()["currstate"],
+            timeout,
+            f"job {job} to be {state}",
+            until=lambda got: got == state,
+        )
 
 
 @pytest.fixture
-def scrapyd(tmp_path: Path) -> Iterator[Scrapyd]:
-    daemon = _start(tmp_path)
-    try:
-        yield Scrapyd(daemon)
-    finally:
-        daemon.stop()
+def scrapyd(start_daemon: DaemonFactory) -> Scrapyd:
+    return Scrapyd(start_daemon(no_projects, **scrapyd_config()))
 
 
 @pytest.fixture
@@ -271,39 +261,29 @@ def test_bad_eggs_are_refused_with_the_stores_checks(scrapyd: Scrapyd, tmp_path:
     assert scrapyd.get("listprojects.json").json()["projects"] == ["eggy"]
 
 
-def test_auth_answers_scrapyds_401_on_both_listeners(tmp_path: Path) -> None:
-    extra = "auth:\n  username: user\n  password: pw\n"
-    daemon = _start(tmp_path, extra)
-    try:
-        api = Scrapyd(daemon)
-        for base in (api.second, api.mounted):
-            refused = api.get("daemonstatus.json", base=base)
-            assert refused.status_code == 401 and refused.content == b"Unauthorized"
-            wrong = api.get("daemonstatus.json", base=base, auth=("user", "nope"))
-            assert wrong.status_code == 401 and wrong.content == b"Unauthorized"
-            # A body is refused from the headers, before it is read: the same answer.
-            posted = api.post("schedule.json", base=base, data={"project": "x" * 5000})
-            assert posted.status_code == 401 and posted.content == b"Unauthorized"
-            assert (
-                api.get("daemonstatus.json", base=base, auth=("user", "pw")).json()["status"]
-                == "ok"
-            )
-        # scrapy-do's API keeps its own envelope.
-        assert daemon.get("/status.json").json()["status"] == "error"
-    finally:
-        daemon.stop()
+def test_auth_answers_scrapyds_401_on_both_listeners(start_daemon: DaemonFactory) -> None:
+    auth = {"username": "user", "password": "pw"}
+    daemon = start_daemon(no_projects, auth=auth, **scrapyd_config())
+    api = Scrapyd(daemon)
+    for base in (api.second, api.mounted):
+        refused = api.get("daemonstatus.json", base=base)
+        assert refused.status_code == 401 and refused.content == b"Unauthorized"
+        wrong = api.get("daemonstatus.json", base=base, auth=("user", "nope"))
+        assert wrong.status_code == 401 and wrong.content == b"Unauthorized"
+        # A body is refused from the headers, before it is read: the same answer.
+        posted = api.post("schedule.json", base=base, data={"project": "x" * 5000})
+        assert posted.status_code == 401 and posted.content == b"Unauthorized"
+        assert api.get("daemonstatus.json", base=base, auth=("user", "pw")).json()["status"] == "ok"
+    # scrapy-do's API keeps its own envelope.
+    assert daemon.get("/status.json").json()["status"] == "error"
 
 
-def test_real_error_codes_on_request(tmp_path: Path) -> None:
-    daemon = _start(tmp_path, error_codes=True)
-    try:
-        api = Scrapyd(daemon)
-        rsp = api.get("listspiders.json", params={"project": "nope"})
-        assert rsp.status_code == 404 and rsp.json()["message"] == "project 'nope' not found"
-        assert api.post("schedule.json").status_code == 400
-        assert api.get("schedule.json").status_code == 405
-    finally:
-        daemon.stop()
+def test_real_error_codes_on_request(start_daemon: DaemonFactory) -> None:
+    api = Scrapyd(start_daemon(no_projects, **scrapyd_config(error_codes=True)))
+    rsp = api.get("listspiders.json", params={"project": "nope"})
+    assert rsp.status_code == 404 and rsp.json()["message"] == "project 'nope' not found"
+    assert api.post("schedule.json").status_code == 400
+    assert api.get("schedule.json").status_code == 405
 
 
 def test_config_and_command_line(tmp_path: Path) -> None:
@@ -373,15 +353,14 @@ def test_monitoring_pages_honour_x_forwarded_prefix(scrapyd: Scrapyd, tmp_path: 
     assert requests.get(scrapyd.second + "/logs/nope/", timeout=30).status_code == 404
 
 
-def test_a_taken_scrapyd_port_stops_the_start_naming_it(tmp_path: Path) -> None:
+def test_a_taken_scrapyd_port_stops_the_start_naming_it(start_daemon: DaemonFactory) -> None:
     import socket
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        config = write_scrapyd_config(tmp_path / "config.yaml", tmp_path / "data", port=port)
-        daemon = DaemonProcess(config, tmp_path)
+        daemon = start_daemon(no_projects, start=False, **scrapyd_config(port=port))
         # The main listener may be up (its port file written) before the second fails.
         with contextlib.suppress(RuntimeError):
             daemon.start()

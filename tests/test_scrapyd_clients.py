@@ -8,36 +8,40 @@ import io
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 from scrapyd_api import ScrapydAPI
 
-from tests.daemon_support import DaemonProcess
-from tests.scrapyd_support import make_egg, scrapyd_port, write_egg_project, write_scrapyd_config
+from tests.daemon_support import DaemonFactory, DaemonProcess
+from tests.scrapyd_support import (
+    make_egg,
+    no_projects,
+    scrapyd_config,
+    scrapyd_port,
+    write_egg_project,
+)
+from tests.waiting import wait_until
 
 BIN = Path(sys.executable).parent
 AUTH = ("deployer", "s3cret")
 
 
 @pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
-    extra = f"auth:\n  username: {AUTH[0]}\n  password: {AUTH[1]}\n"
-    config = write_scrapyd_config(tmp_path / "config.yaml", tmp_path / "data", extra)
-    proc = DaemonProcess(config, tmp_path).start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
+def daemon(start_daemon: DaemonFactory) -> DaemonProcess:
+    auth = {"username": AUTH[0], "password": AUTH[1]}
+    return start_daemon(no_projects, auth=auth, **scrapyd_config())
 
 
 def _wait_finished(api: ScrapydAPI, project: str, job: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while api.job_status(project, job) != "finished":
-        assert time.monotonic() < deadline, f"job {job} is {api.job_status(project, job)!r}"
-        time.sleep(0.1)
+    wait_until(
+        lambda: api.job_status(project, job),
+        timeout,
+        f"job {job} to be finished",
+        until=lambda state: state == "finished",
+        interval=0.1,
+    )
 
 
 def _log(url: str, log_url: str) -> str:
