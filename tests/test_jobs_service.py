@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from twisted.internet import reactor
-from twisted.internet.task import Clock
+from twisted.internet.process import reapAllProcesses
+from twisted.internet.task import Clock, LoopingCall
 from twisted.trial import unittest
 
 from daemon.config import LocalProject
@@ -53,6 +54,12 @@ class JobsServiceTest(unittest.TestCase):
         self.launcher = Launcher(reactor, self.root / "data", self.root / "logs", cancel_grace=5)
         local = {"toy": LocalProject(toy, {"TOY_SETTING": "from-config"})}
         projects = ProjectStore(self.root / "projects", local)
+        # trial stops the reactor between tests and restores the signal handlers; a
+        # SIGCHLD that arrives meanwhile is lost, and that crawl's end never noticed.
+        # Collecting ended children on a timer as well makes the tests independent.
+        reaper = LoopingCall(reapAllProcesses)
+        reaper.start(0.1, now=False)
+        self.addCleanup(reaper.stop)
         self.bus = EventBus()
         self.jobs = JobsService(
             self.store, self.launcher, projects, self.bus, slots=1, data_dir=self.root / "data"
