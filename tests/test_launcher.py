@@ -108,7 +108,7 @@ class LauncherTest(unittest.TestCase):
         )
         self.assertEqual(launcher.running, {"job-items": crawl})
         outcome = await crawl.ended
-        self.assertEqual(outcome, Outcome(0, None, None))
+        self.assertEqual(outcome, Outcome(0, None, None, leftovers_killed=0))
         self.assertEqual(launcher.running, {})
         out = launcher.log_path("job-items", "out").read_text()
         self.assertIn("START job-items", out)  # the daemon's JOB_ID wins over the job's
@@ -122,7 +122,7 @@ class LauncherTest(unittest.TestCase):
     async def test_exit_status_of_a_failing_crawl(self) -> None:
         launcher = self.launcher()
         outcome = await self.start(launcher, "fails").ended
-        self.assertEqual(outcome, Outcome(3, None, None))
+        self.assertEqual(outcome, Outcome(3, None, None, leftovers_killed=0))
 
     @async_test
     async def test_a_crawl_killed_from_outside_ends_with_the_signal(self) -> None:
@@ -131,7 +131,7 @@ class LauncherTest(unittest.TestCase):
         self.wait_log(launcher, crawl, "START")
         os.kill(crawl.pid, signal.SIGKILL)
         outcome = await crawl.ended
-        self.assertEqual(outcome, Outcome(None, signal.SIGKILL, None))
+        self.assertEqual(outcome, Outcome(None, signal.SIGKILL, None, leftovers_killed=0))
         self.assertIsNone(launcher.stop(crawl.job_id, "cancel"))  # nothing left to stop
 
     # -- stopping a crawl ------------------------------------------------------------
@@ -150,7 +150,9 @@ class LauncherTest(unittest.TestCase):
         self.assertTrue(process_alive(crawl.pid, crawl.proc_start))  # SIGTERM was ignored
         self.clock.advance(0.1)
         outcome = await first
-        self.assertEqual(outcome, Outcome(None, signal.SIGKILL, "cancel", killed=True))
+        self.assertEqual(
+            outcome, Outcome(None, signal.SIGKILL, "cancel", killed=True, leftovers_killed=0)
+        )
         self.assertEqual(await second, outcome)
         # The crawl's own child ignored SIGTERM too and went with the group.
         wait_until(lambda: not pid_alive(child), 10, f"the crawl's child {child} to be killed")
