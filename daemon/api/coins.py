@@ -15,13 +15,13 @@ from klein import Klein
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 
+from coinspiders.jobfolder import JOB_ID_RE
 from daemon.api.context import ApiContext
 from daemon.api.http import JSON_TYPE, ApiError, arg, arg_int, json_body
 from daemon.api.routing import new_app
 from daemon.coin_index import CoinFilter
 from daemon.coin_records import (
     DEFAULT_CURRENCY,
-    JOB_ID_RE,
     RequestError,
     currency_code,
     parse_coins,
