@@ -652,14 +652,6 @@ class CoinIndex:
                 found[coin] = json.loads(doc)
         return found
 
-    def stats(self) -> dict[str, int]:
-        conn = self._conn()
-        return {
-            "records": conn.execute("SELECT COUNT(*) FROM records").fetchone()[0],
-            "coins": conn.execute("SELECT COUNT(DISTINCT coin_id) FROM latest").fetchone()[0],
-            "jobs": conn.execute("SELECT COUNT(*) FROM sources").fetchone()[0],
-        }
-
 
 class _JobConvert:
     """The `convert` currency in a job's job.json, read once and only when asked for.
