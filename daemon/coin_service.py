@@ -196,7 +196,7 @@ class CoinService(Service):
         for job_id in job_ids:
             self.index.ingest_job(job_id)
 
-    # -- start / status (seed 000) -------------------------------------------
+    # -- start / status -------------------------------------------------------
 
     def start(self, coins: list[str]) -> Started:
         """One `coin` crawl for `coins`, started now; the task ids are stable per coin."""
@@ -260,7 +260,7 @@ class CoinService(Service):
 
         return self._run(read).addCallback(shape)
 
-    # -- coin data (seed 004 style) ------------------------------------------
+    # -- coin data -----------------------------------------------------------
 
     def coins(self, filters: CoinFilter, limit: int, offset: int) -> Deferred[list[dict]]:
         active = sorted(self.active)
