@@ -210,13 +210,15 @@ COIN_ERRORS = {
     **site_errors(post=False, api=True),
 }
 
+# The coin start/status endpoints' own error envelope, named in the replies below.
+START_STATUS_ENVELOPE = 'the start/status envelope {"error": "..."}'
 START_STATUS_ERRORS = {
     "400": json_response(
-        'Bad request (the start/status envelope {"error": "..."}) or a malformed body (scrapy-do envelope)',
+        f"Bad request ({START_STATUS_ENVELOPE}) or a malformed body (scrapy-do envelope)",
         {"anyOf": [ref("StartStatusError"), ref("Error")]},
     ),
     "404": json_response(
-        'Unknown job (the start/status envelope {"error": "..."}), or no such path (coin API envelope)',
+        f"Unknown job ({START_STATUS_ENVELOPE}), or no such path (coin API envelope)",
         {"anyOf": [ref("StartStatusError"), ref("CoinError")]},
     ),
 }
