@@ -10,7 +10,7 @@ import scrapy
 from coinspiders.parsing.fields import COIN_FIELDS
 
 # COIN_FIELDS, the order of a coin's fields in data.json, is defined beside the parsers
-# (free of Scrapy); CoinItem declares the same names, as tests/test_parsing_page.py checks.
+# (free of Scrapy); CoinItem declares the same names, as tests/test_contracts.py checks.
 __all__ = ["COIN_FIELDS", "CoinItem"]
 
 

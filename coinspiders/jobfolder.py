@@ -4,7 +4,7 @@ Both halves import their names from here (file names, the job id rule, the times
 form, how many coins a job takes, the `{coin, output}` shape of a coin's answer), so the
 folder the spiders write is the folder the daemon reads by construction, not by a copy
 kept in step. The daemon imports this module at start: it must stay free of Scrapy (and of
-anything heavy), which tests/test_daemon_units.py checks.
+anything heavy), which tests/test_contracts.py checks.
 """
 
 from __future__ import annotations
