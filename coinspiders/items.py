@@ -7,33 +7,11 @@ and never disappears silently.
 
 import scrapy
 
-# The figures of one coin, in the order they appear in data.json (seed 000 plus identity).
-COIN_FIELDS: tuple[str, ...] = (
-    "id",
-    "name",
-    "symbol",
-    "slug",
-    "currency",
-    "price",
-    "price_change",
-    "market_cap",
-    "market_cap_rank",
-    "volume",
-    "volume_rank",
-    "volume_change",
-    "circulating_supply",
-    "total_supply",
-    "max_supply",
-    "diluted_market_cap",
-    "contracts",
-    "official_links",
-    "socials",
-    "logo",
-    "logo_path",
-    "last_updated",
-    "scraped_at",
-    "source",
-)
+from coinspiders.parsing.fields import COIN_FIELDS
+
+# COIN_FIELDS, the order of a coin's fields in data.json, is defined beside the parsers
+# (free of Scrapy); CoinItem declares the same names, as tests/test_contracts.py checks.
+__all__ = ["COIN_FIELDS", "CoinItem"]
 
 
 class CoinItem(scrapy.Item):

@@ -1,7 +1,10 @@
 """The job folder `DATA_DIR/<job-id>/`: the contract between the spiders and the daemon.
 
-Pure helpers (naming, atomic writes) kept apart from the pipelines so the daemon's tests
-and the pipelines agree on one definition of the layout.
+Both halves import their names from here (file names, the job id rule, the timestamp
+form, how many coins a job takes, the `{coin, output}` shape of a coin's answer), so the
+folder the spiders write is the folder the daemon reads by construction, not by a copy
+kept in step. The daemon imports this module at start: it must stay free of Scrapy (and of
+anything heavy), which tests/test_contracts.py checks.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import os
 import re
 import tempfile
 import uuid
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,14 +25,19 @@ MANIFEST_FILE = "job.json"
 IMAGES_DIR = "Images"
 
 # A job id names a folder: letters, digits, '-', '_' only, so it can never climb out.
-_JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+# Coins one job is asked for: a crawl's `coins` argument, the daemon's start request and
+# a status request's task_ids.
+MAX_COINS = 1000
+# Keys of an items.jl record that are bookkeeping, not the coin's figures.
+NOT_FIGURES = ("query", "error", "candidates")
 
 
 def resolve_job_id(configured: str | None) -> str:
     """The daemon's id when it gave one (validated), else a fresh UUID4."""
     if not configured:
         return str(uuid.uuid4())
-    if not _JOB_ID_RE.match(configured):
+    if not JOB_ID_RE.match(configured):
         raise ValueError(
             f"JOB_ID {configured!r} is not a plain name (letters, digits, '-', '_', at most 64)"
         )
@@ -40,9 +49,18 @@ def job_dir(data_dir: str | os.PathLike[str], job_id: str) -> Path:
     return Path(data_dir).resolve() / job_id
 
 
+def format_utc(moment: datetime) -> str:
+    """The one timestamp form of job folders: ISO 8601 in UTC, to the millisecond, `Z`.
+
+    Fixed width, so the daemon's index sorts these strings as it would sort the times.
+    """
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
 def utc_now() -> str:
-    """A timestamp for job.json and items: ISO 8601 in UTC, to the millisecond."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """A timestamp for job.json and items (and the daemon's index) in `format_utc`'s form."""
+    return format_utc(datetime.now(UTC))
 
 
 def logo_relpath(coin_id: int) -> str:
@@ -72,18 +90,23 @@ def write_json_atomic(path: Path, obj: Any) -> None:
         raise
 
 
-def read_items(path: Path) -> list[dict[str, Any]]:
-    """Every complete line of an `items.jl`; a torn last line (a killed crawl) is skipped."""
-    records: list[dict[str, Any]] = []
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return records
-    for line in raw.split(b"\n"):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            continue
-    return records
+def coin_output(record: Mapping[str, Any], figures: Iterable[str] | None = None) -> dict[str, Any]:
+    """One coin's answer: its figures, or its error; `candidates` when the name was shared.
+
+    `figures` names the keys shown (absent ones as None), as data.json lists them; None
+    shows the record's own figures, as the daemon's status endpoint does.
+    """
+    if record.get("error"):
+        out: dict[str, Any] = {"error": record["error"]}
+    elif figures is None:
+        out = {k: v for k, v in record.items() if k not in NOT_FIGURES}
+    else:
+        out = {key: record.get(key) for key in figures}
+    if record.get("candidates"):
+        out["candidates"] = record["candidates"]
+    return out
+
+
+def coin_task(coin: str, output: Any) -> dict[str, Any]:
+    """One entry of data.json and of the status endpoint's tasks: the coin as asked."""
+    return {"coin": coin, "output": output}

@@ -21,8 +21,10 @@ from daemon.errors import DaemonError
 
 MiB = 1024 * 1024
 
-#: Project names become folder names and appear in URLs and argv, so they stay plain.
-NAME_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+#: Project names become folder names and appear in URLs and argv, so they stay plain
+#: and short. The config's names (daemon/config.py) are held to the same length.
+MAX_PROJECT_NAME = 64
+NAME_RE = re.compile(rf"[A-Za-z0-9_.\-]{{1,{MAX_PROJECT_NAME}}}")
 _DRIVE_RE = re.compile(r"^[A-Za-z]:")
 _CHUNK = 64 * 1024
 _MAX_NAME_CHARS = 1024
@@ -91,11 +93,14 @@ def check_project_name(name: str) -> str:
     """Refuse any name that could act as a path, an option or an empty folder name."""
     if not isinstance(name, str) or not name:
         raise ArchiveError("project name is empty")
-    if len(name) > 64:
-        raise ArchiveError(f"project name is {len(name)} characters long; at most 64 allowed")
+    if len(name) > MAX_PROJECT_NAME:
+        raise ArchiveError(
+            f"project name is {len(name)} characters long; at most {MAX_PROJECT_NAME} allowed"
+        )
     if name in {".", ".."} or not NAME_RE.fullmatch(name):
         raise ArchiveError(
-            f"project name {name!r} is not allowed: use 1-64 letters, digits, '_', '-' or '.'"
+            f"project name {name!r} is not allowed: "
+            f"use 1-{MAX_PROJECT_NAME} letters, digits, '_', '-' or '.'"
         )
     return name
 

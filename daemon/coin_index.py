@@ -23,19 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from coinspiders.jobfolder import ITEMS_FILE, JOB_ID_RE, MANIFEST_FILE, utc_now
 from daemon.coin_records import (
     DEFAULT_CURRENCY,
-    JOB_ID_RE,
     complete_lines,
     is_cmc_id,
     job_currency,
     rows_of,
-    utc_now,
 )
 
 INDEX_FILE = "coins.sqlite"
-ITEMS_FILE = "items.jl"
-MANIFEST_FILE = "job.json"
 # 6: records and latest carry the currency of their figures.
 SCHEMA_VERSION = "6"
 # Bytes read from one items.jl per step; bounds memory on a huge file.
@@ -654,14 +651,6 @@ class CoinIndex:
             if doc is not None:
                 found[coin] = json.loads(doc)
         return found
-
-    def stats(self) -> dict[str, int]:
-        conn = self._conn()
-        return {
-            "records": conn.execute("SELECT COUNT(*) FROM records").fetchone()[0],
-            "coins": conn.execute("SELECT COUNT(DISTINCT coin_id) FROM latest").fetchone()[0],
-            "jobs": conn.execute("SELECT COUNT(*) FROM sources").fetchone()[0],
-        }
 
 
 class _JobConvert:

@@ -16,13 +16,10 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-# A job id names a folder (same rule as coinspiders.jobfolder): it can never climb out.
-JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-# Coins asked in one start request, and the length of one coin name.
-MAX_COINS = 500
+from coinspiders.jobfolder import MAX_COINS, coin_output, coin_task, format_utc
+
+# The length of one coin name in a start request.
 MAX_COIN_LEN = 100
-# Keys of an items.jl record that are bookkeeping, not the coin's figures.
-_NOT_FIGURES = ("query", "error", "candidates")
 # Sorts coins without a market cap rank after every ranked one.
 UNRANKED = 1 << 62
 
@@ -99,17 +96,7 @@ def parse_time(value: str) -> str:
     moment = datetime.fromisoformat(text.replace("z", "Z"))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return format_time(moment)
-
-
-def format_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
-        f"{moment.astimezone(UTC).microsecond // 1000:03d}Z"
-    )
-
-
-def utc_now() -> str:
-    return format_time(datetime.now(UTC))
+    return format_utc(moment)
 
 
 def _number(value: Any) -> int | float | None:
@@ -258,19 +245,6 @@ def rows_of(
             yield line.pos, row
 
 
-def coin_output(record: Mapping[str, Any]) -> dict[str, Any]:
-    """What the status endpoint shows for one scraped coin: its figures, or its error."""
-    if record.get("error"):
-        out: dict[str, Any] = {"error": record["error"]}
-        if record.get("candidates"):
-            out["candidates"] = record["candidates"]
-        return out
-    out = {k: v for k, v in record.items() if k not in _NOT_FIGURES}
-    if record.get("candidates"):
-        out["candidates"] = record["candidates"]
-    return out
-
-
 def task_outputs(
     coins: Iterable[str],
     found: Mapping[str, Mapping[str, Any]],
@@ -294,7 +268,7 @@ def task_outputs(
             output = {"error": f"Not collected, the job ended {status}{why}"}
         else:
             output = NOT_COMPLETED
-        tasks.append({"coin": coin, "output": output})
+        tasks.append(coin_task(coin, output))
     return tasks
 
 

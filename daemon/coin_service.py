@@ -21,24 +21,24 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
+from coinspiders.jobfolder import DATA_FILE, ITEMS_FILE, MANIFEST_FILE, coin_output, coin_task
 from daemon.coin_index import CoinFilter, CoinIndex
 from daemon.coin_records import (
     DEFAULT_CURRENCY,
-    coin_output,
     is_cmc_id,
     is_job_id,
     task_id,
     task_outputs,
     unknown_coin_message,
 )
+from daemon.errors import DaemonError
 from daemon.events import JOB_CHANGED, EventBus
 
 log = Logger()
 T = TypeVar("T")
 
-DATA_FILE = "data.json"
 # A job folder holds at least one of these once its crawl started.
-JOB_FILES = ("job.json", "items.jl")
+JOB_FILES = (MANIFEST_FILE, ITEMS_FILE)
 FINAL_STATUSES = ("SUCCESSFUL", "FAILED", "CANCELED")
 # Largest data.json served whole (a 5,000-coin listing is about 10 MB).
 MAX_DATA_BYTES = 64 * 1024 * 1024
@@ -62,13 +62,8 @@ class JobsLike(Protocol):
     def list(self, statuses: Iterable[str] | None, *args: Any, **kwargs: Any) -> list[Any]: ...
 
 
-class CoinApiError(Exception):
+class CoinApiError(DaemonError):
     """A request the coin API refuses; `http_status` is the reply's status."""
-
-    def __init__(self, message: str, http_status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.http_status = http_status
 
 
 @dataclass(frozen=True)
@@ -201,7 +196,7 @@ class CoinService(Service):
         for job_id in job_ids:
             self.index.ingest_job(job_id)
 
-    # -- start / status (seed 000) -------------------------------------------
+    # -- start / status -------------------------------------------------------
 
     def start(self, coins: list[str]) -> Started:
         """One `coin` crawl for `coins`, started now; the task ids are stable per coin."""
@@ -265,7 +260,7 @@ class CoinService(Service):
 
         return self._run(read).addCallback(shape)
 
-    # -- coin data (seed 004 style) ------------------------------------------
+    # -- coin data -----------------------------------------------------------
 
     def coins(self, filters: CoinFilter, limit: int, offset: int) -> Deferred[list[dict]]:
         active = sorted(self.active)
@@ -377,5 +372,5 @@ class CoinService(Service):
 def _data_entry(record: dict[str, Any]) -> dict[str, Any]:
     """A record as data.json shows it: `{"coin", "output"}` for a coin asked by name."""
     if record.get("query") is not None:
-        return {"coin": record["query"], "output": coin_output(record)}
+        return coin_task(record["query"], coin_output(record))
     return record

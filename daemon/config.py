@@ -18,8 +18,21 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from daemon.archive import MAX_PROJECT_NAME
+
 PASSWORD_ENV = "COINSPIDERS_PASSWORD"
-_PROJECT_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+# A project name of the config; the longest is the one a push may have (one limit).
+_PROJECT_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+def _is_project_name(name: Any) -> bool:
+    """A plain name that no path can hide in, and that a push could have given too."""
+    return (
+        isinstance(name, str)
+        and len(name) <= MAX_PROJECT_NAME
+        and _PROJECT_NAME_RE.match(name) is not None
+        and ".." not in name
+    )
 
 
 class ConfigError(Exception):
@@ -283,7 +296,7 @@ def _crawl_consoles(raw: Any) -> frozenset[str]:
     if not isinstance(raw, list):
         raise ConfigError(f"config key 'crawl_consoles': expected a list of names, got {raw!r}")
     for name in raw:
-        if not isinstance(name, str) or not _PROJECT_NAME_RE.match(name) or ".." in name:
+        if not _is_project_name(name):
             raise ConfigError(f"config key 'crawl_consoles': not a project name: {name!r}")
     return frozenset(raw)
 
@@ -309,7 +322,7 @@ def _projects(raw: Any, base: Path) -> dict[str, LocalProject]:
     projects: dict[str, LocalProject] = {}
     for name, spec in section.items():
         key = f"projects.{name}"
-        if not isinstance(name, str) or not _PROJECT_NAME_RE.match(name) or ".." in name:
+        if not _is_project_name(name):
             raise ConfigError(f"config key '{key}': not a plain project name")
         spec = _mapping(key, spec, {"path", "settings"})
         path = base / _check_type(f"{key}.path", spec.get("path", "."), (str,))

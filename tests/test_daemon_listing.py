@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from daemon.api.job_json import JOB_COLUMNS, JobJson, job_row, job_to_dict
+from daemon.api.job_json import JOB_COLUMNS, JobJson, job_row
 from daemon.store import COMPLETED_STATUSES, FAILED, SCHEDULED, SUCCESSFUL, Job, Store
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -92,9 +92,14 @@ def dumps(data: dict) -> str:
     return json.dumps(data, ensure_ascii=False)
 
 
+def job_dict(job: Job, tz: ZoneInfo) -> dict[str, Any]:
+    """A job as list-jobs writes it, read back."""
+    return json.loads(JobJson(tz).job(job_row(job)))
+
+
 def test_job_dict_is_pinned_byte_for_byte() -> None:
-    assert dumps(job_to_dict(FINISHED, BERLIN)) == FINISHED_JSON
-    assert dumps(job_to_dict(SCHEDULED_JOB, BERLIN)) == SCHEDULED_JSON
+    assert JobJson(BERLIN).job(job_row(FINISHED)) == FINISHED_JSON
+    assert JobJson(BERLIN).job(job_row(SCHEDULED_JOB)) == SCHEDULED_JSON
 
 
 @pytest.mark.parametrize(
@@ -130,7 +135,7 @@ def test_job_dict_is_pinned_byte_for_byte() -> None:
     ],
 )
 def test_job_times_in_other_zones(zone: str, times: tuple[str, ...]) -> None:
-    data = job_to_dict(FINISHED, ZoneInfo(zone))
+    data = job_dict(FINISHED, ZoneInfo(zone))
     assert (data["timestamp"], data["created"], data["started"], data["finished"]) == times
 
 
@@ -139,7 +144,7 @@ def test_an_offset_with_seconds_is_kept() -> None:
     old = dataclasses.replace(
         FINISHED, created=-1262304000.0, updated=-1262303999.75, started=None, finished=None
     )
-    data = job_to_dict(old, ZoneInfo("Europe/Amsterdam"))
+    data = job_dict(old, ZoneInfo("Europe/Amsterdam"))
     assert data["timestamp"] == "1930-01-01 00:19:32.250000"
     assert data["created"] == "1930-01-01T00:19:32+00:19:32"
     assert data["duration"] is None and data["started"] is None

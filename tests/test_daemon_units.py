@@ -3,13 +3,14 @@ SQLite store, tested directly without processes or HTTP."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from daemon.api.http import ApiError
-from daemon.api.job_json import job_to_dict
+from daemon.api.job_json import JobJson, job_row
 from daemon.api.scrapydo import (
     format_uptime,
     parse_job_id,
@@ -324,13 +325,11 @@ def test_store_refuses_a_file_that_is_not_sqlite(tmp_path: Path) -> None:
     assert sqlite3.sqlite_version
 
 
-def test_job_to_dict_keys_as_scrapy_do() -> None:
+def test_job_json_keys_as_scrapy_do() -> None:
     from zoneinfo import ZoneInfo
 
-    data = job_to_dict(
-        job("a", SUCCESSFUL, created=1.0, updated=3.0, started=1.2, finished=3.0),
-        ZoneInfo("UTC"),
-    )
+    row = job_row(job("a", SUCCESSFUL, created=1.0, updated=3.0, started=1.2, finished=3.0))
+    data = json.loads(JobJson(ZoneInfo("UTC")).job(row))
     assert data["identifier"] == "a" and data["duration"] == 2
     assert data["timestamp"] == "1970-01-01 00:00:03"
     assert data["payload"] == "{}" and data["description"] == ""

@@ -210,14 +210,16 @@ COIN_ERRORS = {
     **site_errors(post=False, api=True),
 }
 
-SEED_ERRORS = {
+# The coin start/status endpoints' own error envelope, named in the replies below.
+START_STATUS_ENVELOPE = 'the start/status envelope {"error": "..."}'
+START_STATUS_ERRORS = {
     "400": json_response(
-        "Bad request (seed 000 envelope) or a malformed body (scrapy-do envelope)",
-        {"anyOf": [ref("SeedError"), ref("Error")]},
+        f"Bad request ({START_STATUS_ENVELOPE}) or a malformed body (scrapy-do envelope)",
+        {"anyOf": [ref("StartStatusError"), ref("Error")]},
     ),
     "404": json_response(
-        "Unknown job (seed 000 envelope), or no such path (coin API envelope)",
-        {"anyOf": [ref("SeedError"), ref("CoinError")]},
+        f"Unknown job ({START_STATUS_ENVELOPE}), or no such path (coin API envelope)",
+        {"anyOf": [ref("StartStatusError"), ref("CoinError")]},
     ),
 }
 
@@ -543,7 +545,7 @@ PATHS: dict[str, Any] = {
     },
     "/api/crypto/start_scraping/": {
         "post": {
-            "summary": "Start a coin crawl (seed 000)",
+            "summary": "Start a coin crawl",
             "operationId": "start_scraping",
             "requestBody": {
                 "required": True,
@@ -574,15 +576,17 @@ PATHS: dict[str, Any] = {
                         ("job_id", "task_ids"),
                     ),
                 ),
-                **SEED_ERRORS,
-                "503": json_response("No coinspiders project in this daemon", ref("SeedError")),
+                **START_STATUS_ERRORS,
+                "503": json_response(
+                    "No coinspiders project in this daemon", ref("StartStatusError")
+                ),
                 **site_errors(post=True, api=True),
             },
         }
     },
     "/api/crypto/scraping_status/{job_id}/": {
         "get": {
-            "summary": "Each asked coin's output so far (seed 000)",
+            "summary": "Each asked coin's output so far",
             "operationId": "scraping_status",
             "parameters": [
                 path_param("job_id", STR, "the job_id start_scraping answered"),
@@ -605,7 +609,7 @@ PATHS: dict[str, Any] = {
                         ("job_id", "tasks"),
                     ),
                 ),
-                **SEED_ERRORS,
+                **START_STATUS_ERRORS,
                 **site_errors(post=False, api=True),
             },
         }
@@ -716,7 +720,7 @@ SPEC: dict[str, Any] = {
             "scrapy-do 0.5 REST API (same paths, parameters and JSON keys) plus the coin "
             "API. Errors of the scrapy-do endpoints, 401 and 413 everywhere, and 404/405 "
             'outside /api/ are {"status": "error", "msg": ...}; the coin start/status '
-            'endpoints answer {"error": "..."} (seed 000), the coin data endpoints, and '
+            'endpoints answer {"error": "..."}, the coin data endpoints, and '
             'unknown paths and wrong methods under /api/, {"error": true, "message": "..."}. '
             "With auth on, every path "
             "(this document included) needs HTTP Basic or Digest credentials. "
@@ -738,7 +742,7 @@ SPEC: dict[str, Any] = {
             "Ok": obj({"status": {"const": "ok"}}, ("status",)),
             "Job": JOB,
             "CoinError": obj({"error": {"const": True}, "message": STR}, ("error", "message")),
-            "SeedError": obj({"error": STR}, ("error",)),
+            "StartStatusError": obj({"error": STR}, ("error",)),
         },
     },
     "security": [{}, {"basic": []}, {"digest": []}],

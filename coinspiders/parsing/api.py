@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
+from coinspiders.parsing.fields import coin_dict
 from coinspiders.parsing.links import official_links, socials
 from coinspiders.parsing.numbers import as_int, as_number, known
 
@@ -236,32 +237,31 @@ def coin_from_api(
     logo = info.get("logo") if info is not None else None
     if not isinstance(logo, str) or not logo.strip():
         logo = logo_url_template.format(id=coin_id)
-    return {
-        "id": coin_id,
-        "name": entry.get("name"),
-        "symbol": entry.get("symbol"),
-        "slug": entry.get("slug"),
-        "currency": convert.upper(),
-        "price": as_number(quote.get("price")),
-        "price_change": as_number(quote.get("percent_change_24h")),
-        "market_cap": known(as_number(quote.get("market_cap"))),
-        "market_cap_rank": as_int(entry.get("cmc_rank")),
-        "volume": known(as_number(quote.get("volume_24h"))),
-        "volume_rank": None,
-        "volume_change": as_number(quote.get("volume_change_24h")),
-        "circulating_supply": known(as_number(entry.get("circulating_supply"))),
-        "total_supply": as_number(entry.get("total_supply")),
-        "max_supply": as_number(entry.get("max_supply")),
-        "diluted_market_cap": known(as_number(quote.get("fully_diluted_market_cap"))),
-        "contracts": _contracts(entry, info),
-        "official_links": official_links(urls),
-        "socials": socials(urls),
-        "logo": logo.strip(),
-        "logo_path": None,
-        "last_updated": entry.get("last_updated") or quote.get("last_updated"),
-        "scraped_at": scraped_at,
-        "source": "api",
-    }
+    return coin_dict(
+        id=coin_id,
+        name=entry.get("name"),
+        symbol=entry.get("symbol"),
+        slug=entry.get("slug"),
+        currency=convert.upper(),
+        price=as_number(quote.get("price")),
+        price_change=as_number(quote.get("percent_change_24h")),
+        market_cap=known(as_number(quote.get("market_cap"))),
+        market_cap_rank=as_int(entry.get("cmc_rank")),
+        volume=known(as_number(quote.get("volume_24h"))),
+        volume_change=as_number(quote.get("volume_change_24h")),
+        circulating_supply=known(as_number(entry.get("circulating_supply"))),
+        total_supply=as_number(entry.get("total_supply")),
+        max_supply=as_number(entry.get("max_supply")),
+        diluted_market_cap=known(as_number(quote.get("fully_diluted_market_cap"))),
+        contracts=_contracts(entry, info),
+        official_links=official_links(urls),
+        socials=socials(urls),
+        logo=logo.strip(),
+        logo_path=None,
+        last_updated=entry.get("last_updated") or quote.get("last_updated"),
+        scraped_at=scraped_at,
+        source="api",
+    )
 
 
 def rank_key(record: Mapping[str, Any]) -> tuple[int, int, int]:

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from coinspiders.jobfolder import MAX_COINS
+
 ID = "id"
 SLUG = "slug"
 SYMBOL = "symbol"
@@ -21,7 +23,6 @@ AUTO = "auto"
 _PREFIXES = {"id": ID, "slug": SLUG, "symbol": SYMBOL}
 # What CMC uses in symbols and slugs (symbols also carry `$`, `.`, `_`, `-`).
 _NAME_RE = re.compile(r"^[A-Za-z0-9$._-]{1,64}$")
-MAX_COINS = 1000
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from coinspiders.parsing.fields import coin_dict
 from coinspiders.parsing.links import normalize_url, official_links, social_name, socials
 from coinspiders.parsing.numbers import as_int, as_number, known, parse_int, parse_number
 
@@ -138,30 +139,30 @@ def coin_from_next_data(data: dict[str, Any]) -> dict[str, Any] | None:
         if isinstance(p, dict) and _str(p.get("contractAddress"))
     ]
     urls = detail.get("urls")
-    return {
-        "id": coin_id,
-        "name": name,
-        "symbol": symbol,
-        "slug": slug,
-        "price": as_number(stats.get("price")),
-        "price_change": as_number(stats.get("priceChangePercentage24h")),
-        "market_cap": known(as_number(stats.get("marketCap"))),
-        "market_cap_rank": _rank(stats.get("rank")),
-        "volume": volume,
-        "volume_rank": _rank(stats.get("volumeRank")),
+    return coin_dict(
+        id=coin_id,
+        name=name,
+        symbol=symbol,
+        slug=slug,
+        price=as_number(stats.get("price")),
+        price_change=as_number(stats.get("priceChangePercentage24h")),
+        market_cap=known(as_number(stats.get("marketCap"))),
+        market_cap_rank=_rank(stats.get("rank")),
+        volume=volume,
+        volume_rank=_rank(stats.get("volumeRank")),
         # A change of an unknown volume is unknown too.
-        "volume_change": (
+        volume_change=(
             as_number(detail.get("volumeChangePercentage24h")) if volume is not None else None
         ),
-        "circulating_supply": known(as_number(stats.get("circulatingSupply"))),
-        "total_supply": known(as_number(stats.get("totalSupply"))),
-        "max_supply": max_supply,
-        "diluted_market_cap": known(as_number(stats.get("fullyDilutedMarketCap"))),
-        "contracts": contracts,
-        "official_links": official_links(urls),
-        "socials": socials(urls),
-        "last_updated": _str(detail.get("latestUpdateTime")) or _str(stats.get("lastUpdated")),
-    }
+        circulating_supply=known(as_number(stats.get("circulatingSupply"))),
+        total_supply=known(as_number(stats.get("totalSupply"))),
+        max_supply=max_supply,
+        diluted_market_cap=known(as_number(stats.get("fullyDilutedMarketCap"))),
+        contracts=contracts,
+        official_links=official_links(urls),
+        socials=socials(urls),
+        last_updated=_str(detail.get("latestUpdateTime")) or _str(stats.get("lastUpdated")),
+    )
 
 
 def _text(node: Any) -> str:
@@ -303,29 +304,25 @@ def coin_from_html(page: str | Any) -> dict[str, Any] | None:
             official.append({"name": "source_code", "link": url})
         else:
             social.append({"name": kind, "url": url})
-    return {
-        "id": coin_id,
-        "name": name,
-        "symbol": symbol,
-        "slug": _slug_from(sel),
-        "price": parse_number(_text(price_node)),
-        "price_change": price_change,
-        "market_cap": known(market_cap),
-        "market_cap_rank": parse_int(rank_text and re.sub(r"<[^>]+>", " ", rank_text)),
-        "volume": volume,
-        "volume_rank": None,
-        "volume_change": volume_change,
-        "circulating_supply": circulating,
-        "total_supply": known(_metric_value(_metric(groups, "total supply"))),
-        "max_supply": known(_metric_value(_metric(groups, "max. supply", "max supply"))),
-        "diluted_market_cap": known(
-            _metric_value(_metric(groups, "fdv", "fully diluted market cap"))
-        ),
-        "contracts": contracts,
-        "official_links": official,
-        "socials": social,
-        "last_updated": None,
-    }
+    return coin_dict(
+        id=coin_id,
+        name=name,
+        symbol=symbol,
+        slug=_slug_from(sel),
+        price=parse_number(_text(price_node)),
+        price_change=price_change,
+        market_cap=known(market_cap),
+        market_cap_rank=parse_int(rank_text and re.sub(r"<[^>]+>", " ", rank_text)),
+        volume=volume,
+        volume_change=volume_change,
+        circulating_supply=circulating,
+        total_supply=known(_metric_value(_metric(groups, "total supply"))),
+        max_supply=known(_metric_value(_metric(groups, "max. supply", "max supply"))),
+        diluted_market_cap=known(_metric_value(_metric(groups, "fdv", "fully diluted market cap"))),
+        contracts=contracts,
+        official_links=official,
+        socials=social,
+    )
 
 
 def coin_from_legacy_html(page: str | Any) -> dict[str, Any] | None:
@@ -374,30 +371,24 @@ def coin_from_legacy_html(page: str | Any) -> dict[str, Any] | None:
     change = sel.xpath(
         '//*[@id="quote_price"]/following-sibling::*[1]//*[@data-format-percentage]/@data-format-value'
     ).get()
-    return {
-        "id": coin_id,
-        "name": name,
-        "symbol": symbol,
-        "slug": slug or _slug_from(sel),
-        "price": price,
-        "price_change": parse_number(change),
-        "market_cap": known(
-            parse_number(sel.css("[data-currency-market-cap]::attr(data-usd)").get())
-        ),
-        "market_cap_rank": parse_int(rank_text),
-        "volume": known(parse_number(sel.css("[data-currency-volume]::attr(data-usd)").get())),
-        "volume_rank": None,
-        "volume_change": None,
-        "circulating_supply": known(supplies.get("circulating supply")),
-        "total_supply": known(supplies.get("total supply")),
-        "max_supply": known(supplies.get("max supply")),
-        "diluted_market_cap": None,
+    return coin_dict(
+        id=coin_id,
+        name=name,
+        symbol=symbol,
+        slug=slug or _slug_from(sel),
+        price=price,
+        price_change=parse_number(change),
+        market_cap=known(parse_number(sel.css("[data-currency-market-cap]::attr(data-usd)").get())),
+        market_cap_rank=parse_int(rank_text),
+        volume=known(parse_number(sel.css("[data-currency-volume]::attr(data-usd)").get())),
+        circulating_supply=known(supplies.get("circulating supply")),
+        total_supply=known(supplies.get("total supply")),
+        max_supply=known(supplies.get("max supply")),
         # The 2018 layout shows no contracts: unknown, not "none".
-        "contracts": None,
-        "official_links": official_links(urls),
-        "socials": socials(urls),
-        "last_updated": None,
-    }
+        contracts=None,
+        official_links=official_links(urls),
+        socials=socials(urls),
+    )
 
 
 def block_reason(text: str) -> str:

@@ -20,7 +20,7 @@ from twisted.python.failure import Failure
 
 from coinspiders.cmc_ratelimit import API_META
 from coinspiders.items import COIN_FIELDS, CoinItem
-from coinspiders.jobfolder import utc_now
+from coinspiders.jobfolder import coin_output, coin_task, utc_now
 from coinspiders.parsing import api, identity, page
 from coinspiders.spiders.base import JobSpider
 
@@ -340,13 +340,9 @@ class CoinSpider(JobSpider):
             record = by_query.get(asked)
             if record is None:
                 output: dict[str, Any] = {"error": NOT_COLLECTED}
-            elif record.get("error"):
-                output = {"error": record["error"]}
             else:
-                output = {key: record.get(key) for key in COIN_FIELDS}
-            if record is not None and record.get("candidates"):
-                output["candidates"] = record["candidates"]
-            document.append({"coin": asked, "output": output})
+                output = coin_output(record, COIN_FIELDS)
+            document.append(coin_task(asked, output))
         return document
 
 

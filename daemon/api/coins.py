@@ -1,8 +1,8 @@
-"""Klein routes of the coin API: start/status (seed 000) and the coin data (seed 004 style).
+"""Klein routes of the coin API: start/status of a coin crawl, and the coin data.
 
 Thin: read and check the request, call the coin service, shape the JSON. Start/status
-answer errors as seed 000 does (`{"error": "<message>"}`); the data endpoints as seed 004
-does (`{"error": true, "message": ...}`). Lists are always lists.
+answer errors in their own envelope (`{"error": "<message>"}`); the data endpoints in
+theirs (`{"error": true, "message": ...}`). Lists are always lists.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from klein import Klein
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 
+from coinspiders.jobfolder import JOB_ID_RE
 from daemon.api.context import ApiContext
 from daemon.api.http import JSON_TYPE, ApiError, arg, arg_int, json_body
 from daemon.api.routing import new_app
 from daemon.coin_index import CoinFilter
 from daemon.coin_records import (
     DEFAULT_CURRENCY,
-    JOB_ID_RE,
     RequestError,
     currency_code,
     parse_coins,
@@ -55,7 +55,7 @@ HISTORY_PARAMS = ("currency", "since", "until", "limit", "offset")
 MAX_BODY = 1024 * 1024
 
 
-def _seed000_error(request: Any, message: str, code: int = 400) -> bytes:
+def _start_status_error(request: Any, message: str, code: int = 400) -> bytes:
     return json_body(request, {"error": message}, code)
 
 
@@ -157,9 +157,9 @@ def make_app(ctx: ApiContext) -> Klein:
             coins = parse_coins(_coins_of_body(request))
             started = service.start(coins)
         except RequestError as exc:
-            return _seed000_error(request, str(exc), 400)
+            return _start_status_error(request, str(exc), 400)
         except (CoinApiError, ApiError) as exc:
-            return _seed000_error(request, exc.message, exc.http_status)
+            return _start_status_error(request, exc.message, exc.http_status)
         return json_body(
             request, {"job_id": started.job_id, "task_ids": json.dumps(started.task_ids)}
         )
@@ -173,10 +173,10 @@ def make_app(ctx: ApiContext) -> Klein:
             coins = parse_task_ids(raw)
             d = service.status(job_id, coins)
         except RequestError as exc:
-            return _seed000_error(request, str(exc), 400)
+            return _start_status_error(request, str(exc), 400)
         except (CoinApiError, ApiError) as exc:
-            return _seed000_error(request, exc.message, exc.http_status)
-        return _deferred_reply(request, d, lambda doc: json_body(request, doc), _seed000_error)
+            return _start_status_error(request, exc.message, exc.http_status)
+        return _deferred_reply(request, d, lambda doc: json_body(request, doc), _start_status_error)
 
     @app.route("/coins/", methods=["GET"])
     def coin_list(request: Any) -> Any:

@@ -178,8 +178,3 @@ def _quoted(ts: float | None, tz: ZoneInfo) -> str:
 def job_row(job: Job) -> tuple[Any, ...]:
     """A Job as a row of JOB_COLUMNS (for a job already read as a Job)."""
     return tuple(getattr(job, name) for name in JOB_COLUMNS)
-
-
-def job_to_dict(job: Job, tz: ZoneInfo) -> dict[str, Any]:
-    """A job as a dict, from the same writer list-jobs uses (so the two cannot differ)."""
-    return json.loads(JobJson(tz).job(job_row(job)))
