@@ -37,10 +37,11 @@ log = Logger()
 class WebService(Service):
     """Listens on host:port (TLS when configured); reports the bound port (port 0)."""
 
+    name = "web"
+
     def __init__(
         self, reactor: Any, config: Config, site: GuardedSite | None, port_file: Path | None
     ) -> None:
-        self.setName("web")
         self.reactor = reactor
         self.config = config
         self.site = site
@@ -83,8 +84,9 @@ class ReaperService(Service):
     nobody else collects their exit status. Checked every `interval` seconds (a
     waitid() call that finds nothing costs about a microsecond)."""
 
+    name = "reaper"
+
     def __init__(self, reactor: Any, interval: float = 1.0) -> None:
-        self.setName("reaper")
         self.reactor = reactor
         self.interval = interval
         self.reaped = 0
@@ -112,8 +114,9 @@ class ReaperService(Service):
 class SchedulerService(Service):
     """Runs the scheduler (daemon.scheduler) once the jobs service has settled the store."""
 
+    name = "scheduler"
+
     def __init__(self, scheduler: Scheduler) -> None:
-        self.setName("scheduler")
         self.scheduler = scheduler
 
     def startService(self) -> None:

@@ -18,8 +18,9 @@ class StallMonitor(Service):
     without going back to the loop: the stalls of the daemon's own making.
     """
 
+    name = "stall-monitor"
+
     def __init__(self, reactor: Any, interval: float = 0.05) -> None:
-        self.setName("stall-monitor")
         self.reactor = reactor
         self.interval = interval
         self.max_stall = 0.0

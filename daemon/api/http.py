@@ -348,11 +348,10 @@ class GuardedRequest(server.Request):
     answered 413. A malformed form body is answered 400 with the JSON envelope.
     """
 
-    # Twisted's class-level `content = None` and `args = None` make mypy type them None:
-    # `content` is the body file from gotLength on, `args` a dict from requestReceived
-    # on (Twisted silences the same for its own `path`).
-    content: IO[bytes] | None = None  # type: ignore[assignment]
-    args: dict[bytes, list[bytes]]  # type: ignore[assignment]
+    # Narrower than Twisted's: `content` is the body file from gotLength on, `args` a
+    # dict from requestReceived on.
+    content: IO[bytes] | None
+    args: dict[bytes, list[bytes]]
     channel: GuardedChannel
     too_large = False
     bad_body: str | None = None
@@ -623,7 +622,9 @@ class GuardedChannel(http.HTTPChannel):
         if self.transport is None:
             return
         self.transport.write(raw_error(code, message))
-        self._networkProducer.unregisterProducer()
+        # Twisted types this as an IPushProducer; it is the transport (or a stand-in),
+        # which HTTPChannel.loseConnection unregisters the same way.
+        self._networkProducer.unregisterProducer()  # type: ignore[attr-defined]
         if not ITCPTransport.providedBy(self.transport):  # TLS: close with close_notify
             self.transport.loseConnection()
             return

@@ -146,8 +146,9 @@ class ScrapydWebService(Service):
     """The second listener: the main one's host and TLS on `scrapyd.port` (0 = any
     free port, printed once bound)."""
 
+    name = "scrapyd-web"
+
     def __init__(self, reactor: Any, config: Config, site: Any) -> None:
-        self.setName("scrapyd-web")
         self.reactor = reactor
         self.config = config
         self.site = site
