@@ -24,6 +24,13 @@ setup(
             # scrapy-do's own client, to prove our API is a drop-in for it.
             "scrapy-do==0.5.0",
             "ruff>=0.6",
+            # `make lint` type-checks daemon/ and coinspiders/; mypy-zope teaches mypy
+            # zope.interface, which Twisted's own annotations lean on.
+            "mypy>=2.4,<2.5",
+            "mypy-zope==1.0.17",
+            "types-PyYAML>=6.0",
+            "types-croniter>=6.0",
+            "types-psutil>=7.0",
             # Fuzzes the live daemon against daemon/openapi.json.
             "schemathesis>=4.32,<5",
             # scrapyd's own clients, to prove our scrapyd API is a drop-in for scrapyd.

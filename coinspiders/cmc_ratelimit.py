@@ -57,7 +57,11 @@ class CmcApiRetryMiddleware(RetryMiddleware):
             if wait > 0:
                 await sleep(wait)
 
-    async def process_response(self, request: Request, response: Response) -> Request | Response:
+    # Nothing is awaited here: the pause happens in process_request. RetryMiddleware still
+    # declares the `spider` parameter Scrapy deprecated (declaring it draws a warning).
+    def process_response(  # type: ignore[override]
+        self, request: Request, response: Response
+    ) -> Request | Response:
         if not request.meta.get(API_META) or not _may_be_rate_limited(response):
             return super().process_response(request, response)
         verdict = classify_response(

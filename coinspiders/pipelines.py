@@ -19,6 +19,7 @@ from scrapy import Request, signals
 from scrapy.crawler import Crawler
 from scrapy.http.request import NO_CALLBACK
 from scrapy.pipelines.files import FilesPipeline
+from scrapy.pipelines.media import FileInfoOrError
 
 from coinspiders.items import COIN_FIELDS
 from coinspiders.jobfolder import (
@@ -30,6 +31,7 @@ from coinspiders.jobfolder import (
     utc_now,
     write_json_atomic,
 )
+from coinspiders.spiders.base import JobSpider
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +42,19 @@ _EXTRA_FIELDS = ("query", "candidates", "error")
 def item_record(item: Any) -> dict[str, Any]:
     """An item as a plain dict: coin figures in a stable order, then query/error."""
     adapter = ItemAdapter(item)
+    keys: tuple[str, ...]
     if adapter.get("error"):
         keys = ("query", "id", "slug", "symbol", "candidates", "error")
     else:
         keys = COIN_FIELDS + _EXTRA_FIELDS
     return {k: adapter.get(k) for k in keys if k in adapter or k in COIN_FIELDS}
+
+
+def _job_spider(crawler: Crawler) -> JobSpider:
+    """The crawl's spider: these pipelines write a job folder, so they serve JobSpiders."""
+    spider = crawler.spider
+    assert isinstance(spider, JobSpider), f"{spider!r} is not a JobSpider"
+    return spider
 
 
 class LogoPipeline(FilesPipeline):
@@ -70,10 +80,10 @@ class LogoPipeline(FilesPipeline):
         *,
         item: Any = None,
     ) -> str:
-        spider = self.crawler.spider
+        spider = _job_spider(self.crawler)
         return f"{spider.job_id}/{logo_relpath(request.meta['coin_id'])}"
 
-    def item_completed(self, results: list[tuple[bool, Any]], item: Any, info: Any) -> Any:
+    def item_completed(self, results: list[FileInfoOrError], item: Any, info: Any) -> Any:
         adapter = ItemAdapter(item)
         if adapter.get("error"):
             return item
@@ -106,7 +116,7 @@ class JobFolderPipeline:
         return pipeline
 
     def open_spider(self) -> None:
-        spider = self.crawler.spider
+        spider = _job_spider(self.crawler)
         folder = job_dir(self.crawler.settings["DATA_DIR"], spider.job_id)
         folder.mkdir(parents=True, exist_ok=True)
         items_fh = open(folder / ITEMS_FILE, "ab")  # noqa: SIM115 - open for the crawl
@@ -175,7 +185,7 @@ class JobFolderPipeline:
         )
 
     def _manifest(self, finished: str | None, reason: str | None) -> dict[str, Any]:
-        spider = self.crawler.spider
+        spider = _job_spider(self.crawler)
         coin_errors = [
             {"coin": r.get("query") or r.get("id"), "error": r["error"]}
             for r in self.records

@@ -30,10 +30,11 @@ class Topic(Generic[P]):
 
 class EventBus:
     def __init__(self) -> None:
-        self._listeners: dict[str, list[Callable[[Any], None]]] = {}
+        self._listeners: dict[str, list[Callable[[Any], object]]] = {}
 
-    def subscribe(self, topic: Topic[P], listener: Callable[[P], None]) -> Callable[[], None]:
-        """Call `listener(payload)` on every event of `topic`; returns the unsubscriber."""
+    def subscribe(self, topic: Topic[P], listener: Callable[[P], object]) -> Callable[[], None]:
+        """Call `listener(payload)` on every event of `topic` (what it returns is ignored);
+        returns the unsubscriber."""
         listeners = self._listeners.setdefault(topic.name, [])
         listeners.append(listener)
 

@@ -185,7 +185,7 @@ def reap_orphans(known: Container[int]) -> list[int]:
 
     `waitid(..., WNOWAIT)` looks at a waitable child without reaping it; when that child
     is a known one, the rest waits for the next call (after Twisted reaped it)."""
-    reaped = []
+    reaped: list[int] = []
     flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
     while True:
         try:

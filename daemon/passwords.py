@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import os
 import sys
+from typing import TextIO
 
 SCHEME = "pbkdf2_sha256"
 #: Iterations of a new hash: a few tenths of a second of one core (in a thread, which
@@ -106,7 +107,7 @@ class VerifiedPasswords:
         return ok
 
 
-def hash_password_main(stdin: object = None) -> int:
+def hash_password_main(stdin: TextIO | None = None) -> int:
     """`python -m daemon hash-password`: read the password from stdin (one line, no
     echo when it is a terminal) and print the line for `auth.password_hash`."""
     import getpass
@@ -115,7 +116,7 @@ def hash_password_main(stdin: object = None) -> int:
     if getattr(stream, "isatty", lambda: False)():
         password = getpass.getpass("password: ")
     else:
-        password = stream.readline().rstrip("\r\n")  # type: ignore[attr-defined]
+        password = stream.readline().rstrip("\r\n")
     if not password:
         print("error: empty password", file=sys.stderr)
         return 2

@@ -276,6 +276,7 @@ class CoinSpider(JobSpider):
             return
         if status in BLOCK_STATUSES or (result is not None and result.status == page.BLOCKED):
             reason = _block_reason(response, result)
+            assert response.request is not None  # a callback's response has its request
             retry = get_retry_request(response.request, spider=self, reason="blocked page")
             if retry is not None:
                 yield retry
@@ -333,8 +334,8 @@ class CoinSpider(JobSpider):
     def result_document(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """data.json: one entry per coin in the order asked, each `{coin, output}`."""
         by_query: dict[Any, dict[str, Any]] = {}
-        for record in records:
-            by_query.setdefault(record.get("query"), record)
+        for row in records:
+            by_query.setdefault(row.get("query"), row)
         document = []
         for asked in self.asked:
             record = by_query.get(asked)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from klein import Klein
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -132,8 +132,11 @@ def _coins_of_body(request: Any) -> Any:
         raise RequestError("Parameter 'coins' is not valid UTF-8") from None
 
 
+T = TypeVar("T")
+
+
 def _deferred_reply(
-    request: Any, d: Deferred[Any], shape: Callable[[Any], bytes], error: Callable[..., bytes]
+    request: Any, d: Deferred[T], shape: Callable[[T], bytes], error: Callable[..., bytes]
 ) -> Deferred[bytes]:
     def failed(failure: Any) -> bytes:
         if failure.check(CoinApiError, ApiError):

@@ -12,7 +12,7 @@ import hmac
 import io
 import json
 from collections.abc import Callable, Collection
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 from urllib.parse import parse_qs, unquote_to_bytes
 
 from twisted.cred._digest import calcHA1, calcHA2, calcResponse
@@ -20,7 +20,9 @@ from twisted.cred.credentials import DigestCredentialFactory
 from twisted.cred.error import LoginFailed
 from twisted.internet.defer import Deferred, DeferredSemaphore, succeed
 from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.protocol import connectionDone
 from twisted.internet.threads import deferToThread
+from twisted.python.failure import Failure
 from twisted.web import http, resource, server
 
 from daemon.config import AuthConfig
@@ -41,12 +43,16 @@ class ApiError(DaemonError):
     route catches it."""
 
 
-def encode_json(data: dict[str, Any]) -> bytes:
+#: A reply document: a JSON object, or an array (the coin API's lists).
+JsonDoc = dict[str, Any] | list[Any]
+
+
+def encode_json(data: JsonDoc) -> bytes:
     """A reply's bytes; thread-safe, so a big reply can be encoded off the reactor."""
     return (json.dumps(data, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def json_body(request: Any, data: dict[str, Any], code: int = 200) -> bytes:
+def json_body(request: Any, data: JsonDoc, code: int = 200) -> bytes:
     """Encode a reply; scrapy-do's client wants the Content-Type to be exactly this."""
     return json_reply(request, encode_json(data), code)
 
@@ -342,6 +348,11 @@ class GuardedRequest(server.Request):
     answered 413. A malformed form body is answered 400 with the JSON envelope.
     """
 
+    # Narrower than Twisted's: `content` is the body file from gotLength on, `args` a
+    # dict from requestReceived on.
+    content: IO[bytes] | None
+    args: dict[bytes, list[bytes]]
+    channel: GuardedChannel
     too_large = False
     bad_body: str | None = None
     #: Decided from the headers (None until they are all in, or while a password is
@@ -355,6 +366,12 @@ class GuardedRequest(server.Request):
         kw["parsePOSTFormSubmission"] = False  # done in process(), below
         super().__init__(channel, *args, **kw)
 
+    @property
+    def _body_file(self) -> IO[bytes]:
+        """The body received so far: gotLength() makes the file before any body byte."""
+        assert self.content is not None
+        return self.content
+
     def gotLength(self, length: int | None) -> None:
         """Called by the channel once the headers are complete, before any body byte."""
         site = self.channel.site
@@ -366,8 +383,9 @@ class GuardedRequest(server.Request):
             # a thread now; the body is kept (under the cap) but parsed only once the
             # password is known to be right (see process()).
             self._hash_check = site.check_hashed(verdict)
-            verdict = None
-        self.auth_ok = verdict
+            self.auth_ok = None
+        else:
+            self.auth_ok = verdict
         if verdict is False:
             self.content = io.BytesIO()  # stays empty: nothing of the body is kept
             if length != 0:
@@ -407,9 +425,9 @@ class GuardedRequest(server.Request):
             return
         if self.too_large:
             return
-        if cap and self.content.tell() + len(data) > cap:
+        if cap and self._body_file.tell() + len(data) > cap:
             self.too_large = True
-            self.content.close()
+            self._body_file.close()
             self.content = io.BytesIO()
             return
         super().handleContentChunk(data)
@@ -428,15 +446,16 @@ class GuardedRequest(server.Request):
         if self.auth_ok is False:
             # Before Twisted's own shortcut for "OPTIONS *", which answers 200 without
             # asking the site, and before any form parsing.
-            self.site = self.channel.site
+            site = self.site = self.channel.site
             self.setHeader(b"Date", http.datetimeToString())
-            self.render(self.site.refusal(self))
+            self.render(site.refusal(self))
             return
         ctype = self.getHeader(b"content-type") or b""
         kind = ctype.split(b";", 1)[0].strip().lower()
-        self.content.seek(0, 2)
-        size = self.content.tell()
-        self.content.seek(0)
+        body = self._body_file
+        body.seek(0, 2)
+        size = body.tell()
+        body.seek(0)
         if self.too_large or self.method != b"POST" or not size or kind not in _FORM_TYPES:
             super().process()
             return
@@ -452,19 +471,20 @@ class GuardedRequest(server.Request):
         self.process()
 
     def _read_and_parse(self, ctype: bytes) -> dict[bytes, list[bytes]]:
-        self.content.seek(0)
-        fields = parse_form(self.content.read(), ctype)
-        self.content.seek(0)
+        body = self._body_file
+        body.seek(0)
+        fields = parse_form(body.read(), ctype)
+        body.seek(0)
         return fields
 
     def _parsed(self, ctype: bytes) -> None:
         try:
-            fields = parse_form(self.content.read(), ctype)
+            fields = parse_form(self._body_file.read(), ctype)
         except ValueError as exc:
             self.bad_body = str(exc)
         else:
             self.args.update(fields)
-        self.content.seek(0)
+        self._body_file.seek(0)
         super().process()
 
     def _parsed_in_thread(self, result: Any) -> None:
@@ -524,14 +544,20 @@ class GuardedChannel(http.HTTPChannel):
     the connection, for the first request), or the client gets 408 and is closed.
     """
 
+    #: Set by the site's buildProtocol.
+    site: GuardedSite
     _header_call: Any = None
     _linger_call: Any = None
+    #: Answered at the connection level: whatever else arrives is dropped unread.
+    _refused = False
 
     def connectionMade(self) -> None:
         super().connectionMade()
         self._start_header_clock()
 
     def dataReceived(self, data: bytes) -> None:
+        if self._refused:
+            return
         # A new request starts (line mode, nothing in progress): its clock starts.
         if data and self._header_call is None and self.line_mode and not self._handlingRequest:
             self._start_header_clock()
@@ -558,6 +584,8 @@ class GuardedChannel(http.HTTPChannel):
         super().allHeadersReceived()
 
     def lineReceived(self, line: bytes) -> Any:
+        if self._refused:
+            return None
         if (
             hasattr(self, "_command")
             and self._receivedHeaderSize + len(line) > self.totalHeadersSize
@@ -566,6 +594,11 @@ class GuardedChannel(http.HTTPChannel):
                 431, f"The request headers are longer than {self.totalHeadersSize} bytes"
             )
         return super().lineReceived(line)
+
+    def rawDataReceived(self, data: bytes) -> None:
+        if self._refused:
+            return
+        super().rawDataReceived(data)
 
     def headerReceived(self, line: bytes) -> bool:
         if self._receivedHeaderCount >= self.maxHeaders:
@@ -585,28 +618,25 @@ class GuardedChannel(http.HTTPChannel):
         self._stop_header_clock()
         self.setTimeout(None)
         self.clearLineBuffer()
-        self.dataReceived = self.lineReceived = _drop  # type: ignore[method-assign]
-        self.rawDataReceived = _drop  # type: ignore[method-assign]
+        self._refused = True
         if self.transport is None:
             return
         self.transport.write(raw_error(code, message))
-        self._networkProducer.unregisterProducer()
+        # Twisted types this as an IPushProducer; it is the transport (or a stand-in),
+        # which HTTPChannel.loseConnection unregisters the same way.
+        self._networkProducer.unregisterProducer()  # type: ignore[attr-defined]
         if not ITCPTransport.providedBy(self.transport):  # TLS: close with close_notify
             self.transport.loseConnection()
             return
         self.transport.loseWriteConnection()
         self._linger_call = self.callLater(LINGER_SECONDS, self.transport.abortConnection)
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._stop_header_clock()
         if self._linger_call is not None and self._linger_call.active():
             self._linger_call.cancel()
         self._linger_call = None
         super().connectionLost(reason)
-
-
-def _drop(*_args: Any) -> None:
-    return None
 
 
 #: Most password checks against a stored hash that may wait for a thread.
@@ -618,7 +648,9 @@ class GuardedSite(server.Site):
     request, and gives every connection a GuardedChannel."""
 
     requestFactory = GuardedRequest
-    protocol = GuardedChannel
+    # HTTPFactory types `protocol` as its own HTTP/2-capable wrapper's factory; any
+    # HTTPChannel class serves (buildProtocol only calls it), and this one must.
+    protocol = GuardedChannel  # type: ignore[assignment]
 
     def __init__(
         self,

@@ -55,11 +55,13 @@ def install_error_handlers(app: Klein, envelope: Envelope) -> None:
     @app.handle_errors(HTTPException)
     def http_error(request: Any, failure: Failure) -> bytes:
         exc = failure.value
+        assert isinstance(exc, HTTPException)  # the only errors this handler is given
         return envelope(request, exc.description or exc.name, exc.code or 400)
 
     @app.handle_errors(Exception)
     def any_error(request: Any, failure: Failure) -> bytes:
         exc = failure.value
+        assert exc is not None  # a Failure always holds its exception
         if isinstance(exc, ApiError):
             return envelope(request, exc.message, exc.http_status)
         code = _status_of(exc)

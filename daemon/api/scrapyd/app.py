@@ -9,13 +9,14 @@ APIs. Paths are accepted with one leading slash or two (scrapyd-client joins
 
 from __future__ import annotations
 
+import builtins
 import math
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
 from klein import Klein
@@ -34,12 +35,19 @@ from daemon.archive import ArchiveLimits, check_project_name
 from daemon.errors import DaemonError
 from daemon.spider_args import scrapyd_payload
 
+if TYPE_CHECKING:
+    from daemon.projects import PushResult
+
 log = Logger()
+
+
+Guard = Callable[[str, "builtins.list[str]"], "str | None"]
 
 
 class JobsLike(Protocol):
     """The part of daemon.jobs.JobsService this API uses."""
 
+    # `builtins.list`: inside this class `list` names the method below.
     def get(self, job_id: str) -> Any: ...
     def list(
         self,
@@ -48,12 +56,21 @@ class JobsLike(Protocol):
         spider: str | None = None,
         limit: int = 100,
         offset: int = 0,
-    ) -> list[Any]: ...
-    def submit(self, project: str, spider: str, **kw: Any) -> Any: ...
+    ) -> builtins.list[Any]: ...
+    def submit(
+        self,
+        project: str,
+        spider: str,
+        *,
+        payload: str = ...,
+        settings: Mapping[str, str] | None = ...,
+        job_id: str | None = ...,
+        priority: float = ...,
+    ) -> Any: ...
     def cancel(self, job_id: str) -> Deferred[Any]: ...
-    def figures(self) -> dict[str, int]: ...
-    def push_guard(self, project: str, spiders: list[str]) -> str | None: ...
-    def remove_guard(self, project: str, spiders: list[str]) -> str | None: ...
+    def figures(self) -> dict[str, int | None]: ...
+    def push_guard(self, project: str, spiders: builtins.list[str]) -> str | None: ...
+    def remove_guard(self, project: str, spiders: builtins.list[str]) -> str | None: ...
 
 
 class ProjectsLike(Protocol):
@@ -66,8 +83,8 @@ class ProjectsLike(Protocol):
     def get_spiders(self, name: str, refresh: bool = False) -> Deferred[list[str]]: ...
     def path(self, name: str) -> Path: ...
     def pushed_at(self, name: str) -> str | None: ...
-    def push(self, archive: bytes, guard: Any = None) -> Deferred[tuple[str, list[str]]]: ...
-    def remove(self, name: str, guard: Any = None) -> Deferred[None]: ...
+    def push(self, archive: bytes, guard: Guard | None = None) -> Deferred[PushResult]: ...
+    def remove(self, name: str, guard: Guard | None = None) -> Deferred[None]: ...
 
 
 @dataclass(frozen=True)
@@ -260,7 +277,7 @@ class ScrapydApi:
     def daemonstatus(self, request: Any, args: params.Args) -> dict[str, Any]:
         figures = self.jobs.figures()
         finished = sum(
-            figures.get(k, 0) for k in ("jobs-successful", "jobs-failed", "jobs-canceled")
+            figures.get(k) or 0 for k in ("jobs-successful", "jobs-failed", "jobs-canceled")
         )
         return {"pending": figures["pending"], "running": figures["running"], "finished": finished}
 
@@ -373,8 +390,8 @@ class ScrapydApi:
         check_project_name(project)
         limits = self.projects.limits
         d = deferToThread(eggs.egg_to_project, egg, project, version, limits)
-        d.addCallback(lambda archive: self.projects.push(archive, self.jobs.push_guard))
-        return d.addCallback(
+        pushed = d.addCallback(lambda archive: self.projects.push(archive, self.jobs.push_guard))
+        return pushed.addCallback(
             lambda res: {"project": project, "version": version, "spiders": len(res.spiders)}
         )
 

@@ -6,7 +6,7 @@ each page is made from plain values; `base` is X-Forwarded-Prefix (or the mount 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from urllib.parse import quote
 
@@ -78,7 +78,7 @@ def job_row(base: str, job: Mapping[str, str | None], state: str) -> str:
     return _row(cells)
 
 
-def jobs(base: str, groups: Mapping[str, list[Mapping[str, str | None]]]) -> bytes:
+def jobs(base: str, groups: Mapping[str, Sequence[Mapping[str, str | None]]]) -> bytes:
     ths = "\n".join(f"<th>{h}</th>" for h in JOB_HEADERS)
     parts = [f'<h1>Jobs</h1>\n<p><a href="./">Go up</a></p>\n<table id="jobs">\n'
              f"<thead>\n<tr>\n{ths}\n</tr>\n</thead>\n"]  # fmt: skip
