@@ -24,12 +24,12 @@ from daemon.coin_service import CoinService
 from daemon.config import Config
 from daemon.events import EventBus
 from daemon.isolation import secure_data_dir, trust_warnings
+from daemon.job_store import Store, StoreError
 from daemon.jobs import JobsService
 from daemon.launcher import Launcher
 from daemon.leftovers import become_subreaper, reap_orphans
 from daemon.scheduler import Scheduler
 from daemon.stall import StallMonitor
-from daemon.store import Store, StoreError
 
 log = Logger()
 

@@ -24,26 +24,13 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from daemon.backlog import WriteBacklog
+from daemon.domain import CANCELED, FAILED, PENDING, RUNNING, SCHEDULED, SCHEDULER, SUCCESSFUL, USER
 from daemon.errors import DaemonError
 from daemon.events import JOB_CHANGED, SCHEDULE_ADDED, SCHEDULE_REMOVED, EventBus
+from daemon.job_store import COUNTERS, Job, StateConflict, Store, StoreFull
 from daemon.launcher import Crawl, Launcher, Outcome, find_crawl_process, process_alive
-from daemon.schedule import ScheduleError, parse_when
 from daemon.scheduler import ScheduledJob
-from daemon.store import (
-    CANCELED,
-    COUNTERS,
-    FAILED,
-    PENDING,
-    RUNNING,
-    SCHEDULED,
-    SCHEDULER,
-    SUCCESSFUL,
-    USER,
-    Job,
-    StateConflict,
-    Store,
-    StoreFull,
-)
+from daemon.triggers import ScheduleError, parse_when
 
 log = Logger()
 T = TypeVar("T")
@@ -351,7 +338,7 @@ class JobsService(Service):
 
     def plan(self, spec: str) -> Plan:
         """Validate a `when` spec: `now` always; any other form through the grammar of
-        daemon.schedule (a 400 naming the bad part when it does not parse)."""
+        daemon.triggers (a 400 naming the bad part when it does not parse)."""
         text = spec.strip()
         if not text:
             raise JobError("when must not be empty")

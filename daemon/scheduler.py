@@ -1,7 +1,7 @@
 """Arms scheduled jobs: a heap of (next fire time, job id) and one timer for the earliest.
 
 Idle cost is one DelayedCall whatever the number of schedules. Fire times come from the
-schedule objects of daemon.schedule (the next one is computed from the scheduled fire
+schedule objects of daemon.triggers (the next one is computed from the scheduled fire
 time, never from when a run ended), so they do not drift. Firings missed while the
 daemon was down (or the reactor was stuck) are coalesced into at most one run when the
 newest miss is within `misfire_grace`, otherwise skipped; either way the host is told.
@@ -23,7 +23,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from daemon.events import SCHEDULE_ADDED, SCHEDULE_REMOVED, EventBus
-from daemon.schedule import Every, ScheduleError, When, parse_when
+from daemon.triggers import Every, ScheduleError, When, parse_when
 
 __all__ = ["ScheduledJob", "ScheduledJobLike", "Scheduler", "SchedulerHost"]
 

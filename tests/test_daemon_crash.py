@@ -17,11 +17,12 @@ import pytest
 from twisted.internet.task import Clock
 
 from daemon.config import LocalProject
+from daemon.domain import PENDING, RUNNING, USER
 from daemon.events import EventBus
+from daemon.job_store import Job, Store
 from daemon.jobs import JobsService
 from daemon.launcher import Crawl, Launcher, Outcome, process_start_time
 from daemon.projects import ProjectStore
-from daemon.store import PENDING, RUNNING, USER, Job, Store
 from tests.daemon_support import DaemonFactory, pid_alive, write_toy_project
 from tests.waiting import wait_until
 

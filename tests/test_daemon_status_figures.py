@@ -9,7 +9,8 @@ from pathlib import Path
 import psutil
 
 from daemon.api.procstats import ProcessFigures
-from daemon.store import CANCELED, PENDING, RUNNING, SCHEDULED, Job, Store
+from daemon.domain import CANCELED, PENDING, RUNNING, SCHEDULED
+from daemon.job_store import Job, Store
 
 
 def test_process_figures_are_sampled_once_per_interval() -> None:

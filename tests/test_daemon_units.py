@@ -10,17 +10,9 @@ import pytest
 
 from daemon.api.http import ApiError
 from daemon.api.job_json import job_to_dict
-from daemon.api.scrapydo import (
-    format_uptime,
-    parse_job_id,
-    parse_payload,
-    parse_settings,
-    parse_status,
-)
+from daemon.api.scrapydo import format_uptime
 from daemon.config import ConfigError, load_config
-from daemon.jobs import verdict
-from daemon.launcher import Outcome, crawl_args, crawl_command, crawl_env
-from daemon.store import (
+from daemon.domain import (
     ACTIVE_STATUSES,
     CANCELED,
     COMPLETED_STATUSES,
@@ -29,11 +21,15 @@ from daemon.store import (
     RUNNING,
     SCHEDULED,
     SUCCESSFUL,
-    Job,
-    StateConflict,
-    Store,
-    StoreError,
+    RequestError,
+    parse_job_id,
+    parse_payload,
+    parse_settings,
+    parse_status,
 )
+from daemon.job_store import Job, StateConflict, Store, StoreError
+from daemon.jobs import verdict
+from daemon.launcher import Outcome, crawl_args, crawl_command, crawl_env
 
 # -- config ---------------------------------------------------------------------------
 
@@ -190,21 +186,21 @@ def test_request_parsing() -> None:
     assert parse_status("active") == ACTIVE_STATUSES
     assert parse_status("Completed") == COMPLETED_STATUSES
     assert parse_status("failed") == (FAILED,)
-    with pytest.raises(ApiError, match="Unknown status"):
+    with pytest.raises(RequestError, match="Unknown status"):
         parse_status("DONE")
     uid = "5B30C8A2-42E5-4AD5-B143-4CB0420955A5"
     assert parse_job_id(uid) == uid.lower()
     for bad in ("x", "../x", "5b30c8a2"):
-        with pytest.raises(ApiError, match="not a UUID"):
+        with pytest.raises(RequestError, match="not a UUID"):
             parse_job_id(bad)
     assert parse_payload(None) == "{}"
     assert parse_payload('{"a": "é"}') == '{"a": "é"}'
     for bad in ("[]", "1", "{", '"x"'):
-        with pytest.raises(ApiError):
+        with pytest.raises(RequestError):
             parse_payload(bad)
     assert parse_settings(["A=1", "B_2=x=y"]) == {"A": "1", "B_2": "x=y"}
     for bad in (["A"], ["=1"], ["A B=1"], ["DATA_DIR=/"], ["REMOTE_CONTROL_ENABLED=True"]):
-        with pytest.raises(ApiError):
+        with pytest.raises(RequestError):
             parse_settings(bad)
 
 

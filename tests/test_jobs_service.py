@@ -20,22 +20,13 @@ from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from daemon.config import LocalProject
+from daemon.domain import CANCELED, FAILED, PENDING, RUNNING, SCHEDULED, SCHEDULER, SUCCESSFUL
 from daemon.events import JOB_CHANGED, EventBus
+from daemon.job_store import Job, Store
 from daemon.jobs import JobError, JobsService
 from daemon.launcher import Launcher
 from daemon.projects import ProjectStore
 from daemon.scheduler import Scheduler
-from daemon.store import (
-    CANCELED,
-    FAILED,
-    PENDING,
-    RUNNING,
-    SCHEDULED,
-    SCHEDULER,
-    SUCCESSFUL,
-    Job,
-    Store,
-)
 from tests.daemon_support import write_toy_project
 from tests.test_launcher import async_test
 from tests.waiting import wait_until

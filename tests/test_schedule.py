@@ -1,4 +1,4 @@
-"""The `when` grammar (daemon.schedule): forms, meaning, errors, DST, canonical text.
+"""The `when` grammar (daemon.triggers): forms, meaning, errors, DST, canonical text.
 
 scrapy-do hands `every ...` specs to the `schedule` library; that library (installed
 with scrapy-do, a test dependency) is the oracle for what those forms mean: with its
@@ -17,7 +17,7 @@ import pytest
 import schedule as schedule_lib
 from scrapy_do.utils import schedule_job
 
-from daemon.schedule import (
+from daemon.triggers import (
     Cron,
     Every,
     Now,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import socket
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -32,16 +31,12 @@ from daemon.api.job_json import JOB_COLUMNS, JobJson
 from daemon.api.procstats import ProcessFigures
 from daemon.api.ranges import LogFile
 from daemon.api.routing import new_app
-from daemon.launcher import RESERVED_SETTINGS
-from daemon.store import ACTIVE_STATUSES, ALL_STATUSES, COMPLETED_STATUSES
+from daemon.domain import parse_job_id, parse_payload, parse_settings, parse_status
 
 VERSION = "0.1.0"
-MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_DESCRIPTION = 2000
-MAX_SETTINGS = 100
 LIST_LIMIT_DEFAULT = 1000
 LIST_LIMIT_MAX = 10000
-_SETTING_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 _TRUE = ("1", "true", "True", "yes")
 _FALSE = ("", "0", "false", "False", "no")
 SCHEDULE_FIELDS = ("project", "spider", "when", "description", "payload", "setting", "max_runtime")
@@ -65,60 +60,6 @@ def format_uptime(seconds: float) -> str:
     if seconds or not parts:
         parts.append(f"{seconds}s")
     return " ".join(parts)
-
-
-def parse_status(raw: str) -> tuple[str, ...]:
-    """A list-jobs status (case-insensitive) -> the statuses it stands for."""
-    value = raw.strip().upper()
-    if value == "ACTIVE":
-        return ACTIVE_STATUSES
-    if value == "COMPLETED":
-        return COMPLETED_STATUSES
-    if value in ALL_STATUSES:
-        return (value,)
-    choices = ", ".join((*ALL_STATUSES, "ACTIVE", "COMPLETED"))
-    raise ApiError(f"Unknown status {raw[:40]!r}; use one of {choices}")
-
-
-def parse_job_id(raw: str) -> str:
-    """The canonical form of a UUID job id, or a 400 naming the problem."""
-    try:
-        return str(uuid.UUID(raw.strip()))
-    except ValueError:
-        raise ApiError(f"Invalid job id {raw[:60]!r}: not a UUID") from None
-
-
-def parse_payload(raw: str | None) -> str:
-    """A JSON object, normalised as scrapy-do stores it; '{}' when absent."""
-    if raw is None or raw.strip() == "":
-        return "{}"
-    if len(raw.encode("utf-8")) > MAX_PAYLOAD_BYTES:
-        raise ApiError(f"payload is longer than {MAX_PAYLOAD_BYTES} bytes")
-    try:
-        value = json.loads(raw)
-    except ValueError as exc:
-        raise ApiError(f"Payload is not a valid JSON string: {exc}") from None
-    if not isinstance(value, dict):
-        raise ApiError("payload must be a JSON object")
-    return json.dumps(value, ensure_ascii=False)
-
-
-def parse_settings(values: list[str]) -> dict[str, str]:
-    """Repeated `setting=KEY=VALUE` (as scrapyd's schedule.json) -> a dict."""
-    if len(values) > MAX_SETTINGS:
-        raise ApiError(f"at most {MAX_SETTINGS} settings per job")
-    settings: dict[str, str] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not _SETTING_KEY_RE.match(key):
-            raise ApiError(f"setting {item[:60]!r} is not KEY=VALUE with a plain KEY")
-        if key in RESERVED_SETTINGS:
-            raise ApiError(f"setting {key} is set by the daemon and cannot be given")
-        if "\x00" in value:
-            raise ApiError(f"setting {key} contains a NUL byte")
-        settings[key] = value
-    return settings
 
 
 def parse_bool(name: str, raw: str | None) -> bool:

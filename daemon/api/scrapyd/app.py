@@ -27,10 +27,9 @@ from twisted.web import resource
 from twisted.web.static import File
 from werkzeug.exceptions import HTTPException
 
-from daemon.api.http import ApiError
 from daemon.api.scrapyd import eggs, html, params, replies, shape, versions
-from daemon.api.scrapydo import parse_settings
 from daemon.archive import ArchiveLimits, check_project_name
+from daemon.domain import RequestError, parse_settings
 from daemon.errors import DaemonError
 from daemon.spider_args import scrapyd_payload
 
@@ -299,7 +298,7 @@ class ScrapydApi:
                 raise replies.ScrapydError(f"jobid '{jobid}' is already used", 409)
         try:
             settings = parse_settings(setting)
-        except ApiError as exc:
+        except RequestError as exc:
             raise replies.ScrapydError(exc.message, 400) from None
         spider_args = params.rest(args)
         payload = scrapyd_payload(spider_args, version)

@@ -22,22 +22,19 @@ from typing import Any, TypeVar
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
 
+from daemon.domain import (
+    ACTIVE_STATUSES,
+    CANCELED,
+    COMPLETED_STATUSES,
+    FAILED,
+    PENDING,
+    RUNNING,
+    SCHEDULED,
+    SUCCESSFUL,
+)
 from daemon.errors import DaemonError
 
 T = TypeVar("T")
-
-SCHEDULED = "SCHEDULED"
-PENDING = "PENDING"
-RUNNING = "RUNNING"
-SUCCESSFUL = "SUCCESSFUL"
-FAILED = "FAILED"
-CANCELED = "CANCELED"
-ACTIVE_STATUSES = (SCHEDULED, PENDING, RUNNING)
-COMPLETED_STATUSES = (SUCCESSFUL, FAILED, CANCELED)
-ALL_STATUSES = ACTIVE_STATUSES + COMPLETED_STATUSES
-
-USER = "USER"
-SCHEDULER = "SCHEDULER"
 
 _COUNTER_OF = {SUCCESSFUL: "jobs-successful", FAILED: "jobs-failed", CANCELED: "jobs-canceled"}
 COUNTERS = ("jobs-run", "jobs-successful", "jobs-failed", "jobs-canceled")
