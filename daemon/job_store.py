@@ -406,35 +406,23 @@ class Store:
         rows = self._conn.execute(_SELECT + " WHERE status = ? ORDER BY seq ASC", (status,))
         return [_row_to_job(r) for r in rows]
 
-    def count(self, status: str) -> int:
-        sql = "SELECT COUNT(*) FROM jobs WHERE status = ?"
-        return self._conn.execute(sql, (status,)).fetchone()[0]
-
     def active_runs_of(self, parent: str) -> list[Job]:
         rows = self._conn.execute(
             _SELECT + " WHERE parent = ? AND status IN (?, ?)", (parent, PENDING, RUNNING)
         )
         return [_row_to_job(r) for r in rows]
 
-    def has_active(self, project: str, spider: str | None = None) -> list[Job]:
-        """Active jobs of a project (or of one spider), for remove/push guards."""
-        sql = _SELECT + " WHERE project = ? AND active = 1"
-        params: list[Any] = [project]
-        if spider is not None:
-            sql += " AND spider = ?"
-            params.append(spider)
-        return [_row_to_job(r) for r in self._conn.execute(sql + " LIMIT 100", params)]
+    def active_spiders(self, project: str) -> set[str]:
+        """The spiders of a project with scheduled, pending or running jobs (all of
+        them, however many jobs: a push must not drop any of these spiders)."""
+        sql = "SELECT DISTINCT spider FROM jobs WHERE active = 1 AND project = ?"
+        return {row[0] for row in self._conn.execute(sql, (project,))}
 
     def figures(self) -> dict[str, int]:
         """The run counters and the pending and scheduled counts, in one statement
         (status.json asks for them on every request)."""
         values = dict.fromkeys(COUNTERS, 0)
         values.update(dict(self._conn.execute(_FIGURES_SQL, (PENDING, SCHEDULED))))
-        return values
-
-    def counters(self) -> dict[str, int]:
-        values = dict.fromkeys(COUNTERS, 0)
-        values.update(dict(self._conn.execute("SELECT name, value FROM counters")))
         return values
 
     # -- writes --------------------------------------------------------------

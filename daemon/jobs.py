@@ -7,10 +7,7 @@ announces schedules added and removed on the event bus, where the scheduler list
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import signal
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,13 +21,24 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from daemon.backlog import WriteBacklog
-from daemon.domain import CANCELED, FAILED, PENDING, RUNNING, SCHEDULED, SCHEDULER, SUCCESSFUL, USER
+from daemon.domain import (
+    ACTIVE_STATUSES,
+    CANCELED,
+    FAILED,
+    PENDING,
+    RUNNING,
+    SCHEDULED,
+    SCHEDULER,
+    SUCCESSFUL,
+    USER,
+)
 from daemon.errors import DaemonError
 from daemon.events import JOB_CHANGED, SCHEDULE_ADDED, SCHEDULE_REMOVED, EventBus
 from daemon.job_store import COUNTERS, Job, StateConflict, Store, StoreFull
 from daemon.launcher import Crawl, Launcher, Outcome, find_crawl_process, process_alive
 from daemon.scheduler import ScheduledJob
 from daemon.triggers import ScheduleError, parse_when
+from daemon.verdict import close_reason_from_log, read_log_tail, read_manifest, verdict
 
 log = Logger()
 T = TypeVar("T")
@@ -70,83 +78,6 @@ def free_bytes(path: Path) -> int:
 
 # While pending jobs wait for disk space, the free space is checked this often.
 DISK_RECHECK_SECONDS = 1.0
-
-
-# Scrapy's engine logs this at INFO as the last word of every crawl that ran a spider.
-_SPIDER_CLOSED = re.compile(rb"\] INFO: Spider closed \((.{0,200}?)\)\r?$", re.MULTILINE)
-# Only the end of the stderr log is read, on the reactor thread: 64 KiB is one small
-# read (well under a millisecond), and the close line is among the last lines.
-LOG_TAIL_BYTES = 64 * 1024
-
-
-def close_reason_from_log(tail: bytes) -> str | None:
-    """The close reason of the last `Spider closed (<reason>)` line in a log tail; None
-    when the crawl never logged one (it did not run a spider, or logs elsewhere)."""
-    matches = _SPIDER_CLOSED.findall(tail)
-    if not matches:
-        return None
-    return matches[-1].decode("utf-8", "replace")
-
-
-def read_log_tail(path: Path, size: int = LOG_TAIL_BYTES) -> bytes:
-    """The last `size` bytes of a log file (empty when it is missing or unreadable)."""
-    try:
-        with path.open("rb") as fh:
-            fh.seek(0, 2)
-            fh.seek(max(0, fh.tell() - size))
-            return fh.read(size)
-    except OSError:
-        return b""
-
-
-def verdict(
-    outcome: Outcome,
-    manifest: Mapping[str, Any] | None,
-    log_close_reason: str | None = None,
-) -> tuple[str, str | None]:
-    """Final status and reason of an ended crawl (pure: tested without processes).
-
-    `log_close_reason` (from `close_reason_from_log`) judges crawls of projects that
-    write no job.json: exit code 0 alone does not mean success, as Scrapy exits 0 when
-    `start()` raises or the spider closes for another reason than "finished".
-    """
-    if outcome.stop_reason == "cancel":
-        return CANCELED, "canceled" + (" (killed after the grace period)" if outcome.killed else "")
-    if outcome.stop_reason == "timeout":
-        return FAILED, "stopped: exceeded its max_runtime"
-    if outcome.stop_reason == "shutdown":
-        return FAILED, "interrupted: the daemon was stopped while the crawl ran"
-    close_reason = (manifest or {}).get("close_reason")
-    if outcome.orphan:
-        # Not our child: its exit status is unknown, only its manifest can vouch for it.
-        if close_reason == "finished" and (manifest or {}).get("succeeded", True):
-            return SUCCESSFUL, "finished while the daemon restarted (exit status unknown)"
-        return FAILED, "ended while the daemon restarted; exit status unknown" + (
-            f", close reason {close_reason!r}" if close_reason else ", no job.json"
-        )
-    if outcome.signal is not None:
-        try:
-            name = signal.Signals(outcome.signal).name
-        except ValueError:
-            name = str(outcome.signal)
-        return FAILED, f"killed by signal {name}"
-    if manifest is None:
-        close_reason = log_close_reason
-    if outcome.exit_code != 0:
-        detail = ""
-        errors = (manifest or {}).get("job_errors") or []
-        if errors and isinstance(errors, list) and isinstance(errors[0], dict):
-            detail = f": {errors[0].get('message')}"
-        elif close_reason and close_reason != "finished":
-            detail = f": close reason {close_reason!r}"
-        return FAILED, f"exit code {outcome.exit_code}{detail}"
-    if manifest is None and close_reason is None:
-        # A project may log elsewhere (LOG_FILE, LOG_ENABLED=False, LOG_LEVEL above INFO):
-        # with nothing to contradict it, its exit status is the best witness we have.
-        return SUCCESSFUL, "exit 0; close reason not logged"
-    if close_reason != "finished":
-        return FAILED, f"crawl closed with reason {close_reason!r}"
-    return SUCCESSFUL, None
 
 
 class JobsService(Service):
@@ -220,7 +151,7 @@ class JobsService(Service):
                 alive = find_crawl_process(job.id)
             if alive is None:
                 outcome = Outcome(None, None, None, orphan=True)
-                status, reason = verdict(outcome, self._manifest(job.id))
+                status, reason = verdict(outcome, read_manifest(self.data_dir / job.id))
                 self._record_end(job.id, status, reason, None)
                 continue
             pid, start = alive
@@ -300,10 +231,6 @@ class JobsService(Service):
 
     def get_row(self, job_id: str, columns: Sequence[str]) -> tuple[Any, ...] | None:
         return self.store.get_row(job_id, columns)
-
-    def job_dir(self, job_id: str) -> Path:
-        """`<data_dir>/<id>/`, the crawl's output folder (may not exist yet)."""
-        return self.data_dir / str(uuid.UUID(job_id))
 
     def log_path(self, job_id: str, kind: str = "err") -> Path:
         """The crawl's `.out` or `.err` log (`.err` is Scrapy's own log)."""
@@ -406,7 +333,7 @@ class JobsService(Service):
 
     def push_guard(self, project: str, spiders: list[str]) -> str | None:
         """Refuse a push that would drop a spider with active jobs."""
-        lost = sorted({j.spider for j in self.store.has_active(project)} - set(spiders))
+        lost = sorted(self.store.active_spiders(project) - set(spiders))
         if lost:
             return (
                 f"Cannot replace project {project}: spider(s) {', '.join(lost)} have "
@@ -416,10 +343,10 @@ class JobsService(Service):
 
     def remove_guard(self, project: str, spiders: list[str]) -> str | None:
         """Refuse to remove a project while it has scheduled, pending or running jobs."""
-        active = self.store.has_active(project)
+        active = self.store.count_rows(ACTIVE_STATUSES, project)
         if active:
             return (
-                f"Cannot remove project {project}: it has {len(active)} scheduled, pending "
+                f"Cannot remove project {project}: it has {active} scheduled, pending "
                 f"or running job(s); cancel them first"
             )
         return None
@@ -604,7 +531,7 @@ class JobsService(Service):
         )
 
     def _on_end(self, outcome: Outcome, job_id: str) -> Outcome:
-        manifest = self._manifest(job_id)
+        manifest = read_manifest(self.data_dir / job_id)
         logged = None
         if manifest is None:
             # A 64 KiB tail read on the reactor thread: small enough not to block it.
@@ -617,18 +544,6 @@ class JobsService(Service):
         self._record_end(job_id, status, reason, exit_code, outcome.leftovers_killed)
         self.dispatch()
         return outcome
-
-    def _manifest(self, job_id: str) -> dict[str, Any] | None:
-        path = self.data_dir / job_id / "job.json"
-        try:
-            with path.open("rb") as fh:
-                data = fh.read(1024 * 1024)
-            value = json.loads(data)
-            return value if isinstance(value, dict) else {"close_reason": None}
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError):
-            return {"close_reason": "unreadable job.json"}
 
     def _record_end(
         self,

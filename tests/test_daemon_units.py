@@ -28,8 +28,8 @@ from daemon.domain import (
     parse_status,
 )
 from daemon.job_store import Job, StateConflict, Store, StoreError
-from daemon.jobs import verdict
 from daemon.launcher import Outcome, crawl_args, crawl_command, crawl_env
+from daemon.verdict import verdict
 
 # -- config ---------------------------------------------------------------------------
 
@@ -225,7 +225,7 @@ def test_store_transitions_are_guarded(tmp_path: Path) -> None:
     done = store.finish("a", SUCCESSFUL, None, 0)
     assert done.status == SUCCESSFUL and done.exit_code == 0 and not done.active
     assert store.finish("a", FAILED) is None  # already final
-    assert store.counters()["jobs-run"] == 1 and store.counters()["jobs-successful"] == 1
+    assert store.figures()["jobs-run"] == 1 and store.figures()["jobs-successful"] == 1
     store.close()
     reopened = Store(tmp_path / "d.sqlite")
     assert reopened.get("a").status == SUCCESSFUL
@@ -343,7 +343,7 @@ def test_store_events_and_scheduled_jobs_do_not_count_as_runs(tmp_path: Path) ->
         "second",
     ]
     store.finish("sch", CANCELED)
-    assert store.counters()["jobs-canceled"] == 0
+    assert store.figures()["jobs-canceled"] == 0
 
 
 def test_urlencoded_parsing_matches_twisted_and_handles_slices() -> None:

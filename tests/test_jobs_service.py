@@ -197,6 +197,27 @@ class JobsServiceTest(unittest.TestCase):
         # A schedule is not a run: the run counters do not move.
         self.assertEqual(self.jobs.figures()["jobs-successful"], 0)
 
+    def test_now_plans_one_run_started_at_once(self) -> None:
+        for spec in ("now", "NOW", "  Now  "):
+            plan = self.jobs.plan(spec)
+            self.assertEqual((plan.spec, plan.when, plan.next_run), ("now", None, None))
+        job = self.jobs.submit("toy", "items", plan=self.jobs.plan(" NOW "))
+        self.assertEqual((job.status, job.schedule, job.next_run), (PENDING, "now", None))
+        self.start_service()
+        self.assertEqual(self.status(job.id), RUNNING)
+
+    def test_the_project_guards_count_every_active_job(self) -> None:
+        for n in range(150):
+            self.store.insert(Job(str(n), PENDING, "USER", "now", "toy", "items"))
+        self.store.insert(Job("last", PENDING, "USER", "now", "toy", "sleepy"))
+        self.store.insert(Job("other", PENDING, "USER", "now", "other", "items"))
+        refusal = self.jobs.remove_guard("toy", ["items", "sleepy"])
+        self.assertIn("it has 151 scheduled, pending or running job(s)", refusal or "")
+        refusal = self.jobs.push_guard("toy", ["items"])
+        self.assertIn("spider(s) sleepy have", refusal or "")
+        self.assertIsNone(self.jobs.push_guard("toy", ["items", "sleepy"]))
+        self.assertIsNone(self.jobs.remove_guard("gone", []))
+
     def test_a_bad_when_is_refused_naming_it(self) -> None:
         for spec, words in [("", "empty"), ("every 10 fortnights", "fortnight")]:
             with self.assertRaises(JobError) as refused:
