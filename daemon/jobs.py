@@ -35,7 +35,8 @@ from daemon.domain import (
 from daemon.errors import DaemonError
 from daemon.events import JOB_CHANGED, SCHEDULE_ADDED, SCHEDULE_REMOVED, EventBus
 from daemon.job_store import COUNTERS, Job, StateConflict, Store, StoreFull
-from daemon.launcher import Crawl, Launcher, Outcome, find_crawl_process, process_alive
+from daemon.launcher import Crawl, Launcher, Outcome
+from daemon.recovery import Ended, Reattach, survey
 from daemon.scheduler import ScheduledJob
 from daemon.triggers import ScheduleError, parse_when
 from daemon.verdict import close_reason_from_log, read_log_tail, read_manifest, verdict
@@ -137,44 +138,40 @@ class JobsService(Service):
         return d.addCallback(lambda _: None)
 
     def recover(self) -> None:
-        """Settle jobs left RUNNING by a daemon that died: follow live crawls (with their
-        max_runtime left and their project folder pinned), judge ended ones by their
-        job.json (their exit status is lost)."""
-        for job in self.store.jobs_in(RUNNING):
-            alive = None
-            # pid + start time identify the process; without a start time only the
-            # command line (JOB_ID=<id>) can tell it from a process that reused the pid.
-            known = job.pid is not None and job.proc_start is not None
-            if known and process_alive(job.pid, job.proc_start):
-                alive = (job.pid, job.proc_start)
+        """Settle jobs left RUNNING by a daemon that died (daemon.recovery decides):
+        follow live crawls (with their max_runtime left and their project folder
+        pinned), record ended ones as judged by their job.json."""
+        found = survey(
+            self.store.jobs_in(RUNNING),
+            data_dir=self.data_dir,
+            default_max_runtime=self.max_runtime,
+            now=self.now().timestamp(),
+        )
+        for decision in found:
+            if isinstance(decision, Ended):
+                self._record_end(decision.job.id, decision.status, decision.reason, None)
             else:
-                alive = find_crawl_process(job.id)
-            if alive is None:
-                outcome = Outcome(None, None, None, orphan=True)
-                status, reason = verdict(outcome, read_manifest(self.data_dir / job.id))
-                self._record_end(job.id, status, reason, None)
-                continue
-            pid, start = alive
-            if job.pid != pid:
-                self._record_process(job.id, pid, start)
-            log.info(
-                "following crawl {job} (pid {pid}) started by an earlier daemon",
-                job=job.id,
-                pid=pid,
-            )
-            release: Callable[[], Any] = _nothing
-            try:
-                _cwd, release = self.projects.pin(job.project)
-            except Exception as exc:  # the project is gone: nothing to keep
-                log.warn("job {id}: project not pinned: {exc}", id=job.id, exc=exc)
-            max_runtime = job.max_runtime if job.max_runtime is not None else self.max_runtime
-            left = None
-            if max_runtime:
-                ran = self.now().timestamp() - (job.started or self.now().timestamp())
-                left = max(0.0, max_runtime - ran)
-            crawl = self.launcher.follow(job.id, pid, start, max_runtime=left)
-            crawl.ended.addCallback(self._on_end, job.id)
-            crawl.ended.addBoth(lambda result, release=release: (release(), result)[1])
+                self._reattach(decision)
+
+    def _reattach(self, crawl: Reattach) -> None:
+        job = crawl.job
+        if job.pid != crawl.pid:
+            self._record_process(job.id, crawl.pid, crawl.proc_start)
+        log.info(
+            "following crawl {job} (pid {pid}) started by an earlier daemon",
+            job=job.id,
+            pid=crawl.pid,
+        )
+        release: Callable[[], Any] = _nothing
+        try:
+            _cwd, release = self.projects.pin(job.project)
+        except Exception as exc:  # the project is gone: nothing to keep
+            log.warn("job {id}: project not pinned: {exc}", id=job.id, exc=exc)
+        followed = self.launcher.follow(
+            job.id, crawl.pid, crawl.proc_start, max_runtime=crawl.time_left
+        )
+        followed.ended.addCallback(self._on_end, job.id)
+        followed.ended.addBoth(lambda result: (release(), result)[1])
 
     def _notify(self, job: Job | None) -> None:
         """Announce a state change of a run (RUNNING and final) on the bus."""
