@@ -206,7 +206,7 @@ class Daemon:
         scheduler = Scheduler(reactor, self.jobs, misfire_grace=config.misfire_grace)
         scheduler.listen(self.bus)
         self.coins = CoinService(
-            config.data_dir, self.jobs, self.bus, reactor, projects=self.projects
+            config.data_dir, self.jobs, self.bus, reactor, reads=self.store, projects=self.projects
         )
         self.stall = StallMonitor(reactor)
         # Listen first (a busy port stops the start before any crawl is touched); then
@@ -224,6 +224,7 @@ class Daemon:
         self.context = ApiContext(
             config=config,
             jobs=self.jobs,
+            job_reads=self.store,
             projects=self.projects,
             scheduler=scheduler,
             coins=self.coins,

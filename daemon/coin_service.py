@@ -57,9 +57,13 @@ class JobsLike(Protocol):
         self, project: str, spider: str, *, description: str = ..., payload: str = ...
     ) -> Any: ...
 
+
+class JobReadsLike(Protocol):
+    """What the coin service reads of the job store (daemon.job_store.JobReads)."""
+
     def get(self, job_id: str) -> JobLike | None: ...
 
-    def list(self, statuses: Iterable[str] | None, *args: Any, **kwargs: Any) -> list[Any]: ...
+    def list_jobs(self, statuses: Iterable[str] | None, *args: Any, **kwargs: Any) -> list[Any]: ...
 
 
 class CoinApiError(Exception):
@@ -89,6 +93,7 @@ class CoinService(Service):
         bus: EventBus,
         reactor: Any = None,
         *,
+        reads: JobReadsLike,
         project: str = "coinspiders",
         spider: str = "coin",
         threads: int = 1,
@@ -102,6 +107,7 @@ class CoinService(Service):
         self.reactor = reactor
         self.data_dir = Path(data_dir).resolve()
         self.jobs = jobs
+        self.reads = reads
         self.bus = bus
         self._unsubscribe: Callable[[], None] | None = None
         self.project = project
@@ -128,7 +134,7 @@ class CoinService(Service):
         super().startService()
         self.pool.start()
         self._unsubscribe = self.bus.subscribe(JOB_CHANGED, self._on_job)
-        for job in self.jobs.list(["RUNNING"], limit=10_000):
+        for job in self.reads.list_jobs(["RUNNING"], limit=10_000):
             self.active.add(job.id)
         d = deferToThreadPool(self.reactor, self.pool, self._open)
         d.addErrback(lambda f: log.failure("coin index could not be opened", f))
@@ -226,7 +232,7 @@ class CoinService(Service):
 
     def _job(self, job_id: str) -> JobLike | None:
         try:
-            return self.jobs.get(job_id)
+            return self.reads.get(job_id)
         except Exception:  # a malformed id is simply not a job
             return None
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
@@ -252,6 +252,40 @@ def _add_priority(conn: sqlite3.Connection) -> None:
     )
 
 
+class JobReads(Protocol):
+    """The read-only face of the job store that the APIs and the coin service are
+    given (a Store is one): they read jobs here and change them only through the jobs
+    service, which decides every state change."""
+
+    def get(self, job_id: str) -> Job | None: ...
+
+    def get_row(self, job_id: str, columns: Sequence[str]) -> tuple[Any, ...] | None: ...
+
+    def list_jobs(
+        self,
+        statuses: Iterable[str] | None = None,
+        project: str | None = None,
+        spider: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Job]: ...
+
+    def events(self, job_id: str, limit: int = 50) -> list[tuple[float, str]]: ...
+
+    def page_in_thread(
+        self,
+        columns: Sequence[str],
+        statuses: Iterable[str] | None,
+        project: str | None,
+        spider: str | None,
+        limit: int,
+        offset: int,
+        shape: Callable[[list[tuple[Any, ...]], int], T],
+    ) -> Deferred[T]: ...
+
+    def project_has_jobs(self, project: str) -> Deferred[bool]: ...
+
+
 class Store:
     """One SQLite file `<data_dir>/daemon.sqlite`; use from the reactor thread."""
 
@@ -390,6 +424,37 @@ class Store:
         where, params = _job_filters(statuses, project, spider)
         sql = "SELECT COUNT(*) FROM jobs" + where
         return (conn or self._conn).execute(sql, params).fetchone()[0]
+
+    def page_in_thread(
+        self,
+        columns: Sequence[str],
+        statuses: Iterable[str] | None,
+        project: str | None,
+        spider: str | None,
+        limit: int,
+        offset: int,
+        shape: Callable[[list[tuple[Any, ...]], int], T],
+    ) -> Deferred[T]:
+        """A page of rows (tuples of `columns`) and the count of every job matching the
+        filters, read (in one snapshot, so they agree) and shaped (e.g. written as JSON)
+        in a worker thread: a page of 10,000 jobs takes tens of milliseconds, which must
+        not hold the reactor."""
+        wanted = tuple(statuses) if statuses is not None else None
+
+        def page(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN")
+            try:
+                rows = self.list_rows(columns, wanted, project, spider, limit, offset, conn)
+                total = self.count_rows(wanted, project, spider, conn)
+            finally:
+                conn.execute("COMMIT")
+            return shape(rows, total)
+
+        return self.read_in_thread(page)
+
+    def project_has_jobs(self, project: str) -> Deferred[bool]:
+        """Whether the store remembers any job of `project` (one removed may have some)."""
+        return self.read_in_thread(lambda conn: self.count_rows(None, project, None, conn) > 0)
 
     def get_row(self, job_id: str, columns: Sequence[str]) -> tuple[Any, ...] | None:
         """One job as a plain tuple of `columns` (see list_rows)."""

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
@@ -42,7 +42,6 @@ from daemon.triggers import ScheduleError, parse_when
 from daemon.verdict import close_reason_from_log, read_log_tail, read_manifest, verdict
 
 log = Logger()
-T = TypeVar("T")
 
 
 class JobError(DaemonError):
@@ -178,56 +177,7 @@ class JobsService(Service):
         if job is not None:
             self.bus.publish(JOB_CHANGED, job)
 
-    # -- queries -------------------------------------------------------------
-
-    def get(self, job_id: str) -> Job | None:
-        return self.store.get(job_id)
-
-    def list(
-        self,
-        statuses: Iterable[str] | None,
-        project: str | None = None,
-        spider: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[Job]:
-        return self.store.list_jobs(statuses, project, spider, limit, offset)
-
-    def list_in_thread(
-        self,
-        columns: Sequence[str],
-        statuses: Iterable[str] | None,
-        project: str | None,
-        spider: str | None,
-        limit: int,
-        offset: int,
-        shape: Callable[[list[tuple[Any, ...]], int], T],
-    ) -> Deferred[T]:
-        """A page of rows (tuples of `columns`) and the count of every job matching the
-        filters, read (in one snapshot, so they agree) and shaped (e.g. written as JSON)
-        in a worker thread: a page of 10,000 jobs takes tens of milliseconds, which must
-        not hold the reactor."""
-        wanted = tuple(statuses) if statuses is not None else None
-
-        def page(conn: Any) -> T:
-            conn.execute("BEGIN")
-            try:
-                rows = self.store.list_rows(columns, wanted, project, spider, limit, offset, conn)
-                total = self.store.count_rows(wanted, project, spider, conn)
-            finally:
-                conn.execute("COMMIT")
-            return shape(rows, total)
-
-        return self.store.read_in_thread(page)
-
-    def project_has_jobs(self, project: str) -> Deferred[bool]:
-        """Whether the store remembers any job of `project` (one removed may have some)."""
-        return self.store.read_in_thread(
-            lambda conn: self.store.count_rows(None, project, None, conn) > 0
-        )
-
-    def get_row(self, job_id: str, columns: Sequence[str]) -> tuple[Any, ...] | None:
-        return self.store.get_row(job_id, columns)
+    # -- figures -------------------------------------------------------------
 
     def log_path(self, job_id: str, kind: str = "err") -> Path:
         """The crawl's `.out` or `.err` log (`.err` is Scrapy's own log)."""
@@ -441,9 +391,6 @@ class JobsService(Service):
         self.backlog.write(
             job_id, f"event of job {job_id}", lambda: self.store.add_event(job_id, text, at)
         )
-
-    def events(self, job_id: str, limit: int = 50) -> list[tuple[float, str]]:
-        return self.store.events(job_id, limit)
 
     def schedule_finished(self, job_id: str) -> None:
         """A schedule with no fire time left (one-shot timestamps, all fired) is over."""

@@ -172,7 +172,7 @@ class JobsServiceTest(unittest.TestCase):
         # The last run is still waiting for a slot: the next firing is skipped, and told.
         self.assertIsNone(self.jobs.fire(parent.id, datetime(2030, 1, 1, 2, tzinfo=UTC)))
         self.assertEqual(self.store.get(parent.id).skipped, 1)
-        self.assertIn("skipped", self.jobs.events(parent.id)[-1][1])
+        self.assertIn("skipped", self.store.events(parent.id)[-1][1])
 
         job = await self.jobs.cancel(parent.id)
         self.assertEqual(job.status, CANCELED)

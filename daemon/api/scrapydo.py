@@ -8,7 +8,7 @@ import json
 import re
 import socket
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from klein import Klein
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -32,6 +32,9 @@ from daemon.api.procstats import ProcessFigures
 from daemon.api.ranges import LogFile
 from daemon.api.routing import new_app
 from daemon.domain import parse_job_id, parse_payload, parse_settings, parse_status
+
+if TYPE_CHECKING:
+    from daemon.job_store import JobReads
 
 VERSION = "0.1.0"
 MAX_DESCRIPTION = 2000
@@ -105,7 +108,7 @@ class _Backpressure:
         self.paused = True
 
 
-def _follow(request: Any, path: Any, job_id: str, offset: int, jobs: Any) -> Deferred[bytes]:
+def _follow(request: Any, path: Any, job_id: str, offset: int, reads: JobReads) -> Deferred[bytes]:
     """`tail -f` over HTTP: stream the log from `offset`, then what the crawl appends,
     until the job is final and the file is drained (or the client goes away). Reads
     are bounded (1 MB per tick) so a huge log never holds the reactor, and a tick is
@@ -136,7 +139,7 @@ def _follow(request: Any, path: Any, job_id: str, offset: int, jobs: Any) -> Def
         if state["done"]:
             return
         # The state is read before the file: a job seen final has written its last byte.
-        job = jobs.get(job_id)
+        job = reads.get(job_id)
         final = job is None or not job.active
         for _ in range(16):
             if flow.paused:  # the client reads slower than we read: wait for it
@@ -169,6 +172,7 @@ def make_app(ctx: ApiContext) -> Klein:
     shaper = JobJson(tz)
     process = ProcessFigures()
     jobs = ctx.jobs
+    reads = ctx.job_reads
     projects = ctx.projects
     stall = ctx.stall
 
@@ -291,10 +295,10 @@ def make_app(ctx: ApiContext) -> Klein:
         if job_id is None and status_arg is None:
             raise ApiError("Missing argument: status or id")
         if job_id is not None:
-            row = jobs.get_row(parse_job_id(job_id), JOB_COLUMNS)
+            row = reads.get_row(parse_job_id(job_id), JOB_COLUMNS)
             if row is None:
                 raise ApiError(f"Unknown job: {job_id.strip()}", 404)
-            events = [{"time": shaper.iso(t), "text": text} for t, text in jobs.events(row[0])]
+            events = [{"time": shaper.iso(t), "text": text} for t, text in reads.events(row[0])]
             # The job's object with "events" as its last key, as one dict would give.
             body = (
                 '{"status": "ok", "jobs": ['
@@ -322,7 +326,7 @@ def make_app(ctx: ApiContext) -> Klein:
 
         # Read and written in a thread: a page of 10,000 jobs takes tens of milliseconds.
         project, spider = arg(request, "project"), arg(request, "spider")
-        d = jobs.list_in_thread(JOB_COLUMNS, statuses, project, spider, limit, offset, page)
+        d = reads.page_in_thread(JOB_COLUMNS, statuses, project, spider, limit, offset, page)
 
         def reply(result: tuple[bytes, int]) -> bytes | Deferred[bytes]:
             body, total = result
@@ -336,7 +340,7 @@ def make_app(ctx: ApiContext) -> Klein:
                     raise ApiError(f"Unknown project: {project}", 404)
                 return json_reply(request, body)
 
-            return jobs.project_has_jobs(project).addCallback(known)
+            return reads.project_has_jobs(project).addCallback(known)
 
         return d.addCallback(reply)
 
@@ -350,7 +354,7 @@ def make_app(ctx: ApiContext) -> Klein:
     @accepts("follow", "offset")
     def get_log(request: Any, name: str) -> Any:
         match = _LOG_NAME_RE.match(name)
-        if not match or jobs.get(match.group(1)) is None:
+        if not match or reads.get(match.group(1)) is None:
             raise ApiError(f"Log not found: {name[:80]}", 404)
         path = jobs.log_path(match.group(1), match.group(2))
         if not path.is_file():
@@ -358,7 +362,7 @@ def make_app(ctx: ApiContext) -> Klein:
         request.setHeader(b"Cache-Control", b"no-store")
         if arg(request, "follow") in ("1", "true", "yes"):
             offset = arg_int(request, "offset", 0, 0, 2**62)
-            return _follow(request, path, match.group(1), offset, jobs)
+            return _follow(request, path, match.group(1), offset, reads)
         # static.File streams in chunks (no big read on the reactor) and answers Range
         # (merged and bounded by LogFile).
         return LogFile(str(path), defaultType="text/plain; charset=utf-8")
