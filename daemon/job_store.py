@@ -4,6 +4,9 @@ Every job state change is one transaction in WAL mode, so a crash (even `kill -9
 each job in a state it really had. Statements are small and indexed (a list-jobs page
 reads an index range, never the whole table), so they run on the reactor thread in well
 under a millisecond; big reads (list-jobs pages) go through `read_in_thread`.
+
+Every state change is decided by the jobs service (daemon.jobs); everyone else gets the
+store typed as `JobReads`, its read-only face.
 """
 
 from __future__ import annotations

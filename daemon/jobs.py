@@ -1,8 +1,12 @@
-"""The jobs service: submit, cancel, list, dispatch to free slots, settle crashes.
+"""The jobs service: the job state machine and dispatch (submit, cancel, fill free
+slots, record how each crawl ended).
 
-It decides job states (the store records them, the launcher runs processes), and it is
-the scheduler's host: `scheduled_jobs()` and `fire()`. It never calls the scheduler: it
-announces schedules added and removed on the event bus, where the scheduler listens.
+It decides job states (the store records them, the launcher runs processes); how a
+crawl ended is judged by daemon.verdict, which crawls a dead daemon left running by
+daemon.recovery. Reads of jobs do not pass through here: callers read the store's
+JobReads face. It is the scheduler's host (daemon.scheduler.SchedulerHost) and never
+calls the scheduler: it announces schedules added and removed on the event bus, where
+the scheduler listens.
 """
 
 from __future__ import annotations
