@@ -2,7 +2,7 @@
 schedule, poll, list and stop, each through that daemon's own HTTP API.
 
 Job stores are filled before a daemon starts, through that daemon's own store code (ours:
-`daemon.store`; scrapy-do: `scrapy_do.schedule.Schedule`; scrapyd: `scrapyd.sqlite`), because
+`daemon.job_store`; scrapy-do: `scrapy_do.schedule.Schedule`; scrapyd: `scrapyd.sqlite`), because
 running 100,000 real crawls to fill a store would take hours.
 """
 

@@ -1,4 +1,4 @@
-"""Fill our daemon's job store before it starts, through `daemon.store` itself.
+"""Fill our daemon's job store before it starts, through `daemon.job_store` itself.
 
 Running 100,000 real crawls to fill a store would take hours, so finished jobs are written
 with the store module's own `insert` (the same code path the daemon uses for a new job),
@@ -20,7 +20,8 @@ _TEMPLATES: dict[int, Path] = {}
 def fill_ours(data_dir: Path, count: int, project: str, spider: str) -> list[str]:
     """Give `data_dir` a store holding `count` SUCCESSFUL jobs; return ~200 of their ids."""
     try:
-        from daemon.store import SUCCESSFUL, USER, Job, Store
+        from daemon.domain import SUCCESSFUL, USER
+        from daemon.job_store import Job, Store
     except ImportError as exc:
         raise BenchError(f"our daemon's store module is not there yet: {exc}") from None
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from daemon.config import ConfigError, load_config
-from daemon.store import StoreError
+from daemon.job_store import StoreError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -24,12 +24,12 @@ from daemon.coin_service import CoinService
 from daemon.config import Config
 from daemon.events import EventBus
 from daemon.isolation import secure_data_dir, trust_warnings
+from daemon.job_store import Store, StoreError
 from daemon.jobs import JobsService
 from daemon.launcher import Launcher
 from daemon.leftovers import become_subreaper, reap_orphans
 from daemon.scheduler import Scheduler
 from daemon.stall import StallMonitor
-from daemon.store import Store, StoreError
 
 log = Logger()
 
@@ -206,7 +206,7 @@ class Daemon:
         scheduler = Scheduler(reactor, self.jobs, misfire_grace=config.misfire_grace)
         scheduler.listen(self.bus)
         self.coins = CoinService(
-            config.data_dir, self.jobs, self.bus, reactor, projects=self.projects
+            config.data_dir, self.jobs, self.bus, reactor, reads=self.store, projects=self.projects
         )
         self.stall = StallMonitor(reactor)
         # Listen first (a busy port stops the start before any crawl is touched); then
@@ -224,6 +224,7 @@ class Daemon:
         self.context = ApiContext(
             config=config,
             jobs=self.jobs,
+            job_reads=self.store,
             projects=self.projects,
             scheduler=scheduler,
             coins=self.coins,

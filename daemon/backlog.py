@@ -18,7 +18,7 @@ from typing import Any
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
-from daemon.store import StoreFull
+from daemon.job_store import StoreFull
 
 log = Logger()
 

@@ -45,9 +45,14 @@ MAX_DATA_BYTES = 64 * 1024 * 1024
 
 
 class JobLike(Protocol):
-    id: str
-    status: str
-    reason: str | None
+    """A job as the coin service reads it (read-only: the store's Job is frozen)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def reason(self) -> str | None: ...
 
 
 class JobsLike(Protocol):
@@ -57,9 +62,13 @@ class JobsLike(Protocol):
         self, project: str, spider: str, *, description: str = ..., payload: str = ...
     ) -> Any: ...
 
+
+class JobReadsLike(Protocol):
+    """What the coin service reads of the job store (daemon.job_store.JobReads)."""
+
     def get(self, job_id: str) -> JobLike | None: ...
 
-    def list(self, statuses: Iterable[str] | None, *args: Any, **kwargs: Any) -> list[Any]: ...
+    def list_jobs(self, statuses: Iterable[str] | None, *args: Any, **kwargs: Any) -> list[Any]: ...
 
 
 class CoinApiError(DaemonError):
@@ -84,6 +93,7 @@ class CoinService(Service):
         bus: EventBus,
         reactor: Any = None,
         *,
+        reads: JobReadsLike,
         project: str = "coinspiders",
         spider: str = "coin",
         threads: int = 1,
@@ -97,6 +107,7 @@ class CoinService(Service):
         self.reactor = reactor
         self.data_dir = Path(data_dir).resolve()
         self.jobs = jobs
+        self.reads = reads
         self.bus = bus
         self._unsubscribe: Callable[[], None] | None = None
         self.project = project
@@ -123,7 +134,7 @@ class CoinService(Service):
         super().startService()
         self.pool.start()
         self._unsubscribe = self.bus.subscribe(JOB_CHANGED, self._on_job)
-        for job in self.jobs.list(["RUNNING"], limit=10_000):
+        for job in self.reads.list_jobs(["RUNNING"], limit=10_000):
             self.active.add(job.id)
         d = deferToThreadPool(self.reactor, self.pool, self._open)
         d.addErrback(lambda f: log.failure("coin index could not be opened", f))
@@ -169,9 +180,8 @@ class CoinService(Service):
 
     def _run(self, fn: Callable[..., T], *args: Any) -> Deferred[T]:
         """Run `fn(*args)` in the index's thread pool once the index is ready."""
-        d = self.when_ready()
-        d.addCallback(lambda _: deferToThreadPool(self.reactor, self.pool, fn, *args))
-        return d
+        ready = self.when_ready()
+        return ready.addCallback(lambda _: deferToThreadPool(self.reactor, self.pool, fn, *args))
 
     def _sweep_folders(self) -> None:
         if self._sweeping or not self._ready:
@@ -221,7 +231,7 @@ class CoinService(Service):
 
     def _job(self, job_id: str) -> JobLike | None:
         try:
-            return self.jobs.get(job_id)
+            return self.reads.get(job_id)
         except Exception:  # a malformed id is simply not a job
             return None
 

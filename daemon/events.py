@@ -56,9 +56,9 @@ class EventBus:
 # Payloads are typed loosely here (Any) to keep this module free of imports from the
 # services that publish them; each topic's comment names its payload.
 
-#: A job's state changed (a run started or ended): payload daemon.store.Job.
+#: A job's state changed (a run started or ended): payload daemon.job_store.Job.
 JOB_CHANGED: Topic[Any] = Topic("job.changed")
-#: A recurring or timed job was recorded: payload (job id, daemon.schedule.When).
+#: A recurring or timed job was recorded: payload (job id, daemon.triggers.When).
 SCHEDULE_ADDED: Topic[tuple[str, Any]] = Topic("schedule.added")
 #: A scheduled job stops firing (canceled): payload its job id.
 SCHEDULE_REMOVED: Topic[str] = Topic("schedule.removed")

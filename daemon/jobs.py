@@ -1,22 +1,23 @@
-"""The jobs service: submit, cancel, list, dispatch to free slots, settle crashes.
+"""The jobs service: the job state machine and dispatch (submit, cancel, fill free
+slots, record how each crawl ended).
 
-It decides job states (the store records them, the launcher runs processes), and it is
-the scheduler's host: `scheduled_jobs()` and `fire()`. It never calls the scheduler: it
-announces schedules added and removed on the event bus, where the scheduler listens.
+It decides job states (the store records them, the launcher runs processes); how a
+crawl ended is judged by daemon.verdict, which crawls a dead daemon left running by
+daemon.recovery. Reads of jobs do not pass through here: callers read the store's
+JobReads face. It is the scheduler's host (daemon.scheduler.SchedulerHost) and never
+calls the scheduler: it announces schedules added and removed on the event bus, where
+the scheduler listens.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import signal
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
@@ -24,14 +25,9 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from daemon.backlog import WriteBacklog
-from daemon.errors import DaemonError
-from daemon.events import JOB_CHANGED, SCHEDULE_ADDED, SCHEDULE_REMOVED, EventBus
-from daemon.launcher import Crawl, Launcher, Outcome, find_crawl_process, process_alive
-from daemon.schedule import ScheduleError, parse_when
-from daemon.scheduler import ScheduledJob
-from daemon.store import (
+from daemon.domain import (
+    ACTIVE_STATUSES,
     CANCELED,
-    COUNTERS,
     FAILED,
     PENDING,
     RUNNING,
@@ -39,14 +35,17 @@ from daemon.store import (
     SCHEDULER,
     SUCCESSFUL,
     USER,
-    Job,
-    StateConflict,
-    Store,
-    StoreFull,
 )
+from daemon.errors import DaemonError
+from daemon.events import JOB_CHANGED, SCHEDULE_ADDED, SCHEDULE_REMOVED, EventBus
+from daemon.job_store import COUNTERS, Job, StateConflict, Store, StoreFull
+from daemon.launcher import Crawl, Launcher, Outcome
+from daemon.recovery import Ended, Reattach, survey
+from daemon.scheduler import ScheduledJob
+from daemon.triggers import ScheduleError, parse_when
+from daemon.verdict import close_reason_from_log, read_log_tail, read_manifest, verdict
 
 log = Logger()
-T = TypeVar("T")
 
 
 class JobError(DaemonError):
@@ -83,83 +82,6 @@ def free_bytes(path: Path) -> int:
 
 # While pending jobs wait for disk space, the free space is checked this often.
 DISK_RECHECK_SECONDS = 1.0
-
-
-# Scrapy's engine logs this at INFO as the last word of every crawl that ran a spider.
-_SPIDER_CLOSED = re.compile(rb"\] INFO: Spider closed \((.{0,200}?)\)\r?$", re.MULTILINE)
-# Only the end of the stderr log is read, on the reactor thread: 64 KiB is one small
-# read (well under a millisecond), and the close line is among the last lines.
-LOG_TAIL_BYTES = 64 * 1024
-
-
-def close_reason_from_log(tail: bytes) -> str | None:
-    """The close reason of the last `Spider closed (<reason>)` line in a log tail; None
-    when the crawl never logged one (it did not run a spider, or logs elsewhere)."""
-    matches = _SPIDER_CLOSED.findall(tail)
-    if not matches:
-        return None
-    return matches[-1].decode("utf-8", "replace")
-
-
-def read_log_tail(path: Path, size: int = LOG_TAIL_BYTES) -> bytes:
-    """The last `size` bytes of a log file (empty when it is missing or unreadable)."""
-    try:
-        with path.open("rb") as fh:
-            fh.seek(0, 2)
-            fh.seek(max(0, fh.tell() - size))
-            return fh.read(size)
-    except OSError:
-        return b""
-
-
-def verdict(
-    outcome: Outcome,
-    manifest: Mapping[str, Any] | None,
-    log_close_reason: str | None = None,
-) -> tuple[str, str | None]:
-    """Final status and reason of an ended crawl (pure: tested without processes).
-
-    `log_close_reason` (from `close_reason_from_log`) judges crawls of projects that
-    write no job.json: exit code 0 alone does not mean success, as Scrapy exits 0 when
-    `start()` raises or the spider closes for another reason than "finished".
-    """
-    if outcome.stop_reason == "cancel":
-        return CANCELED, "canceled" + (" (killed after the grace period)" if outcome.killed else "")
-    if outcome.stop_reason == "timeout":
-        return FAILED, "stopped: exceeded its max_runtime"
-    if outcome.stop_reason == "shutdown":
-        return FAILED, "interrupted: the daemon was stopped while the crawl ran"
-    close_reason = (manifest or {}).get("close_reason")
-    if outcome.orphan:
-        # Not our child: its exit status is unknown, only its manifest can vouch for it.
-        if close_reason == "finished" and (manifest or {}).get("succeeded", True):
-            return SUCCESSFUL, "finished while the daemon restarted (exit status unknown)"
-        return FAILED, "ended while the daemon restarted; exit status unknown" + (
-            f", close reason {close_reason!r}" if close_reason else ", no job.json"
-        )
-    if outcome.signal is not None:
-        try:
-            name = signal.Signals(outcome.signal).name
-        except ValueError:
-            name = str(outcome.signal)
-        return FAILED, f"killed by signal {name}"
-    if manifest is None:
-        close_reason = log_close_reason
-    if outcome.exit_code != 0:
-        detail = ""
-        errors = (manifest or {}).get("job_errors") or []
-        if errors and isinstance(errors, list) and isinstance(errors[0], dict):
-            detail = f": {errors[0].get('message')}"
-        elif close_reason and close_reason != "finished":
-            detail = f": close reason {close_reason!r}"
-        return FAILED, f"exit code {outcome.exit_code}{detail}"
-    if manifest is None and close_reason is None:
-        # A project may log elsewhere (LOG_FILE, LOG_ENABLED=False, LOG_LEVEL above INFO):
-        # with nothing to contradict it, its exit status is the best witness we have.
-        return SUCCESSFUL, "exit 0; close reason not logged"
-    if close_reason != "finished":
-        return FAILED, f"crawl closed with reason {close_reason!r}"
-    return SUCCESSFUL, None
 
 
 class JobsService(Service):
@@ -214,109 +136,57 @@ class JobsService(Service):
         self._stopping = True
         if self._recheck is not None and self._recheck.active():
             self._recheck.cancel()
+
+        def settled(result: Any) -> Any:
+            self.backlog.cancel()
+            return result
+
         d = self.launcher.stop_all("shutdown")
-        d.addBoth(lambda result: (self.backlog.cancel(), result)[1])
+        d.addBoth(settled)
         return d.addCallback(lambda _: None)
 
     def recover(self) -> None:
-        """Settle jobs left RUNNING by a daemon that died: follow live crawls (with their
-        max_runtime left and their project folder pinned), judge ended ones by their
-        job.json (their exit status is lost)."""
-        for job in self.store.jobs_in(RUNNING):
-            alive = None
-            # pid + start time identify the process; without a start time only the
-            # command line (JOB_ID=<id>) can tell it from a process that reused the pid.
-            known = job.pid is not None and job.proc_start is not None
-            if known and process_alive(job.pid, job.proc_start):
-                alive = (job.pid, job.proc_start)
+        """Settle jobs left RUNNING by a daemon that died (daemon.recovery decides):
+        follow live crawls (with their max_runtime left and their project folder
+        pinned), record ended ones as judged by their job.json."""
+        found = survey(
+            self.store.jobs_in(RUNNING),
+            data_dir=self.data_dir,
+            default_max_runtime=self.max_runtime,
+            now=self.now().timestamp(),
+        )
+        for decision in found:
+            if isinstance(decision, Ended):
+                self._record_end(decision.job.id, decision.status, decision.reason, None)
             else:
-                alive = find_crawl_process(job.id)
-            if alive is None:
-                outcome = Outcome(None, None, None, orphan=True)
-                status, reason = verdict(outcome, self._manifest(job.id))
-                self._record_end(job.id, status, reason, None)
-                continue
-            pid, start = alive
-            if job.pid != pid:
-                self._record_process(job.id, pid, start)
-            log.info(
-                "following crawl {job} (pid {pid}) started by an earlier daemon",
-                job=job.id,
-                pid=pid,
-            )
-            release: Callable[[], Any] = _nothing
-            try:
-                _cwd, release = self.projects.pin(job.project)
-            except Exception as exc:  # the project is gone: nothing to keep
-                log.warn("job {id}: project not pinned: {exc}", id=job.id, exc=exc)
-            max_runtime = job.max_runtime if job.max_runtime is not None else self.max_runtime
-            left = None
-            if max_runtime:
-                ran = self.now().timestamp() - (job.started or self.now().timestamp())
-                left = max(0.0, max_runtime - ran)
-            crawl = self.launcher.follow(job.id, pid, start, max_runtime=left)
-            crawl.ended.addCallback(self._on_end, job.id)
-            crawl.ended.addBoth(lambda result, release=release: (release(), result)[1])
+                self._reattach(decision)
+
+    def _reattach(self, crawl: Reattach) -> None:
+        job = crawl.job
+        if job.pid != crawl.pid:
+            self._record_process(job.id, crawl.pid, crawl.proc_start)
+        log.info(
+            "following crawl {job} (pid {pid}) started by an earlier daemon",
+            job=job.id,
+            pid=crawl.pid,
+        )
+        release: Callable[[], Any] = _nothing
+        try:
+            _cwd, release = self.projects.pin(job.project)
+        except Exception as exc:  # the project is gone: nothing to keep
+            log.warn("job {id}: project not pinned: {exc}", id=job.id, exc=exc)
+        followed = self.launcher.follow(
+            job.id, crawl.pid, crawl.proc_start, max_runtime=crawl.time_left
+        )
+        followed.ended.addCallback(self._on_end, job.id)
+        followed.ended.addBoth(lambda result: (release(), result)[1])
 
     def _notify(self, job: Job | None) -> None:
         """Announce a state change of a run (RUNNING and final) on the bus."""
         if job is not None:
             self.bus.publish(JOB_CHANGED, job)
 
-    # -- queries -------------------------------------------------------------
-
-    def get(self, job_id: str) -> Job | None:
-        return self.store.get(job_id)
-
-    def list(
-        self,
-        statuses: Iterable[str] | None,
-        project: str | None = None,
-        spider: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[Job]:
-        return self.store.list_jobs(statuses, project, spider, limit, offset)
-
-    def list_in_thread(
-        self,
-        columns: Sequence[str],
-        statuses: Iterable[str] | None,
-        project: str | None,
-        spider: str | None,
-        limit: int,
-        offset: int,
-        shape: Callable[[list[tuple[Any, ...]], int], T],
-    ) -> Deferred[T]:
-        """A page of rows (tuples of `columns`) and the count of every job matching the
-        filters, read (in one snapshot, so they agree) and shaped (e.g. written as JSON)
-        in a worker thread: a page of 10,000 jobs takes tens of milliseconds, which must
-        not hold the reactor."""
-        wanted = tuple(statuses) if statuses is not None else None
-
-        def page(conn: Any) -> T:
-            conn.execute("BEGIN")
-            try:
-                rows = self.store.list_rows(columns, wanted, project, spider, limit, offset, conn)
-                total = self.store.count_rows(wanted, project, spider, conn)
-            finally:
-                conn.execute("COMMIT")
-            return shape(rows, total)
-
-        return self.store.read_in_thread(page)
-
-    def project_has_jobs(self, project: str) -> Deferred[bool]:
-        """Whether the store remembers any job of `project` (one removed may have some)."""
-        return self.store.read_in_thread(
-            lambda conn: self.store.count_rows(None, project, None, conn) > 0
-        )
-
-    def get_row(self, job_id: str, columns: Sequence[str]) -> tuple[Any, ...] | None:
-        return self.store.get_row(job_id, columns)
-
-    def job_dir(self, job_id: str) -> Path:
-        """`<data_dir>/<id>/`, the crawl's output folder (may not exist yet)."""
-        return self.data_dir / str(uuid.UUID(job_id))
+    # -- figures -------------------------------------------------------------
 
     def log_path(self, job_id: str, kind: str = "err") -> Path:
         """The crawl's `.out` or `.err` log (`.err` is Scrapy's own log)."""
@@ -351,7 +221,7 @@ class JobsService(Service):
 
     def plan(self, spec: str) -> Plan:
         """Validate a `when` spec: `now` always; any other form through the grammar of
-        daemon.schedule (a 400 naming the bad part when it does not parse)."""
+        daemon.triggers (a 400 naming the bad part when it does not parse)."""
         text = spec.strip()
         if not text:
             raise JobError("when must not be empty")
@@ -419,7 +289,7 @@ class JobsService(Service):
 
     def push_guard(self, project: str, spiders: list[str]) -> str | None:
         """Refuse a push that would drop a spider with active jobs."""
-        lost = sorted({j.spider for j in self.store.has_active(project)} - set(spiders))
+        lost = sorted(self.store.active_spiders(project) - set(spiders))
         if lost:
             return (
                 f"Cannot replace project {project}: spider(s) {', '.join(lost)} have "
@@ -429,10 +299,10 @@ class JobsService(Service):
 
     def remove_guard(self, project: str, spiders: list[str]) -> str | None:
         """Refuse to remove a project while it has scheduled, pending or running jobs."""
-        active = self.store.has_active(project)
+        active = self.store.count_rows(ACTIVE_STATUSES, project)
         if active:
             return (
-                f"Cannot remove project {project}: it has {len(active)} scheduled, pending "
+                f"Cannot remove project {project}: it has {active} scheduled, pending "
                 f"or running job(s); cancel them first"
             )
         return None
@@ -531,9 +401,6 @@ class JobsService(Service):
             job_id, f"event of job {job_id}", lambda: self.store.add_event(job_id, text, at)
         )
 
-    def events(self, job_id: str, limit: int = 50) -> list[tuple[float, str]]:
-        return self.store.events(job_id, limit)
-
     def schedule_finished(self, job_id: str) -> None:
         """A schedule with no fire time left (one-shot timestamps, all fired) is over."""
         self._record_end(job_id, SUCCESSFUL, "schedule complete: no fire time left", None)
@@ -617,7 +484,7 @@ class JobsService(Service):
         )
 
     def _on_end(self, outcome: Outcome, job_id: str) -> Outcome:
-        manifest = self._manifest(job_id)
+        manifest = read_manifest(self.data_dir / job_id)
         logged = None
         if manifest is None:
             # A 64 KiB tail read on the reactor thread: small enough not to block it.
@@ -630,18 +497,6 @@ class JobsService(Service):
         self._record_end(job_id, status, reason, exit_code, outcome.leftovers_killed)
         self.dispatch()
         return outcome
-
-    def _manifest(self, job_id: str) -> dict[str, Any] | None:
-        path = self.data_dir / job_id / "job.json"
-        try:
-            with path.open("rb") as fh:
-                data = fh.read(1024 * 1024)
-            value = json.loads(data)
-            return value if isinstance(value, dict) else {"close_reason": None}
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError):
-            return {"close_reason": "unreadable job.json"}
 
     def _record_end(
         self,

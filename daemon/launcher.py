@@ -28,16 +28,13 @@ from twisted.python.failure import Failure
 
 from daemon.children import child_env, scrapy_command
 from daemon.config import CrawlUser
+from daemon.domain import RESERVED_SETTINGS
 from daemon.isolation import close_private_files, open_job_dir, seal_job_dir
 from daemon.leftovers import JOB_ENV, children_of, kill_leftovers
 from daemon.spider_args import crawl_arguments
 
 log = Logger()
 
-# Settings the daemon sets itself; a job may not override them.
-RESERVED_SETTINGS = frozenset(
-    {"JOB_ID", "DATA_DIR", "REMOTE_CONTROL_ENABLED", "TELNETCONSOLE_ENABLED"}
-)
 # Scrapy's Telnet console (on by Scrapy's default, its password printed in the log that
 # get-log serves) and remote-control server: a shell inside the crawl for whoever reads
 # logs. Forced off on the command line, which beats the project's and spider's settings.

@@ -146,6 +146,7 @@ class _ListProtocol(protocol.ProcessProtocol):
         self.timer: Any = None
 
     def connectionMade(self) -> None:
+        assert self.transport is not None  # set by Twisted before connectionMade
         self.pgid = self.transport.pid
         self.transport.closeStdin()
         self.timer = self.clock.callLater(self.timeout, self._expire)
@@ -160,6 +161,8 @@ class _ListProtocol(protocol.ProcessProtocol):
 
     def _stop(self) -> None:
         self._kill_group()
+        if self.transport is None:
+            return
         # In case the child had not reached setsid yet.
         with contextlib.suppress(Exception):
             self.transport.signalProcess("KILL")
@@ -447,12 +450,16 @@ class ProjectStore:
             p for p in (str(path), os.environ.get("PYTHONPATH", "")) if p
         )
         args = scrapy_command(["list"])
-        ids: dict[str, int] = {}
-        if self.crawl_user is not None:
-            ids = {"uid": self.crawl_user.uid, "gid": self.crawl_user.gid}
+        user = self.crawl_user
         try:
             IReactorProcess(self._reactor).spawnProcess(
-                proto, args[0], args, env=env, path=str(path), **ids
+                proto,
+                args[0],
+                args,
+                env=env,
+                path=str(path),
+                uid=None if user is None else user.uid,
+                gid=None if user is None else user.gid,
             )
         except OSError as exc:
             proto.done.errback(ProjectError(f"cannot start scrapy list for {label}: {exc}", 500))

@@ -1,7 +1,7 @@
 """Arms scheduled jobs: a heap of (next fire time, job id) and one timer for the earliest.
 
 Idle cost is one DelayedCall whatever the number of schedules. Fire times come from the
-schedule objects of daemon.schedule (the next one is computed from the scheduled fire
+schedule objects of daemon.triggers (the next one is computed from the scheduled fire
 time, never from when a run ended), so they do not drift. Firings missed while the
 daemon was down (or the reactor was stuck) are coalesced into at most one run when the
 newest miss is within `misfire_grace`, otherwise skipped; either way the host is told.
@@ -23,7 +23,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from daemon.events import SCHEDULE_ADDED, SCHEDULE_REMOVED, EventBus
-from daemon.schedule import Every, ScheduleError, When, parse_when
+from daemon.triggers import Every, ScheduleError, When, parse_when
 
 __all__ = ["ScheduledJob", "ScheduledJobLike", "Scheduler", "SchedulerHost"]
 
@@ -34,13 +34,22 @@ _COUNT_CAP = 1000
 
 
 class ScheduledJobLike(Protocol):
-    """What `host.scheduled_jobs()` yields for each SCHEDULED job."""
+    """What `host.scheduled_jobs()` yields for each SCHEDULED job (read-only, so a
+    frozen dataclass satisfies it)."""
 
-    id: str
-    spec: str
-    timezone: str | None
-    last_fire: datetime | None  # the scheduled time of the last firing (fired or skipped)
-    created: datetime  # the `now` the spec was parsed with: the schedule's start
+    @property
+    def id(self) -> str: ...
+    @property
+    def spec(self) -> str: ...
+    @property
+    def timezone(self) -> str | None: ...
+    @property
+    def last_fire(self) -> datetime | None:
+        """The scheduled time of the last firing (fired or skipped)."""
+
+    @property
+    def created(self) -> datetime:
+        """The `now` the spec was parsed with: the schedule's start."""
 
 
 @dataclass(frozen=True)
@@ -318,9 +327,10 @@ class Scheduler:
             return (last - first) // when.period + 1
         n, t = 1, first
         while n < _COUNT_CAP:
-            t = when.next_after(t)
-            if t is None or t > last:
+            following = when.next_after(t)
+            if following is None or following > last:
                 return n
+            t = following
             n += 1
         return n
 

@@ -11,7 +11,7 @@ import pytest
 from bench import memory, schedules
 from bench.common import multipart, percentile, summary
 from bench.summary import targets
-from daemon.schedule import parse_when
+from daemon.triggers import parse_when
 
 
 def test_percentile_is_nearest_rank() -> None:

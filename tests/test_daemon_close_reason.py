@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from daemon.jobs import close_reason_from_log, read_log_tail, verdict
+from daemon.domain import FAILED, SUCCESSFUL
 from daemon.launcher import Outcome
-from daemon.store import FAILED, SUCCESSFUL
+from daemon.verdict import close_reason_from_log, read_log_tail, verdict
 from tests.daemon_support import DaemonFactory, DaemonProcess, toy_projects
 
 BROKEN_SPIDERS = """

@@ -17,11 +17,13 @@ import pytest
 from twisted.internet.task import Clock
 
 from daemon.config import LocalProject
+from daemon.domain import PENDING, RUNNING, SUCCESSFUL, USER
 from daemon.events import EventBus
+from daemon.job_store import Job, Store
 from daemon.jobs import JobsService
 from daemon.launcher import Crawl, Launcher, Outcome, process_start_time
 from daemon.projects import ProjectStore
-from daemon.store import PENDING, RUNNING, USER, Job, Store
+from daemon.recovery import Ended, Reattach, survey, time_left
 from tests.daemon_support import DaemonFactory, pid_alive, write_toy_project
 from tests.waiting import wait_until
 
@@ -220,3 +222,31 @@ def test_followed_crawl_keeps_the_rest_of_its_max_runtime(tmp_path: Path) -> Non
     finally:
         crawl.kill()
         crawl.wait()
+
+
+def test_survey_reattaches_live_crawls_and_judges_ended_ones(tmp_path: Path) -> None:
+    live = Job("a", RUNNING, USER, "now", "toy", "sleepy", started=T0, max_runtime=150.0)
+    ended = Job("b", RUNNING, USER, "now", "toy", "sleepy", started=T0)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "job.json").write_text('{"close_reason": "finished"}')
+    found = survey(
+        [live, ended],
+        data_dir=tmp_path,
+        default_max_runtime=0.0,
+        now=T0 + 100,
+        locate=lambda job: (42, T0) if job.id == "a" else None,
+    )
+    assert found == [
+        Reattach(live, 42, T0, 50.0),
+        Ended(ended, SUCCESSFUL, "finished while the daemon restarted (exit status unknown)"),
+    ]
+
+
+def test_time_left_of_a_followed_crawl() -> None:
+    job = Job("a", RUNNING, USER, "now", "toy", "sleepy", started=T0)
+    assert time_left(job, 0.0, T0 + 10) is None  # no limit anywhere
+    assert time_left(job, 60.0, T0 + 10) == 50.0  # the daemon's max_runtime
+    own = Job("a", RUNNING, USER, "now", "toy", "sleepy", started=T0, max_runtime=5.0)
+    assert time_left(own, 60.0, T0 + 10) == 0.0  # overran while no daemon watched
+    unlimited = Job("a", RUNNING, USER, "now", "toy", "sleepy", started=T0, max_runtime=0.0)
+    assert time_left(unlimited, 60.0, T0 + 10) is None  # its own 0 means no limit

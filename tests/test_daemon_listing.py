@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from daemon.api.job_json import JOB_COLUMNS, JobJson, job_row
-from daemon.store import COMPLETED_STATUSES, FAILED, SCHEDULED, SUCCESSFUL, Job, Store
+from daemon.domain import COMPLETED_STATUSES, FAILED, SCHEDULED, SUCCESSFUL
+from daemon.job_store import Job, Store
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

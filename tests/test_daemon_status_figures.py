@@ -9,7 +9,8 @@ from pathlib import Path
 import psutil
 
 from daemon.api.procstats import ProcessFigures
-from daemon.store import CANCELED, PENDING, RUNNING, SCHEDULED, Job, Store
+from daemon.domain import CANCELED, PENDING, RUNNING, SCHEDULED
+from daemon.job_store import Job, Store
 
 
 def test_process_figures_are_sampled_once_per_interval() -> None:
@@ -54,5 +55,5 @@ def test_store_figures_count_runs_pending_and_scheduled(tmp_path: Path) -> None:
     assert figures["pending"] == 1 and figures["jobs-scheduled"] == 1
     assert figures["jobs-run"] == 1 and figures["jobs-canceled"] == 2
     runs = {k: v for k, v in figures.items() if k not in ("pending", "jobs-scheduled")}
-    assert runs == store.counters()
-    assert store.count(RUNNING) == 0
+    assert runs == {"jobs-run": 1, "jobs-successful": 0, "jobs-failed": 0, "jobs-canceled": 2}
+    assert store.count_rows((RUNNING,)) == 0

@@ -11,17 +11,9 @@ import pytest
 
 from daemon.api.http import ApiError
 from daemon.api.job_json import JobJson, job_row
-from daemon.api.scrapydo import (
-    format_uptime,
-    parse_job_id,
-    parse_payload,
-    parse_settings,
-    parse_status,
-)
+from daemon.api.scrapydo import format_uptime
 from daemon.config import ConfigError, load_config
-from daemon.jobs import verdict
-from daemon.launcher import Outcome, crawl_args, crawl_command, crawl_env
-from daemon.store import (
+from daemon.domain import (
     ACTIVE_STATUSES,
     CANCELED,
     COMPLETED_STATUSES,
@@ -30,11 +22,15 @@ from daemon.store import (
     RUNNING,
     SCHEDULED,
     SUCCESSFUL,
-    Job,
-    StateConflict,
-    Store,
-    StoreError,
+    RequestError,
+    parse_job_id,
+    parse_payload,
+    parse_settings,
+    parse_status,
 )
+from daemon.job_store import Job, StateConflict, Store, StoreError
+from daemon.launcher import Outcome, crawl_args, crawl_command, crawl_env
+from daemon.verdict import verdict
 
 # -- config ---------------------------------------------------------------------------
 
@@ -191,21 +187,21 @@ def test_request_parsing() -> None:
     assert parse_status("active") == ACTIVE_STATUSES
     assert parse_status("Completed") == COMPLETED_STATUSES
     assert parse_status("failed") == (FAILED,)
-    with pytest.raises(ApiError, match="Unknown status"):
+    with pytest.raises(RequestError, match="Unknown status"):
         parse_status("DONE")
     uid = "5B30C8A2-42E5-4AD5-B143-4CB0420955A5"
     assert parse_job_id(uid) == uid.lower()
     for bad in ("x", "../x", "5b30c8a2"):
-        with pytest.raises(ApiError, match="not a UUID"):
+        with pytest.raises(RequestError, match="not a UUID"):
             parse_job_id(bad)
     assert parse_payload(None) == "{}"
     assert parse_payload('{"a": "é"}') == '{"a": "é"}'
     for bad in ("[]", "1", "{", '"x"'):
-        with pytest.raises(ApiError):
+        with pytest.raises(RequestError):
             parse_payload(bad)
     assert parse_settings(["A=1", "B_2=x=y"]) == {"A": "1", "B_2": "x=y"}
     for bad in (["A"], ["=1"], ["A B=1"], ["DATA_DIR=/"], ["REMOTE_CONTROL_ENABLED=True"]):
-        with pytest.raises(ApiError):
+        with pytest.raises(RequestError):
             parse_settings(bad)
 
 
@@ -230,7 +226,7 @@ def test_store_transitions_are_guarded(tmp_path: Path) -> None:
     done = store.finish("a", SUCCESSFUL, None, 0)
     assert done.status == SUCCESSFUL and done.exit_code == 0 and not done.active
     assert store.finish("a", FAILED) is None  # already final
-    assert store.counters()["jobs-run"] == 1 and store.counters()["jobs-successful"] == 1
+    assert store.figures()["jobs-run"] == 1 and store.figures()["jobs-successful"] == 1
     store.close()
     reopened = Store(tmp_path / "d.sqlite")
     assert reopened.get("a").status == SUCCESSFUL
@@ -346,7 +342,7 @@ def test_store_events_and_scheduled_jobs_do_not_count_as_runs(tmp_path: Path) ->
         "second",
     ]
     store.finish("sch", CANCELED)
-    assert store.counters()["jobs-canceled"] == 0
+    assert store.figures()["jobs-canceled"] == 0
 
 
 def test_urlencoded_parsing_matches_twisted_and_handles_slices() -> None:

@@ -21,22 +21,13 @@ from twisted.internet.task import Clock, LoopingCall
 from twisted.trial import unittest
 
 from daemon.config import LocalProject
+from daemon.domain import CANCELED, FAILED, PENDING, RUNNING, SCHEDULED, SCHEDULER, SUCCESSFUL
 from daemon.events import JOB_CHANGED, EventBus
+from daemon.job_store import Job, Store
 from daemon.jobs import JobError, JobsService
 from daemon.launcher import Launcher
 from daemon.projects import ProjectStore
 from daemon.scheduler import Scheduler
-from daemon.store import (
-    CANCELED,
-    FAILED,
-    PENDING,
-    RUNNING,
-    SCHEDULED,
-    SCHEDULER,
-    SUCCESSFUL,
-    Job,
-    Store,
-)
 from tests.daemon_support import write_toy_project
 from tests.test_launcher import async_test
 from tests.waiting import wait_until
@@ -188,7 +179,7 @@ class JobsServiceTest(unittest.TestCase):
         # The last run is still waiting for a slot: the next firing is skipped, and told.
         self.assertIsNone(self.jobs.fire(parent.id, datetime(2030, 1, 1, 2, tzinfo=UTC)))
         self.assertEqual(self.store.get(parent.id).skipped, 1)
-        self.assertIn("skipped", self.jobs.events(parent.id)[-1][1])
+        self.assertIn("skipped", self.store.events(parent.id)[-1][1])
 
         job = await self.jobs.cancel(parent.id)
         self.assertEqual(job.status, CANCELED)
@@ -212,6 +203,27 @@ class JobsServiceTest(unittest.TestCase):
         self.assertIsNone(job.next_run)
         # A schedule is not a run: the run counters do not move.
         self.assertEqual(self.jobs.figures()["jobs-successful"], 0)
+
+    def test_now_plans_one_run_started_at_once(self) -> None:
+        for spec in ("now", "NOW", "  Now  "):
+            plan = self.jobs.plan(spec)
+            self.assertEqual((plan.spec, plan.when, plan.next_run), ("now", None, None))
+        job = self.jobs.submit("toy", "items", plan=self.jobs.plan(" NOW "))
+        self.assertEqual((job.status, job.schedule, job.next_run), (PENDING, "now", None))
+        self.start_service()
+        self.assertEqual(self.status(job.id), RUNNING)
+
+    def test_the_project_guards_count_every_active_job(self) -> None:
+        for n in range(150):
+            self.store.insert(Job(str(n), PENDING, "USER", "now", "toy", "items"))
+        self.store.insert(Job("last", PENDING, "USER", "now", "toy", "sleepy"))
+        self.store.insert(Job("other", PENDING, "USER", "now", "other", "items"))
+        refusal = self.jobs.remove_guard("toy", ["items", "sleepy"])
+        self.assertIn("it has 151 scheduled, pending or running job(s)", refusal or "")
+        refusal = self.jobs.push_guard("toy", ["items"])
+        self.assertIn("spider(s) sleepy have", refusal or "")
+        self.assertIsNone(self.jobs.push_guard("toy", ["items", "sleepy"]))
+        self.assertIsNone(self.jobs.remove_guard("gone", []))
 
     def test_a_bad_when_is_refused_naming_it(self) -> None:
         for spec, words in [("", "empty"), ("every 10 fortnights", "fortnight")]:

@@ -1,4 +1,4 @@
-"""The `when` grammar (daemon.schedule): forms, meaning, errors, DST, canonical text.
+"""The `when` grammar (daemon.triggers): forms, meaning, errors, DST, canonical text.
 
 scrapy-do hands `every ...` specs to the `schedule` library; that library (installed
 with scrapy-do, a test dependency) is the oracle for what those forms mean: with its
@@ -17,10 +17,9 @@ import pytest
 import schedule as schedule_lib
 from scrapy_do.utils import schedule_job
 
-from daemon.schedule import (
+from daemon.triggers import (
     Cron,
     Every,
-    Now,
     ScheduleError,
     Timestamps,
     parse_when,
@@ -196,13 +195,11 @@ def test_random_interval_stays_in_bounds_and_is_reproducible(
 
 
 @pytest.mark.parametrize("spec", ["now", "NOW", "  Now  "])
-def test_now_fires_once_at_start(spec: str) -> None:
-    when = parse_when(spec, NOW)
-    assert isinstance(when, Now) and when.once
-    assert when.first() == NOW
-    assert when.next_after(NOW - timedelta(seconds=1)) == NOW
-    assert when.next_after(NOW) is None
-    assert when.canonical == "now"
+def test_now_is_not_a_schedule(spec: str) -> None:
+    # A run for now is started by the jobs service (tests/test_jobs_service.py::
+    # test_now_plans_one_run_started_at_once), never armed in the scheduler.
+    with pytest.raises(ScheduleError, match="'now' is not a schedule"):
+        parse_when(spec, NOW)
 
 
 @pytest.mark.parametrize(
@@ -435,7 +432,6 @@ VALID = [
     *SCRAPY_DO_EXAMPLES,
     *SCRAPY_DO_KEYWORDS,
     *(s for s, _ in ORACLE),
-    "now",
     "cron */5 * * * *",
     "cron * * * * * */15",
     "cron 0 9 * * mon-fri",
@@ -455,7 +451,7 @@ def test_canonical_text_parses_back_to_the_same_schedule(spec: str, tz: str) -> 
     assert fires(again, 20) == fires(when, 20)
 
 
-@pytest.mark.parametrize("spec", [s for s in VALID if not s.startswith("at") and s != "now"])
+@pytest.mark.parametrize("spec", [s for s in VALID if not s.startswith("at")])
 def test_next_after_and_previous_agree_with_the_sequence(spec: str) -> None:
     when = parse_when(spec, NOW, "Europe/Berlin")
     seq = fires(when, 30)

@@ -15,8 +15,8 @@ import pytest
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
-from daemon.schedule import parse_when
 from daemon.scheduler import ScheduledJob, Scheduler
+from daemon.triggers import parse_when
 
 T0 = 1_800_000_000  # 2027-01-15T08:00:00Z, a whole second
 

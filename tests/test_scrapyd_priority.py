@@ -6,7 +6,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from daemon.store import _SCHEMA, PENDING, SCHEMA_VERSION, USER, Job, Store
+from daemon.domain import PENDING, USER
+from daemon.job_store import _SCHEMA, SCHEMA_VERSION, Job, Store
 from tests.daemon_support import write_scrapy_project
 from tests.scrapyd_support import WAIT_SPIDER, make_egg
 from tests.test_scrapyd_api import Scrapyd, scrapyd  # noqa: F401 (fixture)

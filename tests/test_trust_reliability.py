@@ -30,7 +30,8 @@ import pytest
 from twisted.internet.task import Clock
 
 from daemon.backlog import WriteBacklog
-from daemon.store import _SCHEMA, PENDING, USER, Job, Store, StoreFull
+from daemon.domain import PENDING, USER
+from daemon.job_store import _SCHEMA, Job, Store, StoreFull
 from tests.daemon_support import DaemonFactory, DaemonProcess, toy_projects
 from tests.waiting import wait_until
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # imported for the annotations only: the services import nothing of api/
     from daemon.coin_service import CoinService
     from daemon.config import Config
+    from daemon.job_store import JobReads
     from daemon.jobs import JobsService
     from daemon.projects import ProjectStore
     from daemon.scheduler import Scheduler
@@ -19,7 +20,8 @@ class ApiContext:
     """The services routes may call; routes never touch SQL or processes themselves."""
 
     config: Config
-    jobs: JobsService
+    jobs: JobsService  # every change of a job
+    job_reads: JobReads  # every read of one
     projects: ProjectStore
     scheduler: Scheduler
     coins: CoinService

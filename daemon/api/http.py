@@ -26,7 +26,7 @@ from twisted.python.failure import Failure
 from twisted.web import http, resource, server
 
 from daemon.config import AuthConfig
-from daemon.errors import DaemonError
+from daemon.domain import RequestError
 from daemon.passwords import VerifiedPasswords
 
 JSON_TYPE = b"application/json"
@@ -38,7 +38,7 @@ INLINE_FORM_BYTES = 256 * 1024
 _FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data")
 
 
-class ApiError(DaemonError):
+class ApiError(RequestError):
     """A refused request; rendered in the app's envelope (daemon.api.routing) when no
     route catches it."""
 

@@ -17,7 +17,7 @@ from json.encoder import encode_basestring
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from daemon.store import Job
+from daemon.job_store import Job
 
 # The columns a row must have, in this order (Store.list_rows / Store.get_row).
 JOB_COLUMNS = (
@@ -118,6 +118,7 @@ class JobJson:
             leftovers_killed,
         ) = row
         tz = self.tz
+        texts: tuple[str, ...]
         try:
             texts = (
                 encode_basestring(id_),

@@ -7,9 +7,8 @@ from __future__ import annotations
 import json
 import re
 import socket
-import uuid
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from klein import Klein
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -32,16 +31,15 @@ from daemon.api.job_json import JOB_COLUMNS, JobJson
 from daemon.api.procstats import ProcessFigures
 from daemon.api.ranges import LogFile
 from daemon.api.routing import new_app
-from daemon.launcher import RESERVED_SETTINGS
-from daemon.store import ACTIVE_STATUSES, ALL_STATUSES, COMPLETED_STATUSES
+from daemon.domain import parse_job_id, parse_payload, parse_settings, parse_status
+
+if TYPE_CHECKING:
+    from daemon.job_store import JobReads
 
 VERSION = "0.1.0"
-MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_DESCRIPTION = 2000
-MAX_SETTINGS = 100
 LIST_LIMIT_DEFAULT = 1000
 LIST_LIMIT_MAX = 10000
-_SETTING_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 _TRUE = ("1", "true", "True", "yes")
 _FALSE = ("", "0", "false", "False", "no")
 SCHEDULE_FIELDS = ("project", "spider", "when", "description", "payload", "setting", "max_runtime")
@@ -67,60 +65,6 @@ def format_uptime(seconds: float) -> str:
     return " ".join(parts)
 
 
-def parse_status(raw: str) -> tuple[str, ...]:
-    """A list-jobs status (case-insensitive) -> the statuses it stands for."""
-    value = raw.strip().upper()
-    if value == "ACTIVE":
-        return ACTIVE_STATUSES
-    if value == "COMPLETED":
-        return COMPLETED_STATUSES
-    if value in ALL_STATUSES:
-        return (value,)
-    choices = ", ".join((*ALL_STATUSES, "ACTIVE", "COMPLETED"))
-    raise ApiError(f"Unknown status {raw[:40]!r}; use one of {choices}")
-
-
-def parse_job_id(raw: str) -> str:
-    """The canonical form of a UUID job id, or a 400 naming the problem."""
-    try:
-        return str(uuid.UUID(raw.strip()))
-    except ValueError:
-        raise ApiError(f"Invalid job id {raw[:60]!r}: not a UUID") from None
-
-
-def parse_payload(raw: str | None) -> str:
-    """A JSON object, normalised as scrapy-do stores it; '{}' when absent."""
-    if raw is None or raw.strip() == "":
-        return "{}"
-    if len(raw.encode("utf-8")) > MAX_PAYLOAD_BYTES:
-        raise ApiError(f"payload is longer than {MAX_PAYLOAD_BYTES} bytes")
-    try:
-        value = json.loads(raw)
-    except ValueError as exc:
-        raise ApiError(f"Payload is not a valid JSON string: {exc}") from None
-    if not isinstance(value, dict):
-        raise ApiError("payload must be a JSON object")
-    return json.dumps(value, ensure_ascii=False)
-
-
-def parse_settings(values: list[str]) -> dict[str, str]:
-    """Repeated `setting=KEY=VALUE` (as scrapyd's schedule.json) -> a dict."""
-    if len(values) > MAX_SETTINGS:
-        raise ApiError(f"at most {MAX_SETTINGS} settings per job")
-    settings: dict[str, str] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not _SETTING_KEY_RE.match(key):
-            raise ApiError(f"setting {item[:60]!r} is not KEY=VALUE with a plain KEY")
-        if key in RESERVED_SETTINGS:
-            raise ApiError(f"setting {key} is set by the daemon and cannot be given")
-        if "\x00" in value:
-            raise ApiError(f"setting {key} contains a NUL byte")
-        settings[key] = value
-    return settings
-
-
 def parse_bool(name: str, raw: str | None) -> bool:
     """A yes/no parameter; anything else is refused rather than read as no."""
     value = raw or ""
@@ -128,7 +72,7 @@ def parse_bool(name: str, raw: str | None) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise ApiError(f"parameter {name!r} must be true or false, got {raw[:40]!r}")
+    raise ApiError(f"parameter {name!r} must be true or false, got {value[:40]!r}")
 
 
 def page_tail(total: int, offset: int, count: int) -> str:
@@ -164,7 +108,7 @@ class _Backpressure:
         self.paused = True
 
 
-def _follow(request: Any, path: Any, job_id: str, offset: int, jobs: Any) -> Deferred[bytes]:
+def _follow(request: Any, path: Any, job_id: str, offset: int, reads: JobReads) -> Deferred[bytes]:
     """`tail -f` over HTTP: stream the log from `offset`, then what the crawl appends,
     until the job is final and the file is drained (or the client goes away). Reads
     are bounded (1 MB per tick) so a huge log never holds the reactor, and a tick is
@@ -195,7 +139,7 @@ def _follow(request: Any, path: Any, job_id: str, offset: int, jobs: Any) -> Def
         if state["done"]:
             return
         # The state is read before the file: a job seen final has written its last byte.
-        job = jobs.get(job_id)
+        job = reads.get(job_id)
         final = job is None or not job.active
         for _ in range(16):
             if flow.paused:  # the client reads slower than we read: wait for it
@@ -228,6 +172,7 @@ def make_app(ctx: ApiContext) -> Klein:
     shaper = JobJson(tz)
     process = ProcessFigures()
     jobs = ctx.jobs
+    reads = ctx.job_reads
     projects = ctx.projects
     stall = ctx.stall
 
@@ -350,10 +295,10 @@ def make_app(ctx: ApiContext) -> Klein:
         if job_id is None and status_arg is None:
             raise ApiError("Missing argument: status or id")
         if job_id is not None:
-            row = jobs.get_row(parse_job_id(job_id), JOB_COLUMNS)
+            row = reads.get_row(parse_job_id(job_id), JOB_COLUMNS)
             if row is None:
                 raise ApiError(f"Unknown job: {job_id.strip()}", 404)
-            events = [{"time": shaper.iso(t), "text": text} for t, text in jobs.events(row[0])]
+            events = [{"time": shaper.iso(t), "text": text} for t, text in reads.events(row[0])]
             # The job's object with "events" as its last key, as one dict would give.
             body = (
                 '{"status": "ok", "jobs": ['
@@ -381,7 +326,7 @@ def make_app(ctx: ApiContext) -> Klein:
 
         # Read and written in a thread: a page of 10,000 jobs takes tens of milliseconds.
         project, spider = arg(request, "project"), arg(request, "spider")
-        d = jobs.list_in_thread(JOB_COLUMNS, statuses, project, spider, limit, offset, page)
+        d = reads.page_in_thread(JOB_COLUMNS, statuses, project, spider, limit, offset, page)
 
         def reply(result: tuple[bytes, int]) -> bytes | Deferred[bytes]:
             body, total = result
@@ -395,7 +340,7 @@ def make_app(ctx: ApiContext) -> Klein:
                     raise ApiError(f"Unknown project: {project}", 404)
                 return json_reply(request, body)
 
-            return jobs.project_has_jobs(project).addCallback(known)
+            return reads.project_has_jobs(project).addCallback(known)
 
         return d.addCallback(reply)
 
@@ -409,7 +354,7 @@ def make_app(ctx: ApiContext) -> Klein:
     @accepts("follow", "offset")
     def get_log(request: Any, name: str) -> Any:
         match = _LOG_NAME_RE.match(name)
-        if not match or jobs.get(match.group(1)) is None:
+        if not match or reads.get(match.group(1)) is None:
             raise ApiError(f"Log not found: {name[:80]}", 404)
         path = jobs.log_path(match.group(1), match.group(2))
         if not path.is_file():
@@ -417,7 +362,7 @@ def make_app(ctx: ApiContext) -> Klein:
         request.setHeader(b"Cache-Control", b"no-store")
         if arg(request, "follow") in ("1", "true", "yes"):
             offset = arg_int(request, "offset", 0, 0, 2**62)
-            return _follow(request, path, match.group(1), offset, jobs)
+            return _follow(request, path, match.group(1), offset, reads)
         # static.File streams in chunks (no big read on the reactor) and answers Range
         # (merged and bounded by LogFile).
         return LogFile(str(path), defaultType="text/plain; charset=utf-8")

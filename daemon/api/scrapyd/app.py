@@ -28,10 +28,9 @@ from twisted.web import resource
 from twisted.web.static import File
 from werkzeug.exceptions import HTTPException
 
-from daemon.api.http import ApiError
 from daemon.api.scrapyd import eggs, html, params, replies, shape, versions
-from daemon.api.scrapydo import parse_settings
 from daemon.archive import ArchiveLimits, check_project_name
+from daemon.domain import RequestError, parse_settings
 from daemon.errors import DaemonError
 from daemon.spider_args import scrapyd_payload
 
@@ -47,16 +46,6 @@ Guard = Callable[[str, "builtins.list[str]"], "str | None"]
 class JobsLike(Protocol):
     """The part of daemon.jobs.JobsService this API uses."""
 
-    # `builtins.list`: inside this class `list` names the method below.
-    def get(self, job_id: str) -> Any: ...
-    def list(
-        self,
-        statuses: Iterable[str] | None,
-        project: str | None = None,
-        spider: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> builtins.list[Any]: ...
     def submit(
         self,
         project: str,
@@ -69,8 +58,22 @@ class JobsLike(Protocol):
     ) -> Any: ...
     def cancel(self, job_id: str) -> Deferred[Any]: ...
     def figures(self) -> dict[str, int | None]: ...
-    def push_guard(self, project: str, spiders: builtins.list[str]) -> str | None: ...
-    def remove_guard(self, project: str, spiders: builtins.list[str]) -> str | None: ...
+    def push_guard(self, project: str, spiders: list[str]) -> str | None: ...
+    def remove_guard(self, project: str, spiders: list[str]) -> str | None: ...
+
+
+class JobReadsLike(Protocol):
+    """The part of the job store's reads (daemon.job_store.JobReads) this API uses."""
+
+    def get(self, job_id: str) -> Any: ...
+    def list_jobs(
+        self,
+        statuses: Iterable[str] | None,
+        project: str | None = None,
+        spider: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Any]: ...
 
 
 class ProjectsLike(Protocol):
@@ -93,6 +96,7 @@ class ScrapydServices:
     Scrapy log (its stderr)."""
 
     jobs: JobsLike
+    reads: JobReadsLike
     projects: ProjectsLike
     log_path: Callable[[str], Path]
     timezone: ZoneInfo
@@ -127,6 +131,7 @@ class ScrapydApi:
     def __init__(self, services: ScrapydServices, options: ScrapydOptions) -> None:
         self.svc = services
         self.jobs = services.jobs
+        self.reads = services.reads
         self.projects = services.projects
         self.options = options
         self._versions: dict[Path, str] = {}
@@ -312,11 +317,11 @@ class ScrapydApi:
         if jobid is not None:
             shape.check_job_id(jobid)
             taken = (self.svc.data_dir / jobid).exists() or self.svc.log_path(jobid).exists()
-            if taken or self.jobs.get(jobid) is not None:
+            if taken or self.reads.get(jobid) is not None:
                 raise replies.ScrapydError(f"jobid '{jobid}' is already used", 409)
         try:
             settings = parse_settings(setting)
-        except ApiError as exc:
+        except RequestError as exc:
             raise replies.ScrapydError(exc.message, 400) from None
         spider_args = params.rest(args)
         payload = scrapyd_payload(spider_args, version)
@@ -324,7 +329,7 @@ class ScrapydApi:
         def submit(spiders: list[str]) -> dict[str, Any]:
             if spider not in spiders:
                 raise replies.spider_not_found(spider)
-            if jobid is not None and self.jobs.get(jobid) is not None:
+            if jobid is not None and self.reads.get(jobid) is not None:
                 raise replies.ScrapydError(f"jobid '{jobid}' is already used", 409)
             job = self.jobs.submit(
                 project,
@@ -343,7 +348,7 @@ class ScrapydApi:
         job_id = params.take(args, "job")
         params.take(args, "signal", optional=True)
         self._known(project)
-        job = self.jobs.get(job_id)
+        job = self.reads.get(job_id)
         state = shape.STATE_OF.get(job.status) if job is not None else None
         if job is None or job.project != project or state not in ("pending", "running"):
             return {"prevstate": None}
@@ -358,7 +363,7 @@ class ScrapydApi:
         project = params.take(args, "project", optional=True)
         if project is not None:
             self._known(project)
-        job = self.jobs.get(job_id)
+        job = self.reads.get(job_id)
         if job is None or (project is not None and job.project != project):
             return {"currstate": None}
         return {"currstate": shape.STATE_OF.get(job.status)}
@@ -371,7 +376,7 @@ class ScrapydApi:
         out: dict[str, Any] = {}
         for group, statuses in shape.GROUPS.items():
             limit = self.options.finished_limit if group == "finished" else PENDING_LIMIT
-            jobs = self.jobs.list(statuses, project, None, limit, 0)
+            jobs = self.reads.list_jobs(statuses, project, None, limit, 0)
             if group == "pending":  # in the order they will run
                 jobs.sort(key=lambda j: (-j.priority, j.seq))
             if group == "finished":
@@ -415,7 +420,7 @@ class ScrapydApi:
 
     def _drop(self, project: str) -> Deferred[dict[str, Any]]:
         """Remove a project and its pending jobs (as scrapyd's queue goes with it)."""
-        for job in self.jobs.list(("PENDING",), project, None, PENDING_LIMIT, 0):
+        for job in self.reads.list_jobs(("PENDING",), project, None, PENDING_LIMIT, 0):
             self.jobs.cancel(job.id)
         d = self.projects.remove(project, self.jobs.remove_guard)
         return d.addCallback(lambda _: {})
@@ -442,7 +447,7 @@ class ScrapydApi:
         for group, statuses in shape.GROUPS.items():
             limit = self.options.finished_limit if group == "finished" else PENDING_LIMIT
             rows = []
-            for job in self.jobs.list(statuses, None, None, limit, 0):
+            for job in self.reads.list_jobs(statuses, None, None, limit, 0):
                 if group == "finished" and job.started is None:
                     continue
                 end = job.finished if group == "finished" else now
@@ -466,7 +471,7 @@ class ScrapydApi:
             return resource.NoResource()
         started = [
             j
-            for j in self.jobs.list(None, project or None, spider or None, 10_000, 0)
+            for j in self.reads.list_jobs(None, project or None, spider or None, 10_000, 0)
             if j.started is not None
         ]
         if not project:
@@ -486,7 +491,7 @@ class ScrapydApi:
         job_id, dot, ext = name.rpartition(".")
         if not dot or ext != "log" or any(replies.is_traversal(p) for p in (project, spider)):
             return resource.NoResource()
-        job = self.jobs.get(job_id)
+        job = self.reads.get(job_id)
         if job is None or job.project != project or job.spider != spider:
             return resource.NoResource()
         path = self.svc.log_path(job.id)

@@ -101,6 +101,7 @@ def options_for(config: Config, prefix: str) -> ScrapydOptions:
 def services_of(ctx: ApiContext) -> ScrapydServices:
     return ScrapydServices(
         jobs=ctx.jobs,
+        reads=ctx.job_reads,
         projects=ctx.projects,
         log_path=ctx.jobs.log_path,
         timezone=ctx.config.tz,

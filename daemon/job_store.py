@@ -4,6 +4,9 @@ Every job state change is one transaction in WAL mode, so a crash (even `kill -9
 each job in a state it really had. Statements are small and indexed (a list-jobs page
 reads an index range, never the whole table), so they run on the reactor thread in well
 under a millisecond; big reads (list-jobs pages) go through `read_in_thread`.
+
+Every state change is decided by the jobs service (daemon.jobs); everyone else gets the
+store typed as `JobReads`, its read-only face.
 """
 
 from __future__ import annotations
@@ -17,27 +20,24 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
 
+from daemon.domain import (
+    ACTIVE_STATUSES,
+    CANCELED,
+    COMPLETED_STATUSES,
+    FAILED,
+    PENDING,
+    RUNNING,
+    SCHEDULED,
+    SUCCESSFUL,
+)
 from daemon.errors import DaemonError
 
 T = TypeVar("T")
-
-SCHEDULED = "SCHEDULED"
-PENDING = "PENDING"
-RUNNING = "RUNNING"
-SUCCESSFUL = "SUCCESSFUL"
-FAILED = "FAILED"
-CANCELED = "CANCELED"
-ACTIVE_STATUSES = (SCHEDULED, PENDING, RUNNING)
-COMPLETED_STATUSES = (SUCCESSFUL, FAILED, CANCELED)
-ALL_STATUSES = ACTIVE_STATUSES + COMPLETED_STATUSES
-
-USER = "USER"
-SCHEDULER = "SCHEDULER"
 
 _COUNTER_OF = {SUCCESSFUL: "jobs-successful", FAILED: "jobs-failed", CANCELED: "jobs-canceled"}
 COUNTERS = ("jobs-run", "jobs-successful", "jobs-failed", "jobs-canceled")
@@ -255,6 +255,40 @@ def _add_priority(conn: sqlite3.Connection) -> None:
     )
 
 
+class JobReads(Protocol):
+    """The read-only face of the job store that the APIs and the coin service are
+    given (a Store is one): they read jobs here and change them only through the jobs
+    service, which decides every state change."""
+
+    def get(self, job_id: str) -> Job | None: ...
+
+    def get_row(self, job_id: str, columns: Sequence[str]) -> tuple[Any, ...] | None: ...
+
+    def list_jobs(
+        self,
+        statuses: Iterable[str] | None = None,
+        project: str | None = None,
+        spider: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Job]: ...
+
+    def events(self, job_id: str, limit: int = 50) -> list[tuple[float, str]]: ...
+
+    def page_in_thread(
+        self,
+        columns: Sequence[str],
+        statuses: Iterable[str] | None,
+        project: str | None,
+        spider: str | None,
+        limit: int,
+        offset: int,
+        shape: Callable[[list[tuple[Any, ...]], int], T],
+    ) -> Deferred[T]: ...
+
+    def project_has_jobs(self, project: str) -> Deferred[bool]: ...
+
+
 class Store:
     """One SQLite file `<data_dir>/daemon.sqlite`; use from the reactor thread."""
 
@@ -394,6 +428,37 @@ class Store:
         sql = "SELECT COUNT(*) FROM jobs" + where
         return (conn or self._conn).execute(sql, params).fetchone()[0]
 
+    def page_in_thread(
+        self,
+        columns: Sequence[str],
+        statuses: Iterable[str] | None,
+        project: str | None,
+        spider: str | None,
+        limit: int,
+        offset: int,
+        shape: Callable[[list[tuple[Any, ...]], int], T],
+    ) -> Deferred[T]:
+        """A page of rows (tuples of `columns`) and the count of every job matching the
+        filters, read (in one snapshot, so they agree) and shaped (e.g. written as JSON)
+        in a worker thread: a page of 10,000 jobs takes tens of milliseconds, which must
+        not hold the reactor."""
+        wanted = tuple(statuses) if statuses is not None else None
+
+        def page(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN")
+            try:
+                rows = self.list_rows(columns, wanted, project, spider, limit, offset, conn)
+                total = self.count_rows(wanted, project, spider, conn)
+            finally:
+                conn.execute("COMMIT")
+            return shape(rows, total)
+
+        return self.read_in_thread(page)
+
+    def project_has_jobs(self, project: str) -> Deferred[bool]:
+        """Whether the store remembers any job of `project` (one removed may have some)."""
+        return self.read_in_thread(lambda conn: self.count_rows(None, project, None, conn) > 0)
+
     def get_row(self, job_id: str, columns: Sequence[str]) -> tuple[Any, ...] | None:
         """One job as a plain tuple of `columns` (see list_rows)."""
         return self._conn.execute(_select(columns) + " WHERE id = ?", (job_id,)).fetchone()
@@ -409,35 +474,23 @@ class Store:
         rows = self._conn.execute(_SELECT + " WHERE status = ? ORDER BY seq ASC", (status,))
         return [_row_to_job(r) for r in rows]
 
-    def count(self, status: str) -> int:
-        sql = "SELECT COUNT(*) FROM jobs WHERE status = ?"
-        return self._conn.execute(sql, (status,)).fetchone()[0]
-
     def active_runs_of(self, parent: str) -> list[Job]:
         rows = self._conn.execute(
             _SELECT + " WHERE parent = ? AND status IN (?, ?)", (parent, PENDING, RUNNING)
         )
         return [_row_to_job(r) for r in rows]
 
-    def has_active(self, project: str, spider: str | None = None) -> list[Job]:
-        """Active jobs of a project (or of one spider), for remove/push guards."""
-        sql = _SELECT + " WHERE project = ? AND active = 1"
-        params: list[Any] = [project]
-        if spider is not None:
-            sql += " AND spider = ?"
-            params.append(spider)
-        return [_row_to_job(r) for r in self._conn.execute(sql + " LIMIT 100", params)]
+    def active_spiders(self, project: str) -> set[str]:
+        """The spiders of a project with scheduled, pending or running jobs (all of
+        them, however many jobs: a push must not drop any of these spiders)."""
+        sql = "SELECT DISTINCT spider FROM jobs WHERE active = 1 AND project = ?"
+        return {row[0] for row in self._conn.execute(sql, (project,))}
 
     def figures(self) -> dict[str, int]:
         """The run counters and the pending and scheduled counts, in one statement
         (status.json asks for them on every request)."""
         values = dict.fromkeys(COUNTERS, 0)
         values.update(dict(self._conn.execute(_FIGURES_SQL, (PENDING, SCHEDULED))))
-        return values
-
-    def counters(self) -> dict[str, int]:
-        values = dict.fromkeys(COUNTERS, 0)
-        values.update(dict(self._conn.execute("SELECT name, value FROM counters")))
         return values
 
     # -- writes --------------------------------------------------------------

@@ -3,8 +3,8 @@
 Pure (no Twisted, no clock of its own): everything that depends on time takes it as an
 argument, so the scheduler, the API and the tests see the same fire times.
 
-Forms (case-insensitive):
-  now
+Forms (case-insensitive; `now`, a single run started at once, is not a schedule:
+daemon.jobs.plan takes it before it gets here):
   every [N] second(s)|minute(s)|hour(s)|day(s)|week(s) [to M] [at TIME]
   every monday..sunday [at HH:MM[:SS]]
   cron <5 fields> | cron <6 fields, the 6th is seconds> | cron @daily ...
@@ -28,7 +28,6 @@ from croniter import CroniterBadDateError, CroniterError, croniter
 __all__ = [
     "Cron",
     "Every",
-    "Now",
     "ScheduleError",
     "Timestamps",
     "When",
@@ -105,7 +104,7 @@ class When(ABC):
     """
 
     kind: str = ""
-    once: bool = False  # True: a finite set of fire times (now, timestamps)
+    once: bool = False  # True: a finite set of fire times (timestamps)
     ignored: tuple[str, ...] = ()  # timestamps dropped because they were in the past
     # previous() is a direct computation (False: found by walking a random chain)
     exact_previous: bool = True
@@ -144,26 +143,6 @@ class When(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.canonical!r}>"
-
-
-class Now(When):
-    """Fires once, at its start."""
-
-    kind = "now"
-    once = True
-
-    def first(self) -> datetime:
-        return self.start
-
-    def next_after(self, t: datetime) -> datetime | None:
-        return self.start if _utc(t) < self.start else None
-
-    def previous(self, t: datetime) -> datetime | None:
-        return self.start if _utc(t) >= self.start else None
-
-    @property
-    def canonical(self) -> str:
-        return "now"
 
 
 class Timestamps(When):
@@ -434,7 +413,8 @@ def parse_when(spec: str, now: datetime, tz: str | tzinfo | None = None) -> When
     if head == "now":
         if len(tokens) > 1:
             raise ScheduleError(f"unexpected {_q(' '.join(tokens[1:]))} after 'now'")
-        return Now(now, zone)
+        # A run for now is not scheduled: the jobs service starts it (daemon.jobs.plan).
+        raise ScheduleError("'now' is not a schedule: it is one run, started at once")
     if head == "every":
         return _parse_every(text, tokens[1:], now, zone)
     if head == "cron":
