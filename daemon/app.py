@@ -28,6 +28,7 @@ from daemon.job_store import Store, StoreError
 from daemon.jobs import JobsService
 from daemon.launcher import Launcher
 from daemon.leftovers import become_subreaper, reap_orphans
+from daemon.listen import listen
 from daemon.scheduler import Scheduler
 from daemon.stall import StallMonitor
 
@@ -55,15 +56,7 @@ class WebService(Service):
     def startService(self) -> None:
         super().startService()
         cfg = self.config
-        if cfg.tls is not None:
-            from twisted.internet import ssl
-
-            context = ssl.DefaultOpenSSLContextFactory(str(cfg.tls.key), str(cfg.tls.cert))
-            self.listening = self.reactor.listenSSL(
-                cfg.port, self.site, context, interface=cfg.host
-            )
-        else:
-            self.listening = self.reactor.listenTCP(cfg.port, self.site, interface=cfg.host)
+        self.listening = listen(self.reactor, cfg, cfg.port, self.site)
         scheme = "https" if cfg.tls else "http"
         print(f"listening on {scheme}://{cfg.host}:{self.port}", flush=True)
         if self.port_file is not None:

@@ -18,6 +18,7 @@ from daemon.api.http import ErrorResource, GuardedSite
 from daemon.api.scrapyd import replies
 from daemon.api.scrapyd.app import ScrapydOptions, ScrapydServices, build_app
 from daemon.config import Config
+from daemon.listen import listen
 
 PREFIX = "/scrapyd"
 
@@ -165,15 +166,7 @@ class ScrapydWebService(Service):
         port = cfg.scrapyd.port
         assert port is not None
         try:
-            if cfg.tls is not None:
-                from twisted.internet import ssl
-
-                context = ssl.DefaultOpenSSLContextFactory(str(cfg.tls.key), str(cfg.tls.cert))
-                self.listening = self.reactor.listenSSL(
-                    port, self.site, context, interface=cfg.host
-                )
-            else:
-                self.listening = self.reactor.listenTCP(port, self.site, interface=cfg.host)
+            self.listening = listen(self.reactor, cfg, port, self.site)
         except CannotListenError as exc:
             # Not CannotListenError: the daemon's start would name the main port.
             raise ScrapydListenError(
