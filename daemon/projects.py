@@ -18,6 +18,7 @@ is untouched; after it the replaced folder is deleted. A project keeps several v
 
 from __future__ import annotations
 
+import configparser
 import contextlib
 import errno
 import functools
@@ -30,7 +31,7 @@ import signal
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -713,6 +714,9 @@ class ProjectStore:
                 log.warning("pushed project %s is hidden by the local project", record.name)
                 kept.add(record.name)
                 continue
+            if record.label is None:
+                folder = self._versions / record.name / record.version
+                record = replace(record, label=_legacy_label(folder, record.pushed))
             self._pushed[record.name] = record
             self._older[record.name] = tuple(
                 r
@@ -811,6 +815,22 @@ def _versions_after_push(
     else:
         replaced = [r for r in current if r.listed == new.listed]
     return [r for r in current if r not in replaced] + [new], replaced
+
+
+def _legacy_label(folder: Path, pushed: str) -> str:
+    """A name for the one version of a record written before versions were named: the
+    scrapyd version its scrapy.cfg records (an egg added through scrapyd's API), else
+    its push time in epoch seconds, as a scrapy-do push is named now."""
+    parser = configparser.ConfigParser(interpolation=None)
+    with contextlib.suppress(OSError, configparser.Error, UnicodeDecodeError):
+        parser.read(folder / "scrapy.cfg", encoding="utf-8")
+    version = parser.get("scrapyd", "version", fallback=None)
+    if version:
+        return listed_name(version)
+    try:
+        return str(int(datetime.fromisoformat(pushed).timestamp()))
+    except ValueError:
+        return listed_name(folder.name)
 
 
 def _spiders_of(records: Iterable[_Pushed]) -> list[str]:

@@ -24,5 +24,9 @@ def parse_signal(value: str) -> int:
         number = int(value)
         if number in {int(s) for s in signal.valid_signals()}:
             return number
+        if number == 0:  # kill(2)'s "is it alive" probe: nothing to send to a crawl
+            raise ScrapydError("signal is invalid: 0 sends no signal", 400)
+        if number >= 2**63:
+            raise ScrapydError("OverflowError: Python int too large to convert to C ssize_t", 400)
         raise ScrapydError("OSError: [Errno 22] Invalid argument", 400)
     raise ScrapydError("TypeError: 'str' object cannot be interpreted as an integer", 400)
