@@ -515,6 +515,18 @@ class Writes(scrapy.Spider):
                 fh.write(json.dumps({"n": n}) + "\\n")
         return
         yield
+
+
+class Links(scrapy.Spider):
+    name = "links"
+
+    async def start(self):
+        # A crawl that points items.jl at a file of the daemon's.
+        folder = Path(self.settings.get("DATA_DIR")) / self.settings.get("JOB_ID")
+        folder.mkdir(exist_ok=True)
+        (folder / "items.jl").symlink_to(self.target)
+        return
+        yield
 """
 
 
@@ -525,15 +537,21 @@ def test_items_are_served_and_listed_for_a_job_that_wrote_them(
         tmp_path / "src", "itemy", {"writes.py": ITEMS_SPIDER, "echo.py": ECHO_SPIDER}
     )
     scrapyd.add_egg("itemy", "1", make_egg(src, "itemy"))
+    secret = tmp_path / "secret.txt"
+    secret.write_text("SECRET-OF-THE-DAEMON\n")
     ids = {}
-    for spider in ("writes", "echo"):
-        rsp = scrapyd.post("schedule.json", data={"project": "itemy", "spider": spider})
+    for spider in ("writes", "echo", "links"):
+        fields = {"project": "itemy", "spider": spider, "target": str(secret)}
+        rsp = scrapyd.post("schedule.json", data=fields)
         ids[spider] = rsp.json()["jobid"]
         scrapyd.wait_state(ids[spider], "finished")
     finished = {j["id"]: j for j in scrapyd.get("listjobs.json").json()["finished"]}
     url = finished[ids["writes"]]["items_url"]
     assert url == f"/items/itemy/writes/{ids['writes']}.jl"
     assert finished[ids["echo"]]["items_url"] is None  # wrote no items.jl
+    assert finished[ids["links"]]["items_url"] is None  # a link is not served
+    linked = requests.get(f"{scrapyd.second}/items/itemy/links/{ids['links']}.jl", timeout=30)
+    assert linked.status_code == 404 and "SECRET" not in linked.text
     full = requests.get(scrapyd.second + url, timeout=30)
     assert full.status_code == 200
     lines = full.text.splitlines()

@@ -4,12 +4,15 @@ cancel.json's `signal`."""
 
 from __future__ import annotations
 
+import errno
+import os
 import signal
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from daemon.api.scrapyd.items import PlainFile, is_plain_file, open_plain
 from daemon.api.scrapyd.replies import ScrapydError
 from daemon.api.scrapyd.signals import parse_signal
 from daemon.store import _SCHEMA, PENDING, SCHEMA_VERSION, USER, Job, Store
@@ -87,3 +90,23 @@ def test_signals_scrapyd_refuses(text: str, message: str) -> None:
     with pytest.raises(ScrapydError) as refused:
         parse_signal(text)
     assert refused.value.message == message and refused.value.code == 400
+
+
+def test_items_are_opened_only_as_plain_files(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("SECRET")
+    plain = tmp_path / "items.jl"
+    plain.write_text('{"n": 1}\n')
+    link = tmp_path / "link.jl"
+    link.symlink_to(secret)
+    fifo = tmp_path / "fifo.jl"
+    os.mkfifo(fifo)
+    assert is_plain_file(plain)
+    assert not any(is_plain_file(p) for p in (link, fifo, tmp_path, tmp_path / "none"))
+    with open_plain(plain) as fh:
+        assert fh.read() == b'{"n": 1}\n'
+    # What a swap after the check would leave: refused at the open, not followed.
+    for path in (link, fifo):
+        with pytest.raises(OSError) as refused:
+            PlainFile(str(path)).openForReading()
+        assert refused.value.errno == errno.EACCES

@@ -28,7 +28,7 @@ from twisted.web.static import File
 from werkzeug.exceptions import HTTPException
 
 from daemon.api.http import ApiError
-from daemon.api.scrapyd import eggs, html, params, replies, shape, signals, versions
+from daemon.api.scrapyd import eggs, html, items, params, replies, shape, signals, versions
 from daemon.api.scrapydo import parse_settings
 from daemon.archive import ArchiveLimits, check_project_name
 from daemon.errors import DaemonError
@@ -158,7 +158,7 @@ class ScrapydApi:
 
         @app.route("/items/<string:project>/<string:spider>/<string:name>")
         @app.route("//items/<string:project>/<string:spider>/<string:name>")
-        def items(request: Any, project: str, spider: str, name: str) -> Any:
+        def items_file(request: Any, project: str, spider: str, name: str) -> Any:
             return self._items(request, project, spider, name)
 
         @app.route("/")
@@ -383,7 +383,7 @@ class ScrapydApi:
                     group,
                     tz,
                     prefix,
-                    has_items=group != "pending" and self.items_path(j.id).is_file(),
+                    has_items=group != "pending" and items.is_plain_file(self.items_path(j.id)),
                 )
                 for j in jobs
             ]
@@ -504,7 +504,7 @@ class ScrapydApi:
 
     def items_path(self, job_id: str) -> Path:
         """Where the coinspiders pipelines write a crawl's items (JSON lines)."""
-        return self.svc.data_dir / job_id / "items.jl"
+        return self.svc.data_dir / job_id / items.ITEMS_FILE
 
     def _items(self, request: Any, project: str, spider: str, name: str) -> Any:
         job_id, dot, ext = name.rpartition(".")
@@ -514,10 +514,10 @@ class ScrapydApi:
         if job is None or job.project != project or job.spider != spider:
             return resource.NoResource()
         path = self.items_path(job.id)
-        if not path.is_file():
+        if not items.is_plain_file(path):
             return resource.NoResource()
         request.setHeader(b"Cache-Control", b"no-store")
-        return File(str(path), defaultType="text/plain")
+        return items.PlainFile(str(path), defaultType="text/plain")
 
     # -- logs ------------------------------------------------------------------------
 
