@@ -12,8 +12,9 @@ A push unpacks into a fresh version folder, lists its spiders there and only the
 replaces `records/<name>.json` with one rename. Until that rename the previous version
 is untouched; after it the replaced folder is deleted. A project keeps several versions
 (scrapyd's addversion adds one under its name); the latest is the last in version order
-(daemon.version_names), and crawls run it unless they name another. Whatever a crash leaves behind
-(a version folder no record names, a half-written record) is swept on the next start.
+(daemon.version_names), and crawls run it unless they name another. Whatever a crash
+leaves behind (a version folder no record names, a half-written record) is swept on the
+next start.
 """
 
 from __future__ import annotations

@@ -364,7 +364,7 @@ class ProjectVersionsTest(unittest.TestCase):
     versions = ProjectStoreTest.versions
     refused = ProjectStoreTest.refused
 
-    async def _named(self):
+    async def _named(self) -> None:
         await self.store.push(GOOD, version="1.10")
         await self.store.push(GAMMA, version="1.9")
         self.assertEqual(self.store.versions("tiny"), ["1_9", "1_10"])
@@ -410,10 +410,10 @@ class ProjectVersionsTest(unittest.TestCase):
         self.assertFalse((self.root / "records" / "tiny.json").exists())
         self.assertEqual(self.versions(), [])
 
-    def test_named_versions_are_kept_in_version_order(self):
+    def test_named_versions_are_kept_in_version_order(self) -> defer.Deferred[None]:
         return defer.ensureDeferred(self._named())
 
-    async def _legacy(self):
+    async def _legacy(self) -> None:
         await self.store.push(GOOD)
         record_file = self.root / "records" / "tiny.json"
         record = json.loads(record_file.read_text())
@@ -438,7 +438,7 @@ class ProjectVersionsTest(unittest.TestCase):
         self.assertEqual(again.spiders("tiny"), ["beta", "gamma"])
         self.assertEqual(again.version_spiders("tiny", "1.5"), ["alpha", "beta"])
 
-    def test_a_record_without_versions_still_loads(self):
+    def test_a_record_without_versions_still_loads(self) -> defer.Deferred[None]:
         return defer.ensureDeferred(self._legacy())
 
 
