@@ -158,6 +158,8 @@ class Job:
     leftovers_killed: int | None = None
     #: Higher runs first among pending jobs (scrapyd's `priority`); 0 for scrapy-do's.
     priority: float = 0.0
+    #: The project version the crawl runs (scrapyd's `_version`); None: the latest.
+    version: str | None = None
     seq: int = 0
 
     @property
@@ -191,6 +193,7 @@ _COLUMNS = [
     "skipped",
     "leftovers_killed",
     "priority",
+    "version",
     "seq",
 ]
 _SELECT = "SELECT " + ", ".join(_COLUMNS) + " FROM jobs"
@@ -255,6 +258,14 @@ def _add_priority(conn: sqlite3.Connection) -> None:
     )
 
 
+def _add_version(conn: sqlite3.Connection) -> None:
+    """Migration on open: the nullable `version` column (jobs of a store made before it
+    run their project's latest version, as they did). Additive, like `_add_priority`."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+    if "version" not in columns:
+        conn.execute("ALTER TABLE jobs ADD COLUMN version TEXT")
+
+
 class JobReads(Protocol):
     """The read-only face of the job store that the APIs and the coin service are
     given (a Store is one): they read jobs here and change them only through the jobs
@@ -301,6 +312,7 @@ class Store:
             self._conn = self._connect()
             self._conn.executescript(_SCHEMA)
             _add_priority(self._conn)
+            _add_version(self._conn)
             self._check_version()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"store {self.path} is unusable: {exc}") from None

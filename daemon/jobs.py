@@ -65,7 +65,7 @@ class Plan:
 
 class ProjectsLike(Protocol):
     def path(self, name: str) -> Path: ...
-    def pin(self, name: str) -> tuple[Path, Callable[[], Any]]: ...
+    def pin(self, name: str, version: str | None = None) -> tuple[Path, Callable[[], Any]]: ...
     def settings(self, name: str) -> dict[str, str]: ...
 
 
@@ -172,7 +172,7 @@ class JobsService(Service):
         )
         release: Callable[[], Any] = _nothing
         try:
-            _cwd, release = self.projects.pin(job.project)
+            _cwd, release = self.projects.pin(job.project, job.version)
         except Exception as exc:  # the project is gone: nothing to keep
             log.warn("job {id}: project not pinned: {exc}", id=job.id, exc=exc)
         followed = self.launcher.follow(
@@ -248,6 +248,7 @@ class JobsService(Service):
         actor: str = USER,
         job_id: str | None = None,
         priority: float = 0.0,
+        version: str | None = None,
     ) -> Job:
         """Record a job: PENDING (and dispatched at once) for `now`, else SCHEDULED and
         handed to the scheduler with its parsed `when`. `job_id` is a caller's own id
@@ -257,6 +258,7 @@ class JobsService(Service):
         job = Job(
             id=job_id or str(uuid.uuid4()),
             priority=priority,
+            version=version,
             status=SCHEDULED if recurring else PENDING,
             actor=actor,
             schedule=plan.spec,
@@ -307,9 +309,10 @@ class JobsService(Service):
             )
         return None
 
-    def cancel(self, job_id: str) -> Deferred[Job | None]:
+    def cancel(self, job_id: str, sig: int | None = None) -> Deferred[Job | None]:
         """Cancel a job: a scheduled one stops firing (its pending runs go too), a pending
-        one is dropped, a running one is stopped; fires once the job is final."""
+        one is dropped, a running one is stopped (with `sig` first if given, scrapyd's
+        cancel `signal`); fires once the job is final."""
         job = self.store.get(job_id)
         if job is None:
             return _fail(JobError(f"Unknown job: {job_id}", 404))
@@ -325,7 +328,7 @@ class JobsService(Service):
         if job.status == PENDING:
             return succeed(self._record_end(job_id, CANCELED, "canceled before it started", None))
         if job.status == RUNNING:
-            waiter = self.launcher.stop(job_id, "cancel")
+            waiter = self.launcher.stop(job_id, "cancel", sig)
             if waiter is None:  # RUNNING in the store, no process: settle it now
                 return succeed(self._record_end(job_id, CANCELED, "canceled", None))
             return waiter.addCallback(lambda _: self.store.get(job_id))
@@ -453,7 +456,7 @@ class JobsService(Service):
         release: Callable[[], Any] = _nothing
         try:
             # Keeps a pushed project's folder on disk while this crawl runs in it.
-            cwd, release = self.projects.pin(job.project)
+            cwd, release = self.projects.pin(job.project, job.version)
             settings = {**self.projects.settings(job.project), **job.settings}
             max_runtime = job.max_runtime if job.max_runtime is not None else self.max_runtime
             crawl: Crawl = self.launcher.start(

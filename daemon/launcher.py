@@ -322,17 +322,21 @@ class Launcher:
             self._orphan_loop.stop()
             self._orphan_loop = None
 
-    def stop(self, job_id: str, why: str) -> Deferred[Outcome] | None:
-        """SIGTERM the crawl's process group, SIGKILL it after the grace period."""
+    def stop(self, job_id: str, why: str, sig: int | None = None) -> Deferred[Outcome] | None:
+        """Signal the crawl's process group (SIGTERM unless `sig`), SIGKILL it after the
+        grace period. A signal named again while it stops is sent again (a second
+        scrapyd cancel, as scrapyd sends one per request)."""
         crawl = self.running.get(job_id)
         if crawl is None:
             return None
         if crawl.stop_reason is None:
             crawl.stop_reason = why
             crawl.descendants = descendants_of(crawl.pid)
-            signal_crawl(crawl, signal.SIGTERM)
-            kill_escaped(crawl.descendants, signal.SIGTERM)
+            signal_crawl(crawl, sig or signal.SIGTERM)
+            kill_escaped(crawl.descendants, sig or signal.SIGTERM)
             crawl.timers.append(self.reactor.callLater(self.cancel_grace, self._kill, crawl))
+        elif sig is not None and crawl.outcome is None:
+            signal_crawl(crawl, sig)
         return self._wait(crawl)
 
     def _kill(self, crawl: Crawl) -> None:

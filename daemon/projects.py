@@ -2,19 +2,24 @@
 
 Layout under the store root (nothing is ever written outside it)::
 
-    records/<name>.json         the commit record of a pushed project: its version folder,
-                                spiders and push time; replaced atomically (write + rename)
+    records/<name>.json         the commit record of a pushed project: its latest version
+                                (folder, name, spiders, push time) and its older versions
+                                ("older"); replaced atomically (write + rename)
     versions/<name>/<version>/  an unpacked project (scrapy.cfg at its top), the crawl cwd
     tmp/                        scratch space for metadata writes
 
 A push unpacks into a fresh version folder, lists its spiders there and only then
 replaces `records/<name>.json` with one rename. Until that rename the previous version
-is untouched; after it the previous folder is deleted. Whatever a crash leaves behind
-(a version folder no record names, a half-written record) is swept on the next start.
+is untouched; after it the replaced folder is deleted. A project keeps several versions
+(scrapyd's addversion adds one under its name); the latest is the last in version order
+(daemon.version_names), and crawls run it unless they name another. Whatever a crash
+leaves behind (a version folder no record names, a half-written record) is swept on the
+next start.
 """
 
 from __future__ import annotations
 
+import configparser
 import contextlib
 import errno
 import functools
@@ -24,9 +29,10 @@ import os
 import re
 import shutil
 import signal
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,6 +53,7 @@ from daemon.archive import (
 from daemon.children import child_env, scrapy_command
 from daemon.config import CrawlUser, LocalProject
 from daemon.errors import DaemonError
+from daemon.version_names import listed_name, sort_versions
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +77,13 @@ class _Pushed:
     version: str
     spiders: tuple[str, ...]
     pushed: str
+    #: The version's name as listed (scrapyd's, made safe); None in a record written
+    #: before versions were named: the folder name stands for it.
+    label: str | None = None
+
+    @property
+    def listed(self) -> str:
+        return self.label or self.version
 
 
 def _os_error_status(exc: OSError) -> int:
@@ -312,6 +326,8 @@ class ProjectStore:
             self._local[name] = LocalProject(path, dict(proj.settings))
         self._local_spiders: dict[str, list[str]] = {}
         self._pushed: dict[str, _Pushed] = {}
+        #: The versions of a pushed project other than its latest (`_pushed`).
+        self._older: dict[str, tuple[_Pushed, ...]] = {}
         self._commit_lock = defer.DeferredLock()
         self._pins: dict[Path, int] = {}
         self._retired: set[Path] = set()
@@ -351,22 +367,47 @@ class ProjectStore:
 
         return d.addCallback(remember)
 
-    def path(self, name: str) -> Path:
-        """The folder to run crawls of `name` in (holds its scrapy.cfg)."""
+    def path(self, name: str, version: str | None = None) -> Path:
+        """The folder to run crawls of `name` in (holds its scrapy.cfg): its latest
+        version's, or that of `version` (a pushed project's, by its listed name)."""
+        if version is not None and name in self:
+            return self._versions / name / self._version_record(name, version).version
         if name in self._pushed:
             return self._versions / name / self._pushed[name].version
         if name in self._local:
             return self._local[name].path
         raise self._unknown(name)
 
-    def pin(self, name: str) -> tuple[Path, Callable[[], defer.Deferred[None]]]:
+    def versions(self, name: str) -> list[str]:
+        """The listed names of a pushed project's versions, the latest last; [] for a
+        local project (it has no versions)."""
+        if name in self._local:
+            return []
+        if name not in self._pushed:
+            raise self._unknown(name)
+        return sort_versions([r.listed for r in self._all_versions(name)])
+
+    def version_spiders(self, name: str, version: str) -> list[str]:
+        """The spiders of one version of a pushed project (listed when it was pushed)."""
+        return list(self._version_record(name, version).spiders)
+
+    def remove_version(
+        self, name: str, version: str, guard: Guard | None = None
+    ) -> defer.Deferred[None]:
+        """Delete one version; the last one takes the project with it (as scrapyd does).
+        `guard` gets the spiders the project keeps (none when it goes)."""
+        return defer.ensureDeferred(self._remove_version(name, version, guard or _no_guard))
+
+    def pin(
+        self, name: str, version: str | None = None
+    ) -> tuple[Path, Callable[[], defer.Deferred[None]]]:
         """The folder to run a crawl of `name` in, kept on disk until `release()`.
 
         A push or removal while the crawl runs retires the folder instead of deleting
         it under the crawl; the last release deletes it. Call release once the crawl's
         process has ended; later calls do nothing.
         """
-        path = self.path(name)
+        path = self.path(name, version)
         if name in self._local:
             return path, lambda: defer.succeed(None)
         self._pins[path] = self._pins.get(path, 0) + 1
@@ -407,9 +448,18 @@ class ProjectStore:
     # -- changing --------------------------------------------------------------------
 
     def push(
-        self, archive: bytes, guard: Guard | None = None, replace: bool = False
+        self,
+        archive: bytes,
+        guard: Guard | None = None,
+        replace: bool = False,
+        version: str | None = None,
     ) -> defer.Deferred[PushResult]:
-        """Check, unpack and list a pushed zip, then make it the project's current version.
+        """Check, unpack and list a pushed zip, then make it a version of the project.
+
+        With `version` (scrapyd's addversion) it is added under that name beside the
+        others, replacing only a version of the same name. Without, it replaces the
+        latest version (scrapy-do's push), named by the push time in epoch seconds as
+        scrapyd-deploy names its versions, so it normally stays the latest.
 
         A name only guessed from the settings module (no `[deploy] project`) may name
         some other project by accident: it replaces an existing one only with `replace`.
@@ -418,7 +468,8 @@ class ProjectStore:
         `scrapy list`, 409 for a local project's name, a guessed name that exists
         (without `replace`) or when `guard` refuses.
         """
-        return defer.ensureDeferred(self._push(archive, guard or _no_guard, replace))
+        label = listed_name(version) if version is not None else None
+        return defer.ensureDeferred(self._push(archive, guard or _no_guard, replace, label))
 
     def remove(self, name: str, guard: Guard | None = None) -> defer.Deferred[None]:
         """Forget a pushed project and delete its files; 404 unknown, 409 local or guarded."""
@@ -469,7 +520,9 @@ class ProjectStore:
     def _unknown(self, name: str) -> ProjectError:
         return ProjectError(f"Unknown project: {name}", 404)
 
-    async def _push(self, data: bytes, guard: Guard, replace: bool) -> PushResult:
+    async def _push(
+        self, data: bytes, guard: Guard, replace: bool, label: str | None
+    ) -> PushResult:
         if len(data) > self.limits.max_archive_bytes:
             raise ProjectError(
                 f"archive is {len(data)} bytes; the limit is {self.limits.max_archive_bytes}",
@@ -508,21 +561,17 @@ class ProjectStore:
                 if old is not None and archive.name_guessed and not replace:
                     # Pushed while this one was unpacking.
                     raise ProjectError(_guessed_refusal(archive), 409)
-                refusal = guard(name, list(spiders))
+                record = _Pushed(name, version, tuple(spiders), _now(), label)
+                kept, replaced = _versions_after_push(self._all_versions(name), record)
+                refusal = guard(name, _spiders_of(kept))
                 if refusal:
                     raise ProjectError(refusal, 409)
-                record = _Pushed(name, version, tuple(spiders), _now())
-                try:
-                    _write_json_atomic(self._records / f"{name}.json", self._tmp, _as_json(record))
-                except OSError as exc:
-                    msg = f"cannot record project {name}: {exc.strerror or exc}"
-                    raise ProjectError(msg, _os_error_status(exc)) from None
-                self._pushed[name] = record
+                self._commit_versions(name, kept)
                 committed = True
             finally:
                 self._commit_lock.release()
-            if old is not None and old.version != version:
-                await self._retire(parent / old.version)
+            for gone in replaced:
+                await self._retire(parent / gone.version)
             log.info("pushed project %s with spiders %s", name, ", ".join(spiders))
             return PushResult(name, list(spiders), archive.name_from, old is not None)
         finally:
@@ -557,11 +606,65 @@ class ProjectStore:
                 raise ProjectError(refusal, 409)
             (self._records / f"{name}.json").unlink(missing_ok=True)
             del self._pushed[name]
+            older = self._older.pop(name, ())
         finally:
             self._commit_lock.release()
-        # Only this version: a push of the same name may be unpacking beside it.
-        await self._retire(self._versions / name / record.version)
+        # Only its versions: a push of the same name may be unpacking beside them.
+        for gone in (record, *older):
+            await self._retire(self._versions / name / gone.version)
         log.info("removed project %s", name)
+
+    async def _remove_version(self, name: str, version: str, guard: Guard) -> None:
+        if name in self._local:
+            raise ProjectError(
+                f"{name} is a local project from the config; it has no versions", 409
+            )
+        await self._commit_lock.acquire()
+        try:
+            gone = self._version_record(name, version)
+            kept = [r for r in self._all_versions(name) if r is not gone]
+            refusal = guard(name, _spiders_of(kept))
+            if refusal:
+                raise ProjectError(refusal, 409)
+            if kept:
+                self._commit_versions(name, kept)
+            else:
+                (self._records / f"{name}.json").unlink(missing_ok=True)
+                del self._pushed[name]
+                self._older.pop(name, None)
+        finally:
+            self._commit_lock.release()
+        await self._retire(self._versions / name / gone.version)
+        log.info("removed version %s of project %s", gone.listed, name)
+
+    def _all_versions(self, name: str) -> list[_Pushed]:
+        latest = self._pushed.get(name)
+        return [] if latest is None else [*self._older.get(name, ()), latest]
+
+    def _version_record(self, name: str, version: str) -> _Pushed:
+        """The pushed version listed as `version` (either form: "1.0" or "1_0")."""
+        if name not in self:
+            raise self._unknown(name)
+        wanted = listed_name(version)
+        for record in self._all_versions(name):
+            if record.listed == wanted:
+                return record
+        raise ProjectError(f"project {name} has no version {version!r}", 404)
+
+    def _commit_versions(self, name: str, records: list[_Pushed]) -> None:
+        """Record a project's versions on disk, then in memory; the latest is the last in
+        version order. Call with the commit lock held."""
+        order = sort_versions([r.listed for r in records])
+        by_name = {r.listed: r for r in records}
+        *older, latest = [by_name[n] for n in order]
+        data = {**_as_json(latest), "older": [_as_json(r) for r in older]}
+        try:
+            _write_json_atomic(self._records / f"{name}.json", self._tmp, data)
+        except OSError as exc:
+            msg = f"cannot record project {name}: {exc.strerror or exc}"
+            raise ProjectError(msg, _os_error_status(exc)) from None
+        self._pushed[name] = latest
+        self._older[name] = tuple(older)
 
     def _in_thread(self, fn: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
         return threads.deferToThreadPool(self._reactor, self._reactor.getThreadPool(), fn, *args)
@@ -598,9 +701,12 @@ class ProjectStore:
                 log.warning("ignoring %s in the project store", rec)
                 continue
             try:
-                record = _from_json(json.loads(rec.read_text(encoding="utf-8")))
+                data = json.loads(rec.read_text(encoding="utf-8"))
+                record = _from_json(data)
+                older = _older_from_json(data)
                 check_project_name(record.name)
-                if record.name != stem or not _VERSION_RE.fullmatch(record.version):
+                folders = [r.version for r in (record, *older)]
+                if record.name != stem or not all(_VERSION_RE.fullmatch(v) for v in folders):
                     raise ValueError("record does not match its file name")
             except (OSError, ValueError, KeyError, TypeError, ArchiveError) as exc:
                 log.error(
@@ -616,7 +722,15 @@ class ProjectStore:
                 log.warning("pushed project %s is hidden by the local project", record.name)
                 kept.add(record.name)
                 continue
+            if record.label is None:
+                folder = self._versions / record.name / record.version
+                record = replace(record, label=_legacy_label(folder, record.pushed))
             self._pushed[record.name] = record
+            self._older[record.name] = tuple(
+                r
+                for r in older
+                if (self._versions / record.name / r.version / "scrapy.cfg").is_file()
+            )
         stale: list[Path] = []
         for parent in self._versions.iterdir():
             if parent.name in kept:
@@ -625,7 +739,8 @@ class ProjectStore:
             if current is None or not parent.is_dir():
                 stale.append(parent)
                 continue
-            stale += [v for v in parent.iterdir() if v.name != current.version]
+            live = {r.version for r in self._all_versions(parent.name)}
+            stale += [v for v in parent.iterdir() if v.name not in live]
         # A crawl that outlived a killed daemon may still run in a replaced version:
         # its folder stays until a later start finds it unused.
         in_use = _cwds_inside(stale) if stale else set()
@@ -661,19 +776,73 @@ def _now() -> str:
 
 
 def _as_json(record: _Pushed) -> dict[str, Any]:
-    return {
+    data: dict[str, Any] = {
         "name": record.name,
         "version": record.version,
         "spiders": list(record.spiders),
         "pushed": record.pushed,
     }
+    if record.label is not None:
+        data["label"] = record.label
+    return data
 
 
 def _from_json(data: dict[str, Any]) -> _Pushed:
     spiders = data["spiders"]
     if not isinstance(spiders, list) or not all(isinstance(s, str) for s in spiders):
         raise ValueError("spiders is not a list of names")
-    return _Pushed(str(data["name"]), str(data["version"]), tuple(spiders), str(data["pushed"]))
+    label = data.get("label")
+    if label is not None and (not isinstance(label, str) or listed_name(label) != label):
+        raise ValueError("label is not a version name")
+    return _Pushed(
+        str(data["name"]), str(data["version"]), tuple(spiders), str(data["pushed"]), label
+    )
+
+
+def _older_from_json(data: dict[str, Any]) -> list[_Pushed]:
+    """The older versions of a record (none in a record of a single-version store)."""
+    older = data.get("older", [])
+    if not isinstance(older, list):
+        raise ValueError("older is not a list")
+    records = [_from_json(o) for o in older]
+    if any(r.name != data["name"] for r in records):
+        raise ValueError("an older version names another project")
+    return records
+
+
+def _versions_after_push(
+    current: list[_Pushed], new: _Pushed
+) -> tuple[list[_Pushed], list[_Pushed]]:
+    """(versions kept with `new`, versions it replaces): a named version replaces its
+    namesake; an unnamed push (scrapy-do's) replaces the latest and takes the push time
+    as its name."""
+    if new.label is None:
+        latest = current[-1:] if current else []
+        new = _Pushed(new.name, new.version, new.spiders, new.pushed, str(int(time.time())))
+        replaced = [r for r in current if r in latest or r.listed == new.listed]
+    else:
+        replaced = [r for r in current if r.listed == new.listed]
+    return [r for r in current if r not in replaced] + [new], replaced
+
+
+def _legacy_label(folder: Path, pushed: str) -> str:
+    """A name for the one version of a record written before versions were named: the
+    scrapyd version its scrapy.cfg records (an egg added through scrapyd's API), else
+    its push time in epoch seconds, as a scrapy-do push is named now."""
+    parser = configparser.ConfigParser(interpolation=None)
+    with contextlib.suppress(OSError, configparser.Error, UnicodeDecodeError):
+        parser.read(folder / "scrapy.cfg", encoding="utf-8")
+    version = parser.get("scrapyd", "version", fallback=None)
+    if version:
+        return listed_name(version)
+    try:
+        return str(int(datetime.fromisoformat(pushed).timestamp()))
+    except ValueError:
+        return listed_name(folder.name)
+
+
+def _spiders_of(records: Iterable[_Pushed]) -> list[str]:
+    return sorted({s for r in records for s in r.spiders})
 
 
 def _cwds_inside(folders: list[Path]) -> set[Path]:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from datetime import datetime
 from pathlib import Path
 
 import psutil
@@ -351,6 +352,94 @@ class ProjectStoreTest(unittest.TestCase):
             self.assertTrue(keep.exists())
 
         return d.addCallback(crash_leftovers)
+
+
+class ProjectVersionsTest(unittest.TestCase):
+    """Several versions of one project (scrapyd's addversion), kept side by side."""
+
+    timeout = 60
+    # The same store and helpers as ProjectStoreTest, without running its tests again.
+    setUp = ProjectStoreTest.setUp
+    make_store = ProjectStoreTest.make_store
+    versions = ProjectStoreTest.versions
+    refused = ProjectStoreTest.refused
+
+    async def _named(self) -> None:
+        await self.store.push(GOOD, version="1.10")
+        await self.store.push(GAMMA, version="1.9")
+        self.assertEqual(self.store.versions("tiny"), ["1_9", "1_10"])
+        self.assertEqual(len(self.versions()), 2)
+        # The latest is the highest version, whatever the order they came in.
+        self.assertEqual(self.store.spiders("tiny"), ["alpha", "beta"])
+        self.assertEqual(self.store.version_spiders("tiny", "1.9"), ["beta", "gamma"])
+        older, release = self.store.pin("tiny", "1_9")
+        self.assertNotEqual(older, self.store.path("tiny"))
+        self.assertEqual(await self.store.list_spiders_of(older), ["beta", "gamma"])
+        missing = self.assertRaises(ProjectError, self.store.pin, "tiny", "2.0")
+        self.assertEqual(missing.http_status, 404)
+        self.assertRaises(ProjectError, self.store.path, "loc", "1.0")
+        self.assertEqual(self.store.versions("loc"), [])
+        # The same version again replaces only its namesake.
+        await self.store.push(GAMMA, version="1.10")
+        self.assertEqual(self.store.versions("tiny"), ["1_9", "1_10"])
+        self.assertEqual(self.store.spiders("tiny"), ["beta", "gamma"])
+        # A restart reads them back.
+        again = self.make_store()
+        self.assertEqual(again.versions("tiny"), ["1_9", "1_10"])
+        self.assertEqual(again.path("tiny", "1.9"), older)
+        # Removing a pinned version keeps its folder until the crawl lets go.
+        await self.store.remove_version("tiny", "1.9")
+        self.assertEqual(self.store.versions("tiny"), ["1_10"])
+        self.assertTrue(older.exists())
+        await release()
+        self.assertFalse(older.exists())
+        # A push through scrapy-do's API replaces the latest with a new version.
+        await self.store.push(GOOD, version="0.1")
+        await self.store.push(GOOD)
+        listed = self.store.versions("tiny")
+        self.assertEqual(len(listed), 2)
+        self.assertEqual(listed[0], "0_1")
+        self.assertNotIn("1_10", listed)
+        self.assertEqual(self.store.spiders("tiny"), ["alpha", "beta"])
+        # The last version removed takes the project with it.
+        refused = await self.refused(self.store.remove_version("tiny", "0.1", lambda n, s: "busy"))
+        self.assertEqual(refused.http_status, 409)
+        for version in listed:
+            await self.store.remove_version("tiny", version)
+        self.assertEqual(self.store.names(), ["loc"])
+        self.assertFalse((self.root / "records" / "tiny.json").exists())
+        self.assertEqual(self.versions(), [])
+
+    def test_named_versions_are_kept_in_version_order(self) -> defer.Deferred[None]:
+        return defer.ensureDeferred(self._named())
+
+    async def _legacy(self) -> None:
+        await self.store.push(GOOD)
+        record_file = self.root / "records" / "tiny.json"
+        record = json.loads(record_file.read_text())
+        # As a store written before versions were named recorded it.
+        record.pop("label", None)
+        record.pop("older", None)
+        record_file.write_text(json.dumps(record))
+        again = self.make_store()
+        # Named by its push time, as a scrapy-do push is now.
+        pushed = datetime.fromisoformat(record["pushed"]).timestamp()
+        self.assertEqual(again.versions("tiny"), [str(int(pushed))])
+        self.assertEqual(again.spiders("tiny"), ["alpha", "beta"])
+        # An egg added through scrapyd's API keeps the version its scrapy.cfg records.
+        cfg = again.path("tiny") / "scrapy.cfg"
+        cfg.write_text(cfg.read_text() + "\n[scrapyd]\nversion = 1.5\n")
+        again = self.make_store()
+        self.assertEqual(again.versions("tiny"), ["1_5"])
+        # A later version sorts after it, an earlier one before.
+        await again.push(GAMMA, version="1.10")
+        await again.push(GAMMA, version="1")
+        self.assertEqual(again.versions("tiny"), ["1", "1_5", "1_10"])
+        self.assertEqual(again.spiders("tiny"), ["beta", "gamma"])
+        self.assertEqual(again.version_spiders("tiny", "1.5"), ["alpha", "beta"])
+
+    def test_a_record_without_versions_still_loads(self) -> defer.Deferred[None]:
+        return defer.ensureDeferred(self._legacy())
 
 
 def _rmtree(path: Path) -> None:

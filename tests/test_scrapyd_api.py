@@ -5,7 +5,10 @@ with scrapy-do's API; logs with Range; auth; real error codes on request."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
+import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ from daemon.__main__ import parse_args
 from daemon.config import ConfigError, load_config
 from tests.daemon_support import DaemonFactory, DaemonProcess, write_scrapy_project
 from tests.scrapyd_support import (
+    ECHO_SPIDER,
     REQUESTS,
     WAIT_SPIDER,
     make_egg,
@@ -190,7 +194,8 @@ def test_versions_and_removal_across_both_apis(
     assert scrapyd.get("listversions.json", params={"project": "toy"}).json()["versions"] == ["1_9"]
     scrapyd.add_egg("toy", "1.10", toy_egg)
     assert scrapyd.get("listversions.json", params={"project": "toy"}).json()["versions"] == [
-        "1_10"
+        "1_9",
+        "1_10",
     ]
     ok = scrapyd.post(
         "schedule.json", data={"project": "toy", "spider": "echo", "_version": "1_10"}
@@ -366,3 +371,248 @@ def test_a_taken_scrapyd_port_stops_the_start_naming_it(start_daemon: DaemonFact
             daemon.start()
         assert daemon.proc is not None and daemon.proc.wait(30) == 2
         assert f"cannot start: cannot listen on 127.0.0.1:{port} for scrapyd's API" in daemon.log()
+
+
+VERSIONED_SPIDER = """
+import scrapy
+
+
+class Says(scrapy.Spider):
+    name = "says"
+
+    async def start(self):
+        self.logger.info("SAYS %s", "{text}")
+        return
+        yield
+"""
+
+ONLY_IN_OLD = """
+import scrapy
+
+
+class Gone(scrapy.Spider):
+    name = "gone"
+"""
+
+
+def _versioned_egg(folder: Path, text: str, extra: dict[str, str] | None = None) -> bytes:
+    spiders = {"says.py": VERSIONED_SPIDER.replace("{text}", text), **(extra or {})}
+    return make_egg(write_scrapy_project(folder, "multi", spiders), "multi")
+
+
+def _run_and_read_log(scrapyd: Scrapyd, **fields: str) -> str:
+    rsp = scrapyd.post("schedule.json", data={"project": "multi", "spider": "says", **fields})
+    body = rsp.json()
+    assert body["status"] == "ok", body
+    scrapyd.wait_state(body["jobid"], "finished")
+    log = scrapyd.get(f"logs/multi/says/{body['jobid']}.log")
+    assert log.status_code == 200
+    return log.text
+
+
+def test_several_versions_in_version_order_each_running_its_own_code(
+    scrapyd: Scrapyd, tmp_path: Path
+) -> None:
+    # Added out of order: the latest is the highest version, not the last added.
+    scrapyd.add_egg("multi", "1.10", _versioned_egg(tmp_path / "new", "TEXT-OF-1.10"))
+    old = _versioned_egg(tmp_path / "old", "TEXT-OF-1.9", {"gone.py": ONLY_IN_OLD})
+    scrapyd.add_egg("multi", "1.9", old)
+    scrapyd.add_egg("multi", "1.2", old)
+    listed = scrapyd.get("listversions.json", params={"project": "multi"}).json()
+    assert listed["versions"] == ["1_2", "1_9", "1_10"]
+    # Each version's own spiders; the latest by default.
+    spiders = {
+        v: scrapyd.get("listspiders.json", params={"project": "multi", "_version": v}).json()
+        for v in ("1.9", "1_10")
+    }
+    assert spiders["1.9"]["spiders"] == ["gone", "says"]
+    assert spiders["1_10"]["spiders"] == ["says"]
+    latest = scrapyd.get("listspiders.json", params={"project": "multi"}).json()
+    assert latest["spiders"] == ["says"]
+    # A crawl runs the version it was scheduled with (either spelling), else the latest.
+    assert "SAYS TEXT-OF-1.9" in _run_and_read_log(scrapyd, _version="1.9")
+    assert "SAYS TEXT-OF-1.10" in _run_and_read_log(scrapyd, _version="1_10")
+    assert "SAYS TEXT-OF-1.10" in _run_and_read_log(scrapyd)
+    gone = scrapyd.post("schedule.json", data={"project": "multi", "spider": "gone"}).json()
+    assert gone["message"] == "spider 'gone' not found"
+    pinned = scrapyd.post(
+        "schedule.json", data={"project": "multi", "spider": "gone", "_version": "1.9"}
+    ).json()
+    assert pinned["status"] == "ok", pinned
+    scrapyd.wait_state(pinned["jobid"], "finished")
+    # delversion removes one; the next highest becomes the latest; the last takes the
+    # project with it, as in scrapyd.
+    assert scrapyd.post("delversion.json", data={"project": "multi", "version": "1.10"}).json() == {
+        "status": "ok",
+        "node_name": "NODE",
+    }
+    listed = scrapyd.get("listversions.json", params={"project": "multi"}).json()
+    assert listed["versions"] == ["1_2", "1_9"]
+    assert "SAYS TEXT-OF-1.9" in _run_and_read_log(scrapyd)
+    missing = scrapyd.post("delversion.json", data={"project": "multi", "version": "1.10"})
+    assert missing.json()["message"] == "version '1.10' not found"
+    for version in ("1_2", "1.9"):
+        done = scrapyd.post("delversion.json", data={"project": "multi", "version": version})
+        assert done.json()["status"] == "ok", done.text
+    assert scrapyd.get("listprojects.json").json()["projects"] == []
+    assert scrapyd.get("listversions.json", params={"project": "multi"}).json()["versions"] == []
+
+
+def test_versions_survive_a_restart_and_a_scrapy_do_push_replaces_the_latest(
+    start_daemon: DaemonFactory, tmp_path: Path
+) -> None:
+    daemon = start_daemon(no_projects, **scrapyd_config())
+    scrapyd = Scrapyd(daemon)
+    scrapyd.add_egg("multi", "1", _versioned_egg(tmp_path / "a", "TEXT-OF-1"))
+    scrapyd.add_egg("multi", "2", _versioned_egg(tmp_path / "b", "TEXT-OF-2"))
+    daemon.stop()
+    daemon = start_daemon.restart(daemon)
+    # The log goes on in the same file: the second listener's new port is the last one.
+    listening = re.compile(r"scrapyd API listening on https?://[^:]+:(\d+)")
+    log = wait_until(
+        daemon.log,
+        20,
+        "the restarted daemon's scrapyd listener",
+        until=lambda text: len(listening.findall(text)) == 2,
+    )
+    scrapyd = Scrapyd(daemon)
+    scrapyd.second = f"http://127.0.0.1:{listening.findall(log)[-1]}"
+    listed = scrapyd.get("listversions.json", params={"project": "multi"}).json()
+    assert listed["versions"] == ["1", "2"]
+    assert "SAYS TEXT-OF-1" in _run_and_read_log(scrapyd, _version="1")
+    # A push through scrapy-do's API is a new version that takes the latest's place.
+    src = write_scrapy_project(
+        tmp_path / "zipped", "multi", {"says.py": VERSIONED_SPIDER.replace("{text}", "PUSHED")}
+    )
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for path in sorted(src.rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(src).as_posix())
+    pushed = daemon.post("/push-project.json", files={"archive": ("z.zip", buf.getvalue())})
+    assert pushed.status_code == 200, pushed.text
+    versions = scrapyd.get("listversions.json", params={"project": "multi"}).json()["versions"]
+    assert len(versions) == 2 and versions[0] == "1" and versions[1] not in ("1", "2")
+    assert "SAYS PUSHED" in _run_and_read_log(scrapyd)
+
+
+ITEMS_SPIDER = """
+import json
+from pathlib import Path
+
+import scrapy
+
+
+class Writes(scrapy.Spider):
+    name = "writes"
+
+    async def start(self):
+        # As the coinspiders pipelines do: the job folder's items.jl.
+        folder = Path(self.settings.get("DATA_DIR")) / self.settings.get("JOB_ID")
+        folder.mkdir(exist_ok=True)
+        with open(folder / "items.jl", "w") as fh:
+            for n in range(50):
+                fh.write(json.dumps({"n": n}) + "\\n")
+        return
+        yield
+
+
+class Links(scrapy.Spider):
+    name = "links"
+
+    async def start(self):
+        # A crawl that points items.jl at a file of the daemon's.
+        folder = Path(self.settings.get("DATA_DIR")) / self.settings.get("JOB_ID")
+        folder.mkdir(exist_ok=True)
+        (folder / "items.jl").symlink_to(self.target)
+        return
+        yield
+"""
+
+
+def test_items_are_served_and_listed_for_a_job_that_wrote_them(
+    scrapyd: Scrapyd, tmp_path: Path
+) -> None:
+    src = write_scrapy_project(
+        tmp_path / "src", "itemy", {"writes.py": ITEMS_SPIDER, "echo.py": ECHO_SPIDER}
+    )
+    scrapyd.add_egg("itemy", "1", make_egg(src, "itemy"))
+    secret = tmp_path / "secret.txt"
+    secret.write_text("SECRET-OF-THE-DAEMON\n")
+    ids = {}
+    for spider in ("writes", "echo", "links"):
+        fields = {"project": "itemy", "spider": spider, "target": str(secret)}
+        rsp = scrapyd.post("schedule.json", data=fields)
+        ids[spider] = rsp.json()["jobid"]
+        scrapyd.wait_state(ids[spider], "finished")
+    finished = {j["id"]: j for j in scrapyd.get("listjobs.json").json()["finished"]}
+    url = finished[ids["writes"]]["items_url"]
+    assert url == f"/items/itemy/writes/{ids['writes']}.jl"
+    assert finished[ids["echo"]]["items_url"] is None  # wrote no items.jl
+    assert finished[ids["links"]]["items_url"] is None  # a link is not served
+    linked = requests.get(f"{scrapyd.second}/items/itemy/links/{ids['links']}.jl", timeout=30)
+    assert linked.status_code == 404 and "SECRET" not in linked.text
+    full = requests.get(scrapyd.second + url, timeout=30)
+    assert full.status_code == 200
+    lines = full.text.splitlines()
+    assert len(lines) == 50 and json.loads(lines[-1]) == {"n": 49}
+    tail = requests.get(scrapyd.second + url, headers={"Range": "bytes=-10"}, timeout=30)
+    assert tail.status_code == 206 and tail.text == '{"n": 49}' + "\n"
+    mounted = scrapyd.get("listjobs.json", base=scrapyd.mounted).json()["finished"]
+    mounted_url = {j["id"]: j["items_url"] for j in mounted}[ids["writes"]]
+    assert mounted_url == f"/scrapyd{url}"
+    assert scrapyd.daemon.get(mounted_url).text == full.text
+    for path in (
+        f"/items/itemy/echo/{ids['writes']}.jl",
+        f"/items/itemy/echo/{ids['echo']}.jl",
+        f"/items/itemy/writes/{ids['writes']}.log",
+        "/items/../x/y.jl",
+    ):
+        assert requests.get(scrapyd.second + path, timeout=30).status_code == 404, path
+
+
+HUP_SPIDER = """
+import asyncio
+import signal
+from pathlib import Path
+
+import scrapy
+
+
+class Hangs(scrapy.Spider):
+    name = "hangs"
+
+    async def start(self):
+        got = []
+        signal.signal(signal.SIGHUP, lambda *_: got.append(True))
+        self.logger.info("HANGS-READY")
+        while not got:
+            await asyncio.sleep(0.05)
+        self.logger.info("HANGS-GOT-HUP")
+        yield {"done": True}
+"""
+
+
+def test_cancel_sends_the_signal_asked_for(scrapyd: Scrapyd, tmp_path: Path) -> None:
+    src = write_scrapy_project(tmp_path / "src", "sig", {"hangs.py": HUP_SPIDER})
+    scrapyd.add_egg("sig", "1", make_egg(src, "sig"))
+    job = scrapyd.post("schedule.json", data={"project": "sig", "spider": "hangs"}).json()["jobid"]
+    scrapyd.wait_state(job, "running")
+    wait_until(
+        lambda: scrapyd.get(f"logs/sig/hangs/{job}.log").text,
+        60,
+        "the spider to be ready for SIGHUP",
+        until=lambda text: "HANGS-READY" in text,
+    )
+    # Names and numbers Twisted's signalProcess does not take: scrapyd's own errors.
+    for bad, message in (
+        ("FOO", "TypeError: 'str' object cannot be interpreted as an integer"),
+        ("999", "OSError: [Errno 22] Invalid argument"),
+    ):
+        refused = scrapyd.post("cancel.json", data={"project": "sig", "job": job, "signal": bad})
+        assert refused.json()["message"] == message
+    assert scrapyd.get("status.json", params={"job": job}).json()["currstate"] == "running"
+    sent = scrapyd.post("cancel.json", data={"project": "sig", "job": job, "signal": "HUP"})
+    assert sent.json()["prevstate"] == "running"
+    scrapyd.wait_state(job, "finished")
+    assert "HANGS-GOT-HUP" in scrapyd.get(f"logs/sig/hangs/{job}.log").text

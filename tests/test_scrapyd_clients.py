@@ -64,6 +64,15 @@ def test_python_scrapyd_api_every_method(daemon: DaemonProcess, tmp_path: Path) 
     assert "ECHO-ARG viaapi" in log and "ECHO-SETTING set" in log
     assert api.cancel("eggy", job) is None  # finished: nothing to cancel
     assert api.job_status("eggy", "no-such-job") == ""
+    # Several versions, in version order; a job of the older one.
+    assert api.add_version("eggy", "1.10", io.BytesIO(egg)) == 2
+    assert api.list_versions("eggy") == ["1_0", "1_10"]
+    old = api.schedule("eggy", "echo", _version="1.0", word="older")
+    _wait_finished(api, "eggy", old)
+    entry = {j["id"]: j for j in api.list_jobs("eggy")["finished"]}[old]
+    assert entry["version"] == "1.0" and "ECHO-ARG older" in _log(url, entry["log_url"])
+    assert api.delete_version("eggy", "1.10") is True
+    assert api.list_versions("eggy") == ["1_0"]
     assert api.delete_version("eggy", "1.0") is True
     assert api.list_projects() == []
     assert api.add_version("eggy", "2", io.BytesIO(egg)) == 2
@@ -102,10 +111,10 @@ def test_scrapyd_deploy_and_scrapyd_client_with_one_url(
         assert '"status": "ok"' in done.stdout and '"spiders": 2' in done.stdout, done.stdout
     # python-scrapyd-api joins absolute paths: it takes host:port, so the second listener.
     api = ScrapydAPI(f"http://127.0.0.1:{scrapyd_port(daemon)}", auth=AUTH)
-    assert api.list_versions("eggy") == ["1_10"]  # the latest version is kept
+    assert api.list_versions("eggy") == ["1_9", "1_10"]  # both, in version order
     wrong = _run(project, "scrapyd-deploy", "wrong", "-v", "2")
     assert wrong.returncode == 1 and "Unauthorized" in wrong.stdout, (wrong.stdout, wrong.stderr)
-    assert api.list_versions("eggy") == ["1_10"]
+    assert api.list_versions("eggy") == ["1_9", "1_10"]
 
     listed = _run(project, "scrapyd-client", "projects")
     assert listed.returncode == 0 and listed.stdout.split() == ["eggy"], listed

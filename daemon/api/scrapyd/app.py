@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
 from klein import Klein
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -28,7 +28,8 @@ from twisted.web import resource
 from twisted.web.static import File
 from werkzeug.exceptions import HTTPException
 
-from daemon.api.scrapyd import eggs, html, params, replies, shape, versions
+from coinspiders.jobfolder import ITEMS_FILE
+from daemon.api.scrapyd import eggs, html, items, params, replies, shape, signals, versions
 from daemon.archive import ArchiveLimits, check_project_name
 from daemon.domain import RequestError, parse_settings
 from daemon.errors import DaemonError
@@ -55,8 +56,9 @@ class JobsLike(Protocol):
         settings: Mapping[str, str] | None = ...,
         job_id: str | None = ...,
         priority: float = ...,
+        version: str | None = ...,
     ) -> Any: ...
-    def cancel(self, job_id: str) -> Deferred[Any]: ...
+    def cancel(self, job_id: str, sig: int | None = None) -> Deferred[Any]: ...
     def figures(self) -> dict[str, int | None]: ...
     def push_guard(self, project: str, spiders: list[str]) -> str | None: ...
     def remove_guard(self, project: str, spiders: list[str]) -> str | None: ...
@@ -84,10 +86,20 @@ class ProjectsLike(Protocol):
     def names(self) -> list[str]: ...
     def __contains__(self, name: object) -> bool: ...
     def get_spiders(self, name: str, refresh: bool = False) -> Deferred[list[str]]: ...
-    def path(self, name: str) -> Path: ...
-    def pushed_at(self, name: str) -> str | None: ...
-    def push(self, archive: bytes, guard: Guard | None = None) -> Deferred[PushResult]: ...
+    def path(self, name: str, version: str | None = None) -> Path: ...
+    def versions(self, name: str) -> builtins.list[str]: ...
+    def version_spiders(self, name: str, version: str) -> builtins.list[str]: ...
+    def push(
+        self,
+        archive: bytes,
+        guard: Guard | None = None,
+        replace: bool = False,
+        version: str | None = None,
+    ) -> Deferred[PushResult]: ...
     def remove(self, name: str, guard: Guard | None = None) -> Deferred[None]: ...
+    def remove_version(
+        self, name: str, version: str, guard: Guard | None = None
+    ) -> Deferred[None]: ...
 
 
 @dataclass(frozen=True)
@@ -174,6 +186,11 @@ class ScrapydApi:
         def logs(request: Any, project: str, spider: str, name: str) -> Any:
             return self._log(request, project, spider, name)
 
+        @app.route("/items/<string:project>/<string:spider>/<string:name>")
+        @app.route("//items/<string:project>/<string:spider>/<string:name>")
+        def items_file(request: Any, project: str, spider: str, name: str) -> Any:
+            return self._items(request, project, spider, name)
+
         @app.route("/")
         @app.route("//")
         def home(request: Any) -> bytes:
@@ -245,12 +262,11 @@ class ScrapydApi:
         if project not in self.projects:
             raise replies.project_not_found(project)
 
-    def current_version(self, project: str) -> str | None:
-        """The version of a pushed project: the scrapyd version it was added under, or
-        its store version for a zip pushed through scrapy-do's API; None when local."""
-        if self.projects.pushed_at(project) is None:
-            return None
-        folder = self.projects.path(project)
+    def _shown(self, project: str, stored: str) -> str:
+        """The name a stored version is listed under: the scrapyd version its scrapy.cfg
+        records (a store written before versions were named knows only its folder),
+        else the store's own name for it (a scrapy-do push's)."""
+        folder = self.projects.path(project, stored)
         cached = self._versions.get(folder)
         if cached is None:
             try:
@@ -258,24 +274,26 @@ class ScrapydApi:
                 cfg = (folder / "scrapy.cfg").read_text(encoding="utf-8", errors="replace")
             except OSError:
                 cfg = ""
-            cached = eggs.version_of(cfg) or folder.name
+            cached = versions.listed_name(eggs.version_of(cfg) or stored)
             if len(self._versions) > 10_000:
                 self._versions.clear()
             self._versions[folder] = cached
         return cached
 
     def versions_of(self, project: str) -> list[str]:
+        """scrapyd's listing: oldest first, the latest (what crawls run by default) last."""
         if project not in self.projects:
             return []
-        version = self.current_version(project)
-        return [] if version is None else [versions.listed_name(version)]
+        stored = self.projects.versions(project)
+        return versions.sort_versions([self._shown(project, v) for v in stored])
 
-    def _check_version(self, project: str, version: str | None) -> None:
-        if not version:
-            return
-        current = self.current_version(project)
-        if current is None or not versions.same_version(current, version):
-            raise replies.version_not_found(version)
+    def _stored_version(self, project: str, version: str) -> str:
+        """The store's name of the version a request names (as listed, or as added)."""
+        for stored in self.projects.versions(project):
+            shown = self._shown(project, stored)
+            if versions.same_version(shown, version) or versions.same_version(stored, version):
+                return stored
+        raise replies.version_not_found(version)
 
     # -- endpoints -------------------------------------------------------------------
 
@@ -299,9 +317,15 @@ class ScrapydApi:
         project = params.take(args, "project")
         version = params.take(args, "_version", optional=True)
         self._known(project)
-        self._check_version(project, version)
-        d = self.projects.get_spiders(project)
+        d = self._spiders(project, version)
         return d.addCallback(lambda spiders: {"spiders": list(spiders)})
+
+    def _spiders(self, project: str, version: str | None) -> Deferred[list[str]]:
+        """The spiders of the version asked for, else of the latest."""
+        if not version:
+            return self.projects.get_spiders(project)
+        stored = self._stored_version(project, version)
+        return succeed(self.projects.version_spiders(project, stored))
 
     def schedule(self, request: Any, args: params.Args) -> Deferred[dict[str, Any]]:
         project = params.take(args, "project")
@@ -313,7 +337,7 @@ class ScrapydApi:
             raise replies.ScrapydError(f"priority is invalid: {priority} is not a number", 400)
         setting = params.take_all(args, "setting")
         self._known(project)
-        self._check_version(project, version)
+        stored = self._stored_version(project, version) if version else None
         if jobid is not None:
             shape.check_job_id(jobid)
             taken = (self.svc.data_dir / jobid).exists() or self.svc.log_path(jobid).exists()
@@ -338,22 +362,24 @@ class ScrapydApi:
                 settings=settings,
                 job_id=jobid,
                 priority=priority,
+                version=stored,
             )
             return {"jobid": job.id}
 
-        return self.projects.get_spiders(project).addCallback(submit)
+        return self._spiders(project, version).addCallback(submit)
 
     def cancel(self, request: Any, args: params.Args) -> dict[str, Any]:
         project = params.take(args, "project")
         job_id = params.take(args, "job")
-        params.take(args, "signal", optional=True)
+        sig_text = params.take(args, "signal", optional=True)
         self._known(project)
+        sig = signals.parse_signal(sig_text) if sig_text is not None else None
         job = self.reads.get(job_id)
         state = shape.STATE_OF.get(job.status) if job is not None else None
         if job is None or job.project != project or state not in ("pending", "running"):
             return {"prevstate": None}
         # scrapyd answers at once; the crawl ends (and is recorded) in the background.
-        self.jobs.cancel(job.id).addErrback(
+        self.jobs.cancel(job.id, sig).addErrback(
             lambda f: log.warn("scrapyd cancel of {id}: {why}", id=job.id, why=f.getErrorMessage())
         )
         return {"prevstate": state}
@@ -381,7 +407,16 @@ class ScrapydApi:
                 jobs.sort(key=lambda j: (-j.priority, j.seq))
             if group == "finished":
                 jobs = [j for j in jobs if j.started is not None]
-            out[group] = [shape.job_entry(j, group, tz, prefix) for j in jobs]
+            out[group] = [
+                shape.job_entry(
+                    j,
+                    group,
+                    tz,
+                    prefix,
+                    has_items=group != "pending" and items.is_plain_file(self.items_path(j.id)),
+                )
+                for j in jobs
+            ]
         return out
 
     def addversion(self, request: Any, args: params.Args) -> Deferred[dict[str, Any]]:
@@ -395,7 +430,9 @@ class ScrapydApi:
         check_project_name(project)
         limits = self.projects.limits
         d = deferToThread(eggs.egg_to_project, egg, project, version, limits)
-        pushed = d.addCallback(lambda archive: self.projects.push(archive, self.jobs.push_guard))
+        pushed = d.addCallback(
+            lambda archive: self.projects.push(archive, self.jobs.push_guard, version=version)
+        )
         return pushed.addCallback(
             lambda res: {"project": project, "version": version, "spiders": len(res.spiders)}
         )
@@ -405,11 +442,19 @@ class ScrapydApi:
         version = params.take(args, "version")
         if replies.is_traversal(project):
             raise replies.traversal(project)
-        current = self.current_version(project) if project in self.projects else None
-        if current is None or not versions.same_version(current, version):
+        if project not in self.projects:
             raise replies.version_not_found(version)
-        # The only version kept: scrapyd drops a project whose last version goes.
-        return self._drop(project)
+        stored = self._stored_version(project, version)
+        if len(self.projects.versions(project)) == 1:
+            # scrapyd drops a project whose last version goes, and its queue with it.
+            return self._drop(project)
+        jobs = self.jobs
+
+        def guard(name: str, spiders: list[str]) -> str | None:
+            return jobs.push_guard(name, spiders) if spiders else jobs.remove_guard(name, [])
+
+        d = self.projects.remove_version(project, stored, guard)
+        return d.addCallback(lambda _: {})
 
     def delproject(self, request: Any, args: params.Args) -> Deferred[dict[str, Any]]:
         project = params.take(args, "project")
@@ -484,6 +529,25 @@ class ScrapydApi:
             return resource.NoResource()
         title = "/".join(p for p in ("logs", project, spider) if p) + "/"
         return self._html(request, html.listing(f"Directory listing for /{title}", entries))
+
+    # -- items ---------------------------------------------------------------------
+
+    def items_path(self, job_id: str) -> Path:
+        """Where the coinspiders pipelines write a crawl's items (JSON lines)."""
+        return self.svc.data_dir / job_id / ITEMS_FILE
+
+    def _items(self, request: Any, project: str, spider: str, name: str) -> Any:
+        job_id, dot, ext = name.rpartition(".")
+        if not dot or ext != "jl" or any(replies.is_traversal(p) for p in (project, spider)):
+            return resource.NoResource()
+        job = self.reads.get(job_id)
+        if job is None or job.project != project or job.spider != spider:
+            return resource.NoResource()
+        path = self.items_path(job.id)
+        if not items.is_plain_file(path):
+            return resource.NoResource()
+        request.setHeader(b"Cache-Control", b"no-store")
+        return items.PlainFile(str(path), defaultType="text/plain")
 
     # -- logs ------------------------------------------------------------------------
 

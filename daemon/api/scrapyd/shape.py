@@ -75,9 +75,16 @@ def log_url(prefix: str, job: Any) -> str | None:
     return f"{prefix}/logs/{job.project}/{job.spider}/{job.id}.log"
 
 
-def job_entry(job: Any, group: str, tz: ZoneInfo, prefix: str) -> dict[str, Any]:
+def items_url(prefix: str, job: Any) -> str:
+    """Where the job's items (items.jl) are served."""
+    return f"{prefix}/items/{job.project}/{job.spider}/{job.id}.jl"
+
+
+def job_entry(
+    job: Any, group: str, tz: ZoneInfo, prefix: str, has_items: bool = False
+) -> dict[str, Any]:
     """One job of listjobs.json: scrapyd's keys for its group, then args and settings
-    for every group (scrapyd#529)."""
+    for every group (scrapyd#529); `items_url` only when the crawl wrote items."""
     args, version = job_args(job.payload)
     entry: dict[str, Any] = {"id": job.id, "project": job.project, "spider": job.spider}
     if group == "pending":
@@ -92,7 +99,7 @@ def job_entry(job: Any, group: str, tz: ZoneInfo, prefix: str) -> dict[str, Any]
         entry["start_time"] = scrapyd_time(job.started, tz)
         entry["end_time"] = scrapyd_time(job.finished, tz)
     entry["log_url"] = log_url(prefix, job)
-    entry["items_url"] = None
+    entry["items_url"] = items_url(prefix, job) if has_items else None
     entry["version"] = version
     entry["settings"] = dict(job.settings)
     entry["args"] = args
