@@ -8,12 +8,15 @@ readers do the small, bounded reads they need.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from coinspiders.jobfolder import MANIFEST_FILE
 from daemon.domain import CANCELED, FAILED, SUCCESSFUL
 from daemon.launcher import Outcome
 
@@ -108,14 +111,26 @@ def verdict(
 
 def read_manifest(job_dir: Path) -> dict[str, Any] | None:
     """The crawl's `job.json` (None when it wrote none); one that cannot be read or is
-    not a JSON object stands for a crawl that did not say it finished."""
-    path = job_dir / "job.json"
+    not a JSON object stands for a crawl that did not say it finished.
+
+    The crawl owns its folder (with `crawl_user`, the daemon does not), so the file is
+    opened without following a link (a crawl must not make the daemon read another file
+    as its verdict) and without blocking (a FIFO would hold the reactor), and only a
+    regular file is read."""
+    path = job_dir / MANIFEST_FILE
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        with path.open("rb") as fh:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return None
+    except OSError:  # ELOOP: a link
+        return {"close_reason": "unreadable job.json"}
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                return {"close_reason": "unreadable job.json"}
             data = fh.read(MANIFEST_MAX_BYTES)
         value = json.loads(data)
         return value if isinstance(value, dict) else {"close_reason": None}
-    except FileNotFoundError:
-        return None
     except (OSError, ValueError):
         return {"close_reason": "unreadable job.json"}

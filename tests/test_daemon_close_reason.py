@@ -10,7 +10,7 @@ import pytest
 
 from daemon.domain import FAILED, SUCCESSFUL
 from daemon.launcher import Outcome
-from daemon.verdict import close_reason_from_log, read_log_tail, verdict
+from daemon.verdict import close_reason_from_log, read_log_tail, read_manifest, verdict
 from tests.daemon_support import DaemonFactory, DaemonProcess, toy_projects
 
 BROKEN_SPIDERS = """
@@ -138,3 +138,26 @@ def test_crawl_with_job_json_is_judged_by_it(daemon: DaemonProcess, tmp_path: Pa
     job_id = daemon.schedule("sleepy", payload=f'{{"until_file": "{until}"}}')
     job = daemon.wait_status(job_id, ("SUCCESSFUL", "FAILED"))
     assert job["status"] == "SUCCESSFUL", job
+
+
+def test_manifest_is_read_only_from_a_regular_file_in_the_job_folder(tmp_path: Path) -> None:
+    """The crawl owns its folder: a job.json that is a link (to a file the daemon could
+    read and the crawl could not) or a FIFO (which would block the reader) is not
+    believed, and reading it never blocks."""
+    import os
+
+    secret = tmp_path / "elsewhere.json"
+    secret.write_text('{"close_reason": "finished", "succeeded": true}')
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "job.json").symlink_to(secret)
+    assert read_manifest(linked) == {"close_reason": "unreadable job.json"}
+    fifo = tmp_path / "fifo"
+    fifo.mkdir()
+    os.mkfifo(fifo / "job.json")
+    assert read_manifest(fifo) == {"close_reason": "unreadable job.json"}
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "job.json").write_text('{"close_reason": "finished"}')
+    assert read_manifest(plain) == {"close_reason": "finished"}
+    assert read_manifest(tmp_path / "missing") is None
