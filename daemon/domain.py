@@ -51,7 +51,7 @@ SCHEDULER = "SCHEDULER"
 
 # Settings the daemon sets itself on every crawl; a job may not override them.
 RESERVED_SETTINGS = frozenset(
-    {"JOB_ID", "DATA_DIR", "REMOTE_CONTROL_ENABLED", "TELNETCONSOLE_ENABLED"}
+    {"JOB_ID", "DATA_DIR", "LIVE_STATS_PATH", "REMOTE_CONTROL_ENABLED", "TELNETCONSOLE_ENABLED"}
 )
 
 MAX_PAYLOAD_BYTES = 64 * 1024

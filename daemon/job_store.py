@@ -160,6 +160,8 @@ class Job:
     priority: float = 0.0
     #: The project version the crawl runs (scrapyd's `_version`); None: the latest.
     version: str | None = None
+    #: The crawl's final stats (JSON text of an object, see daemon.live_stats).
+    stats: str | None = None
     seq: int = 0
 
     @property
@@ -194,6 +196,7 @@ _COLUMNS = [
     "leftovers_killed",
     "priority",
     "version",
+    "stats",
     "seq",
 ]
 _SELECT = "SELECT " + ", ".join(_COLUMNS) + " FROM jobs"
@@ -266,6 +269,14 @@ def _add_version(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE jobs ADD COLUMN version TEXT")
 
 
+def _add_stats(conn: sqlite3.Connection) -> None:
+    """Migration on open: the nullable `stats` column (a job's final crawl stats; jobs
+    of a store made before it have none). Additive, like `_add_priority`."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+    if "stats" not in columns:
+        conn.execute("ALTER TABLE jobs ADD COLUMN stats TEXT")
+
+
 class JobReads(Protocol):
     """The read-only face of the job store that the APIs and the coin service are
     given (a Store is one): they read jobs here and change them only through the jobs
@@ -313,6 +324,7 @@ class Store:
             self._conn.executescript(_SCHEMA)
             _add_priority(self._conn)
             _add_version(self._conn)
+            _add_stats(self._conn)
             self._check_version()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"store {self.path} is unusable: {exc}") from None
@@ -564,6 +576,7 @@ class Store:
         from_statuses: Sequence[str] = (PENDING, RUNNING, SCHEDULED),
         leftovers_killed: int | None = None,
         at: float | None = None,
+        stats: str | None = None,
     ) -> Job | None:
         """Move an active job to a final status; None when it was not active any more.
 
@@ -580,9 +593,19 @@ class Store:
                 return None
             conn.execute(
                 f"UPDATE jobs SET status = ?, active = 0, finished = ?, updated = ?, "
-                f"reason = ?, exit_code = ?, leftovers_killed = ?, next_run = NULL "
-                f"WHERE id = ? AND status IN ({marks})",
-                (status, now, now, reason, exit_code, leftovers_killed, job_id, *from_statuses),
+                f"reason = ?, exit_code = ?, leftovers_killed = ?, next_run = NULL, "
+                f"stats = ? WHERE id = ? AND status IN ({marks})",
+                (
+                    status,
+                    now,
+                    now,
+                    reason,
+                    exit_code,
+                    leftovers_killed,
+                    stats,
+                    job_id,
+                    *from_statuses,
+                ),
             )
             if row[0] != SCHEDULED:
                 self._bump(conn, _COUNTER_OF[status])

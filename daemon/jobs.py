@@ -40,6 +40,7 @@ from daemon.errors import DaemonError
 from daemon.events import JOB_CHANGED, SCHEDULE_ADDED, SCHEDULE_REMOVED, EventBus
 from daemon.job_store import COUNTERS, Job, StateConflict, Store, StoreFull
 from daemon.launcher import Crawl, Launcher, Outcome
+from daemon.live_stats import read_stats
 from daemon.recovery import Ended, Reattach, survey
 from daemon.scheduler import ScheduledJob
 from daemon.triggers import ScheduleError, parse_when
@@ -513,10 +514,19 @@ class JobsService(Service):
         really ended) and None is returned meanwhile."""
         at = self.store.now()
         ended: list[Job | None] = []
+        # The crawl's last stats (written at its close) become the job's for good; a
+        # job that never ran has no file (one failed open, no read).
+        stats = read_stats(self.data_dir, job_id)
 
         def write() -> Job | None:
             return self.store.finish(
-                job_id, status, reason, exit_code, leftovers_killed=leftovers_killed, at=at
+                job_id,
+                status,
+                reason,
+                exit_code,
+                leftovers_killed=leftovers_killed,
+                at=at,
+                stats=stats,
             )
 
         def written(job: Job | None) -> None:

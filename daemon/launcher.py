@@ -31,6 +31,7 @@ from daemon.config import CrawlUser
 from daemon.domain import RESERVED_SETTINGS
 from daemon.isolation import close_private_files, open_job_dir, seal_job_dir
 from daemon.leftovers import JOB_ENV, children_of, kill_leftovers
+from daemon.live_stats import live_stats_path
 from daemon.spider_args import crawl_arguments
 
 log = Logger()
@@ -63,6 +64,8 @@ def crawl_args(
     ]
     if not consoles:
         args += _CONSOLES_OFF
+    # Where daemon.runner.stats (which every crawl gets) writes the crawl's live stats.
+    args += ["-s", f"LIVE_STATS_PATH={live_stats_path(data_dir, job_id)}"]
     args += crawl_arguments(payload)
     return args
 

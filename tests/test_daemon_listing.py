@@ -43,6 +43,7 @@ FINISHED = Job(
     proc_start=1792888200.5,
     timezone="Europe/Berlin",
     leftovers_killed=2,
+    stats='{"finish_reason": "finished", "item_scraped_count": 3}',
     seq=17,
 )
 # Winter time; microseconds at both ends and one that rounds.
@@ -74,7 +75,8 @@ FINISHED_JSON = (
     '"parent": "7d1e2c3b-4a59-4687-8b9c-0d1e2f3a4b5c", '
     '"reason": "killed by signal SIGKILL \u2014 after 1 h", '
     '"settings": ["AUTOTHROTTLE_ENABLED", "CMC_API_KEY"], "max_runtime": 1.5, '
-    '"next_run": null, "last_fire": null, "skipped": 0, "leftovers_killed": 2}'
+    '"next_run": null, "last_fire": null, "skipped": 0, "leftovers_killed": 2, '
+    '"stats": {"finish_reason": "finished", "item_scraped_count": 3}}'
 )
 SCHEDULED_JSON = (
     '{"identifier": "1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9", "status": "SCHEDULED", '
@@ -85,7 +87,7 @@ SCHEDULED_JSON = (
     '"reason": null, "settings": [], "max_runtime": null, '
     '"next_run": "2026-01-01T01:05:00+01:00", '
     '"last_fire": "2026-01-01T00:59:59.500000+01:00", "skipped": 3, '
-    '"leftovers_killed": null}'
+    '"leftovers_killed": null, "stats": null}'
 )
 
 
@@ -188,6 +190,7 @@ def reference_dict(job: Job, tz: ZoneInfo) -> dict[str, Any]:
         "last_fire": iso(job.last_fire),
         "skipped": job.skipped,
         "leftovers_killed": job.leftovers_killed,
+        "stats": None if job.stats is None else json.loads(job.stats),
     }
 
 

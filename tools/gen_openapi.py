@@ -139,6 +139,34 @@ def path_param(name: str, schema: dict[str, Any], description: str) -> dict[str,
     }
 
 
+STATS: dict[str, Any] = {
+    "anyOf": [
+        {
+            "type": "object",
+            "properties": {
+                "item_scraped_count": INT,
+                "response_received_count": INT,
+                "finish_reason": STR,
+                "elapsed_time_seconds": NUM,
+                "start_time": STR,
+                "field_coverage": {
+                    "type": "object",
+                    "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1},
+                    "description": "for each item field, the share of items with a "
+                    "non-empty value in it",
+                },
+            },
+            "additionalProperties": True,
+        },
+        {"type": "null"},
+    ],
+    "description": "the crawl's stats under Scrapy's own names "
+    "(e.g. downloader/response_status_count/200, log_count/ERROR; datetimes as ISO "
+    "text) plus field_coverage: while it runs, as the crawl wrote them at most a second "
+    "ago; once it ended, its final ones; null for a job that has none (never ran)",
+}
+
+
 JOB = obj(
     {
         "identifier": {"type": "string", "format": "uuid"},
@@ -167,6 +195,7 @@ JOB = obj(
             "description": "processes of the crawl still alive after its main process "
             "ended, killed then (null: not a run, or not ended yet)",
         },
+        "stats": STATS,
         "events": {
             "type": "array",
             "description": "the job's history (only when asked by id)",
@@ -695,6 +724,23 @@ PATHS: dict[str, Any] = {
                     "description": "The JSON document (header X-Job-Data: complete or partial)",
                     "content": {"application/json": {"schema": {}}},
                 },
+                **COIN_ERRORS,
+            },
+        }
+    },
+    "/api/jobs/{job_id}/stats": {
+        "get": {
+            "summary": "A job's crawl stats: live while it runs, its final ones after",
+            "operationId": "job_stats",
+            "parameters": [JOB_ID_PARAM],
+            "responses": {
+                "200": json_response(
+                    "The job's status and stats",
+                    obj(
+                        {"job_id": STR, "status": {"enum": STATUSES}, "stats": STATS},
+                        ("job_id", "status", "stats"),
+                    ),
+                ),
                 **COIN_ERRORS,
             },
         }

@@ -30,6 +30,8 @@ from daemon.coin_records import (
     unknown_parameters,
 )
 from daemon.coin_service import CoinApiError
+from daemon.domain import RUNNING
+from daemon.live_stats import read_stats
 
 log = Logger()
 
@@ -153,6 +155,8 @@ def make_app(ctx: ApiContext) -> Klein:
     """The coin API, mounted under /api/ (its routes are relative to that prefix)."""
     app = new_app(_data_error)
     service = ctx.coins
+    reads = ctx.job_reads
+    data_dir = ctx.config.data_dir
 
     @app.route("/crypto/start_scraping/", methods=["POST"])
     def start_scraping(request: Any) -> bytes:
@@ -273,4 +277,33 @@ def make_app(ctx: ApiContext) -> Klein:
 
         return _deferred_reply(request, maybeDeferred(run), shape, _data_error)
 
+    @app.route("/jobs/<string:job_id>/stats", methods=["GET"])
+    def job_stats(request: Any, job_id: str) -> bytes:
+        """The crawl's stats under Scrapy's names plus field_coverage: live (at most a
+        second old) while it runs, its final ones once it ended; null when it has none."""
+        try:
+            _only_params(request, (), "/api/jobs/<job_id>/stats")
+        except RequestError as exc:
+            return _data_error(request, str(exc), 400)
+        row = None
+        if JOB_ID_RE.match(job_id):
+            row = reads.get_row(job_id, ("id", "status", "stats"))
+        if row is None:
+            return _data_error(request, f"Job {job_id[:80]} not found", 404)
+        _id, status, stats = row
+        if stats is None and status == RUNNING:
+            stats = read_stats(data_dir, job_id)
+        doc = {"job_id": job_id, "status": status, "stats": _stats_object(stats)}
+        return json_body(request, doc)
+
     return app
+
+
+def _stats_object(text: Any) -> Any:
+    """Stats text (checked JSON of an object when it was stored or read) as an object."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from json.encoder import encode_basestring
 from typing import Any
@@ -42,6 +42,7 @@ JOB_COLUMNS = (
     "last_fire",
     "skipped",
     "leftovers_killed",
+    "stats",
 )
 
 _fromtimestamp = datetime.fromtimestamp
@@ -79,10 +80,13 @@ def _setting_names(value: Any) -> str:
 
 
 class JobJson:
-    """Writes jobs for one time zone (the daemon's)."""
+    """Writes jobs for one time zone (the daemon's). `live(job_id)` gives a running
+    job's live stats (JSON text of an object, or None); a finished job's are in its row.
+    """
 
-    def __init__(self, tz: ZoneInfo) -> None:
+    def __init__(self, tz: ZoneInfo, live: Callable[[str], str | None] | None = None) -> None:
         self.tz = tz
+        self.live = live
 
     def iso(self, ts: float | None) -> str | None:
         """A timestamp in the daemon's zone, ISO 8601 with its offset.
@@ -116,6 +120,7 @@ class JobJson:
             last_fire,
             skipped,
             leftovers_killed,
+            stats,
         ) = row
         tz = self.tz
         texts: tuple[str, ...]
@@ -152,6 +157,10 @@ class JobJson:
             duration_j = _int_repr(duration) if duration.__class__ is int else _number(duration)
         else:
             duration_j = "null"
+        if stats is None and status == "RUNNING" and self.live is not None:
+            stats = self.live(id_)
+        # The store's text was checked to be a JSON object when it was written.
+        stats_j = stats if stats.__class__ is str else "null"
         return (
             f'{{"identifier": {id_j}, "status": {status_j}, "actor": {actor_j}, '
             f'"schedule": {schedule_j}, "project": {project_j}, "spider": {spider_j}, '
@@ -163,7 +172,7 @@ class JobJson:
             f'"reason": {_text(reason)}, "settings": {_setting_names(settings)}, '
             f'"max_runtime": {_number(max_runtime)}, "next_run": {_quoted(next_run, tz)}, '
             f'"last_fire": {_quoted(last_fire, tz)}, "skipped": {_number(skipped)}, '
-            f'"leftovers_killed": {_number(leftovers_killed)}}}'
+            f'"leftovers_killed": {_number(leftovers_killed)}, "stats": {stats_j}}}'
         )
 
     def jobs(self, rows: Iterable[Sequence[Any]]) -> str:

@@ -32,6 +32,7 @@ from daemon.api.procstats import ProcessFigures
 from daemon.api.ranges import LogFile
 from daemon.api.routing import new_app
 from daemon.domain import parse_job_id, parse_payload, parse_settings, parse_status
+from daemon.live_stats import read_stats
 
 if TYPE_CHECKING:
     from daemon.job_store import JobReads
@@ -169,7 +170,8 @@ def make_app(ctx: ApiContext) -> Klein:
     app = new_app(error_body)
     config = ctx.config
     tz = config.tz
-    shaper = JobJson(tz)
+    data_dir = config.data_dir
+    shaper = JobJson(tz, live=lambda job_id: read_stats(data_dir, job_id))
     process = ProcessFigures()
     jobs = ctx.jobs
     reads = ctx.job_reads
