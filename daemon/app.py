@@ -28,47 +28,22 @@ from daemon.job_store import Store, StoreError
 from daemon.jobs import JobsService
 from daemon.launcher import Launcher
 from daemon.leftovers import become_subreaper, reap_orphans
-from daemon.listen import listen
+from daemon.listen import ListenService
 from daemon.scheduler import Scheduler
 from daemon.stall import StallMonitor
 
 log = Logger()
 
 
-class WebService(Service):
-    """Listens on host:port (TLS when configured); reports the bound port (port 0)."""
+class WebService(ListenService):
+    """The main listener: host:port of the config (TLS when configured)."""
 
     name = "web"
 
     def __init__(
         self, reactor: Any, config: Config, site: GuardedSite | None, port_file: Path | None
     ) -> None:
-        self.reactor = reactor
-        self.config = config
-        self.site = site
-        self.port_file = port_file
-        self.listening: Any = None
-
-    @property
-    def port(self) -> int:
-        return self.listening.getHost().port
-
-    def startService(self) -> None:
-        super().startService()
-        cfg = self.config
-        self.listening = listen(self.reactor, cfg, cfg.port, self.site)
-        scheme = "https" if cfg.tls else "http"
-        print(f"listening on {scheme}://{cfg.host}:{self.port}", flush=True)
-        if self.port_file is not None:
-            tmp = self.port_file.with_name(self.port_file.name + ".tmp")
-            tmp.write_text(str(self.port))
-            tmp.replace(self.port_file)
-
-    def stopService(self) -> Any:
-        super().stopService()
-        if self.listening is not None:
-            return self.listening.stopListening()
-        return None
+        super().__init__(reactor, config, config.port, site, port_file=port_file)
 
 
 class ReaperService(Service):

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from klein import Klein
-from twisted.application.service import Service
 from twisted.internet.error import CannotListenError
 from twisted.web import resource
 
@@ -18,7 +17,7 @@ from daemon.api.http import ErrorResource, GuardedSite
 from daemon.api.scrapyd import replies
 from daemon.api.scrapyd.app import ScrapydOptions, ScrapydServices, build_app
 from daemon.config import Config
-from daemon.listen import listen
+from daemon.listen import ListenService
 
 PREFIX = "/scrapyd"
 
@@ -144,39 +143,22 @@ class ScrapydListenError(Exception):
     """The second listener's port is taken (or not allowed)."""
 
 
-class ScrapydWebService(Service):
+class ScrapydWebService(ListenService):
     """The second listener: the main one's host and TLS on `scrapyd.port` (0 = any
     free port, printed once bound)."""
 
     name = "scrapyd-web"
 
     def __init__(self, reactor: Any, config: Config, site: Any) -> None:
-        self.reactor = reactor
-        self.config = config
-        self.site = site
-        self.listening: Any = None
-
-    @property
-    def port(self) -> int:
-        return self.listening.getHost().port
+        assert config.scrapyd.port is not None
+        super().__init__(reactor, config, config.scrapyd.port, site, label="scrapyd API ")
 
     def startService(self) -> None:
-        super().startService()
-        cfg = self.config
-        port = cfg.scrapyd.port
-        assert port is not None
         try:
-            self.listening = listen(self.reactor, cfg, port, self.site)
+            super().startService()
         except CannotListenError as exc:
             # Not CannotListenError: the daemon's start would name the main port.
             raise ScrapydListenError(
-                f"cannot listen on {cfg.host}:{port} for scrapyd's API: {exc.socketError}"
+                f"cannot listen on {self.config.host}:{self.wanted} for scrapyd's API: "
+                f"{exc.socketError}"
             ) from None
-        scheme = "https" if cfg.tls else "http"
-        print(f"scrapyd API listening on {scheme}://{cfg.host}:{self.port}", flush=True)
-
-    def stopService(self) -> Any:
-        super().stopService()
-        if self.listening is not None:
-            return self.listening.stopListening()
-        return None
