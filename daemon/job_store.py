@@ -249,32 +249,27 @@ def _row_to_job(row: Sequence[Any]) -> Job:
     return Job(**values)
 
 
-def _add_priority(conn: sqlite3.Connection) -> None:
-    """Migration on open: the `priority` column (jobs of a store made before it get 0)
-    and the index that picks the next pending job by it. Additive, so the schema
-    version stays: an earlier daemon reads and writes the same file unchanged."""
+#: Columns added after schema 2, on open, to a store that lacks them: additive, so the
+#: schema version stays and an earlier daemon reads and writes the same file unchanged.
+#: priority: jobs made before it get 0; version: they run their project's latest version;
+#: stats: they have none.
+_ADDED_COLUMNS = (
+    ("priority", "REAL NOT NULL DEFAULT 0"),
+    ("version", "TEXT"),
+    ("stats", "TEXT"),
+)
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    """Migration on open: every column of _ADDED_COLUMNS the table lacks, and the index
+    that picks the next pending job by priority."""
     columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
-    if "priority" not in columns:
-        conn.execute("ALTER TABLE jobs ADD COLUMN priority REAL NOT NULL DEFAULT 0")
+    for name, definition in _ADDED_COLUMNS:
+        if name not in columns:
+            conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {definition}")
     conn.execute(
         "CREATE INDEX IF NOT EXISTS jobs_status_priority_seq ON jobs (status, priority DESC, seq)"
     )
-
-
-def _add_version(conn: sqlite3.Connection) -> None:
-    """Migration on open: the nullable `version` column (jobs of a store made before it
-    run their project's latest version, as they did). Additive, like `_add_priority`."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
-    if "version" not in columns:
-        conn.execute("ALTER TABLE jobs ADD COLUMN version TEXT")
-
-
-def _add_stats(conn: sqlite3.Connection) -> None:
-    """Migration on open: the nullable `stats` column (a job's final crawl stats; jobs
-    of a store made before it have none). Additive, like `_add_priority`."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
-    if "stats" not in columns:
-        conn.execute("ALTER TABLE jobs ADD COLUMN stats TEXT")
 
 
 class JobReads(Protocol):
@@ -322,9 +317,7 @@ class Store:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = self._connect()
             self._conn.executescript(_SCHEMA)
-            _add_priority(self._conn)
-            _add_version(self._conn)
-            _add_stats(self._conn)
+            _add_columns(self._conn)
             self._check_version()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"store {self.path} is unusable: {exc}") from None

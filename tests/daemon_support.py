@@ -347,3 +347,21 @@ def pid_alive(pid: int) -> bool:
         return stat.rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def write_store_without_added_columns(path: Path) -> None:
+    """A job store as the daemon wrote it before the columns it now adds on open
+    (daemon.job_store._ADDED_COLUMNS), with one PENDING job "old" of p/s."""
+    import sqlite3
+
+    from daemon.job_store import _SCHEMA, SCHEMA_VERSION
+
+    old = sqlite3.connect(path)
+    old.executescript(_SCHEMA)
+    old.execute("INSERT INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+    old.execute(
+        "INSERT INTO jobs (id, status, active, actor, schedule, project, spider, created,"
+        " updated) VALUES ('old', 'PENDING', 1, 'USER', 'now', 'p', 's', 1, 1)"
+    )
+    old.commit()
+    old.close()

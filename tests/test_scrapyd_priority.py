@@ -7,8 +7,8 @@ import sqlite3
 from pathlib import Path
 
 from daemon.domain import PENDING, USER
-from daemon.job_store import _SCHEMA, SCHEMA_VERSION, Job, Store
-from tests.daemon_support import write_scrapy_project
+from daemon.job_store import _SCHEMA, Job, Store
+from tests.daemon_support import write_scrapy_project, write_store_without_added_columns
 from tests.scrapyd_support import WAIT_SPIDER, make_egg
 from tests.test_scrapyd_api import Scrapyd, scrapyd  # noqa: F401 (fixture)
 
@@ -27,15 +27,7 @@ def _job(job_id: str, priority: float = 0.0) -> Job:
 
 def test_a_store_without_priority_is_migrated_on_open(tmp_path: Path) -> None:
     path = tmp_path / "daemon.sqlite"
-    old = sqlite3.connect(path)
-    old.executescript(_SCHEMA)  # the tables as the previous version made them
-    old.execute("INSERT INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-    old.execute(
-        "INSERT INTO jobs (id, status, active, actor, schedule, project, spider, created,"
-        " updated) VALUES ('old', 'PENDING', 1, 'USER', 'now', 'p', 's', 1, 1)"
-    )
-    old.commit()
-    old.close()
+    write_store_without_added_columns(path)  # with one PENDING job "old" in p/s
     store = Store(path)
     try:
         kept = store.get("old")

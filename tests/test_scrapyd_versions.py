@@ -7,7 +7,6 @@ from __future__ import annotations
 import errno
 import os
 import signal
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -16,20 +15,13 @@ from daemon.api.scrapyd.items import PlainFile, is_plain_file, open_plain
 from daemon.api.scrapyd.replies import ScrapydError
 from daemon.api.scrapyd.signals import parse_signal
 from daemon.domain import PENDING, USER
-from daemon.job_store import _SCHEMA, SCHEMA_VERSION, Job, Store
+from daemon.job_store import Job, Store
+from tests.daemon_support import write_store_without_added_columns
 
 
 def test_a_store_without_versions_is_migrated_on_open(tmp_path: Path) -> None:
     path = tmp_path / "daemon.sqlite"
-    old = sqlite3.connect(path)
-    old.executescript(_SCHEMA)  # the tables as an earlier version made them
-    old.execute("INSERT INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-    old.execute(
-        "INSERT INTO jobs (id, status, active, actor, schedule, project, spider, created,"
-        " updated) VALUES ('old', 'PENDING', 1, 'USER', 'now', 'p', 's', 1, 1)"
-    )
-    old.commit()
-    old.close()
+    write_store_without_added_columns(path)  # with one PENDING job "old" in p/s
     store = Store(path)
     try:
         kept = store.get("old")

@@ -536,12 +536,20 @@ class ScrapydApi:
         """Where the coinspiders pipelines write a crawl's items (JSON lines)."""
         return self.svc.data_dir / job_id / ITEMS_FILE
 
-    def _items(self, request: Any, project: str, spider: str, name: str) -> Any:
-        job_id, dot, ext = name.rpartition(".")
-        if not dot or ext != "jl" or any(replies.is_traversal(p) for p in (project, spider)):
-            return resource.NoResource()
+    def _job_named(self, project: str, spider: str, name: str, ext: str) -> Any:
+        """The job a `/logs/` or `/items/` path names (`<job>.<ext>` of that project and
+        spider), or None."""
+        job_id, dot, got = name.rpartition(".")
+        if not dot or got != ext or any(replies.is_traversal(p) for p in (project, spider)):
+            return None
         job = self.reads.get(job_id)
         if job is None or job.project != project or job.spider != spider:
+            return None
+        return job
+
+    def _items(self, request: Any, project: str, spider: str, name: str) -> Any:
+        job = self._job_named(project, spider, name, "jl")
+        if job is None:
             return resource.NoResource()
         path = self.items_path(job.id)
         if not items.is_plain_file(path):
@@ -552,11 +560,8 @@ class ScrapydApi:
     # -- logs ------------------------------------------------------------------------
 
     def _log(self, request: Any, project: str, spider: str, name: str) -> Any:
-        job_id, dot, ext = name.rpartition(".")
-        if not dot or ext != "log" or any(replies.is_traversal(p) for p in (project, spider)):
-            return resource.NoResource()
-        job = self.reads.get(job_id)
-        if job is None or job.project != project or job.spider != spider:
+        job = self._job_named(project, spider, name, "log")
+        if job is None:
             return resource.NoResource()
         path = self.svc.log_path(job.id)
         if not path.is_file():
