@@ -230,21 +230,25 @@ def test_versions_and_removal_across_both_apis(
 
 
 def test_delproject_drops_pending_jobs(scrapyd: Scrapyd, tmp_path: Path) -> None:
+    """A job of another project holds the only slot, so the deleted project's job is
+    really pending when delproject runs (a running crawl would make it refuse)."""
     src = write_scrapy_project(tmp_path / "src", "waiter", {"waits.py": WAIT_SPIDER})
-    scrapyd.add_egg("waiter", "1", make_egg(src, "waiter"))
+    egg = make_egg(src, "waiter")
+    scrapyd.add_egg("waiter", "1", egg)
+    scrapyd.add_egg("blocker", "1", egg)
     until = tmp_path / "go"
-    data = {"project": "waiter", "spider": "waits", "until_file": str(until)}
-    first = scrapyd.post("schedule.json", data=data).json()["jobid"]
-    second = scrapyd.post("schedule.json", data=data).json()["jobid"]
-    scrapyd.wait_state(first, "running")
-    until.touch()
-    scrapyd.wait_state(first, "finished")
-    # The first one finished; cancel nothing, delete the project with the second queued
-    # (or already started) - either way no job of it is left pending.
+    data = {"spider": "waits", "until_file": str(until)}
+    blocker = scrapyd.post("schedule.json", data={"project": "blocker", **data}).json()["jobid"]
+    scrapyd.wait_state(blocker, "running")
+    queued = scrapyd.post("schedule.json", data={"project": "waiter", **data}).json()["jobid"]
+    assert [j["id"] for j in scrapyd.get("listjobs.json").json()["pending"]] == [queued]
     reply = scrapyd.post("delproject.json", data={"project": "waiter"}).json()
-    state = scrapyd.get("status.json", params={"job": second}).json()["currstate"]
-    assert reply["status"] == "ok" or state == "running", reply
+    assert reply["status"] == "ok", reply
     assert scrapyd.get("listjobs.json").json()["pending"] == []
+    until.touch()
+    scrapyd.wait_state(blocker, "finished")
+    job = scrapyd.daemon.job(queued)
+    assert job["status"] == "CANCELED" and job["started"] is None, job
 
 
 def test_bad_eggs_are_refused_with_the_stores_checks(scrapyd: Scrapyd, tmp_path: Path) -> None:
