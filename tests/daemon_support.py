@@ -365,3 +365,25 @@ def write_store_without_added_columns(path: Path) -> None:
     )
     old.commit()
     old.close()
+
+
+def zip_project(folder: Path, top: str | None = None) -> bytes:
+    """A zip as scrapy-do-cl builds it (one top folder) or with scrapy.cfg at the root."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                rel = path.relative_to(folder).as_posix()
+                zf.write(path, f"{top}/{rel}" if top else rel)
+    return buf.getvalue()
+
+
+def read_items(path: Path) -> list[dict[str, Any]]:
+    """items.jl as the daemon reads it (its complete lines), [] before the file exists."""
+    from daemon.coin_records import complete_lines
+
+    lines, _ = complete_lines(path.read_bytes() if path.exists() else b"", 0)
+    return [json.loads(line.data) for line in lines]

@@ -21,9 +21,9 @@ from urllib.parse import parse_qs
 import pytest
 
 from coinspiders.spiders.cmc_api import ListingPlan, listing_plan
-from daemon.coin_records import complete_lines
 from tests.cmc_server import ERRORS, CMCServer
 from tests.cmcfake import png
+from tests.daemon_support import read_items
 
 REPO = Path(__file__).resolve().parent.parent
 LISTINGS = "/v1/cryptocurrency/listings/latest"
@@ -32,12 +32,6 @@ KEY_HEADER = "x-cmc_pro_api_key"
 
 
 # --- argument checking (pure) ---------------------------------------------------------
-
-
-def read_items(path: Path) -> list[dict[str, Any]]:
-    """items.jl as the daemon reads it (its complete lines), [] before the file exists."""
-    lines, _ = complete_lines(path.read_bytes() if path.exists() else b"", 0)
-    return [json.loads(line.data) for line in lines]
 
 
 def test_listing_plan_defaults_and_payload_types():

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
 import socket
 import time
 import uuid
-import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,7 +15,13 @@ import psutil
 import pytest
 import requests
 
-from tests.daemon_support import DaemonFactory, DaemonProcess, pid_alive, write_toy_project
+from tests.daemon_support import (
+    DaemonFactory,
+    DaemonProcess,
+    pid_alive,
+    write_toy_project,
+    zip_project,
+)
 from tests.waiting import wait_until
 
 
@@ -29,17 +33,6 @@ def daemon(start_module_daemon: DaemonFactory) -> DaemonProcess:
 def daemon_now(daemon: DaemonProcess) -> datetime:
     """The daemon's clock (status.json `time`, in its time zone: UTC here)."""
     return datetime.fromisoformat(daemon.get("/status.json").json()["time"]).replace(tzinfo=UTC)
-
-
-def zip_project(folder: Path, top: str | None) -> bytes:
-    """A zip as scrapy-do-cl builds it (one top folder) or with scrapy.cfg at the root."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                rel = path.relative_to(folder).as_posix()
-                zf.write(path, f"{top}/{rel}" if top else rel)
-    return buf.getvalue()
 
 
 # -- status ---------------------------------------------------------------------------

@@ -21,17 +21,10 @@ from typing import Any
 import pytest
 
 from daemon.coin_index import INDEX_FILE, CoinFilter, CoinIndex
-from daemon.coin_records import complete_lines
 from tests.cmc_server import CMCServer
-from tests.daemon_support import ROOT, DaemonFactory, DaemonProcess
+from tests.daemon_support import ROOT, DaemonFactory, DaemonProcess, read_items
 
 # --- shell crawls -----------------------------------------------------------------------
-
-
-def read_items(path: Path) -> list[dict[str, Any]]:
-    """items.jl as the daemon reads it (its complete lines), [] before the file exists."""
-    lines, _ = complete_lines(path.read_bytes() if path.exists() else b"", 0)
-    return [json.loads(line.data) for line in lines]
 
 
 def _crawl_command(spider: str, args: list[str], settings: dict[str, str]) -> list[str]:

@@ -10,7 +10,6 @@ a file or a hash so it need not sit in the daemon's environment.
 from __future__ import annotations
 
 import base64
-import io
 import json
 import os
 import pwd
@@ -20,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 import uuid
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +37,7 @@ from tests.daemon_support import (
     DaemonProcess,
     toy_projects,
     write_scrapy_project,
+    zip_project,
 )
 from tests.waiting import wait_until
 
@@ -122,15 +121,6 @@ class Probe(scrapy.Spider):
         print("PROBE", json.dumps(r), flush=True)
         yield {"done": True}
 """
-
-
-def zip_project(folder: Path) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                zf.write(path, path.relative_to(folder).as_posix())
-    return buf.getvalue()
 
 
 def push(daemon: DaemonProcess, folder: Path) -> list[str]:

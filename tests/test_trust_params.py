@@ -7,9 +7,7 @@ A real daemon on a random port with the toy project and the repo's own coinspide
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from tests.daemon_support import (
     DaemonProcess,
     toy_projects,
     write_scrapy_project,
+    zip_project,
 )
 
 SPIDER = """
@@ -60,12 +59,7 @@ def project_zip(folder: Path, name: str, spider: str, deploy: bool) -> bytes:
     if deploy:
         cfg += f"\n[deploy]\nproject = {name}\n"
     (folder / "scrapy.cfg").write_text(cfg)
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                zf.write(path, path.relative_to(folder).as_posix())
-    return buf.getvalue()
+    return zip_project(folder)
 
 
 def active_ids(daemon: DaemonProcess) -> set[str]:
