@@ -288,7 +288,10 @@ class JobReads(Protocol):
         spider: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        conn: sqlite3.Connection | None = None,
     ) -> list[Job]: ...
+
+    def read_in_thread(self, fn: Callable[[sqlite3.Connection], T]) -> Deferred[T]: ...
 
     def events(self, job_id: str, limit: int = 50) -> list[tuple[float, str]]: ...
 

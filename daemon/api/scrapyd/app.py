@@ -12,11 +12,12 @@ from __future__ import annotations
 import builtins
 import math
 import socket
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from klein import Klein
@@ -42,6 +43,9 @@ log = Logger()
 
 
 Guard = Callable[[str, "builtins.list[str]"], "str | None"]
+
+
+T = TypeVar("T")
 
 
 class JobsLike(Protocol):
@@ -75,7 +79,9 @@ class JobReadsLike(Protocol):
         spider: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        conn: sqlite3.Connection | None = None,
     ) -> list[Any]: ...
+    def read_in_thread(self, fn: Callable[[sqlite3.Connection], T]) -> Deferred[T]: ...
 
 
 class ProjectsLike(Protocol):
@@ -394,15 +400,20 @@ class ScrapydApi:
             return {"currstate": None}
         return {"currstate": shape.STATE_OF.get(job.status)}
 
-    def listjobs(self, request: Any, args: params.Args) -> dict[str, Any]:
+    def listjobs(self, request: Any, args: params.Args) -> Deferred[dict[str, Any]]:
         project = params.take(args, "project", optional=True)
         if project is not None:
             self._known(project)
+        # Up to PENDING_LIMIT + finished_limit rows and an lstat per job: in a worker
+        # thread, as clients poll this (it must not hold the reactor).
+        return self.reads.read_in_thread(lambda conn: self._job_groups(project, conn))
+
+    def _job_groups(self, project: str | None, conn: sqlite3.Connection) -> dict[str, Any]:
         tz, prefix = self.svc.timezone, self.options.prefix
         out: dict[str, Any] = {}
         for group, statuses in shape.GROUPS.items():
             limit = self.options.finished_limit if group == "finished" else PENDING_LIMIT
-            jobs = self.reads.list_jobs(statuses, project, None, limit, 0)
+            jobs = self.reads.list_jobs(statuses, project, None, limit, 0, conn)
             if group == "pending":  # in the order they will run
                 jobs.sort(key=lambda j: (-j.priority, j.seq))
             if group == "finished":
