@@ -234,7 +234,14 @@ def _interpreter_for_crawls() -> tuple[str, dict[str, str]]:
     """An interpreter the crawl user may run, and the environment it needs.
 
     The test venv's python may live under /root (pyenv): then the system's python of
-    the same version runs the daemon, with the venv's site-packages on PYTHONPATH."""
+    the same version runs the daemon, with the venv's site-packages on PYTHONPATH. The
+    checkout and its venv must be where other users may enter (a clone under a 0700
+    folder, as `mktemp -d` makes, is not)."""
+    needed = [Path(p) for p in sys.path if p.endswith("site-packages")] + [ROOT]
+    closed = [str(p) for p in needed if p.exists() and not _runnable_by_all(p)]
+    if closed:
+        print(f"skipped: other users cannot enter {closed[0]}")
+        pytest.skip(f"other users cannot enter {closed[0]}")
     if _runnable_by_all(Path(sys.executable)):
         return sys.executable, {}
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
