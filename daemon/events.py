@@ -56,9 +56,13 @@ class EventBus:
 # Payloads are typed loosely here (Any) to keep this module free of imports from the
 # services that publish them; each topic's comment names its payload.
 
-#: A job's state changed (a run started or ended): payload daemon.job_store.Job.
+#: A job's state changed (a run started or ended; a schedule was paused, resumed or
+#: edited): payload daemon.job_store.Job.
 JOB_CHANGED: Topic[Any] = Topic("job.changed")
 #: A recurring or timed job was recorded: payload (job id, daemon.triggers.When).
 SCHEDULE_ADDED: Topic[tuple[str, Any]] = Topic("schedule.added")
-#: A scheduled job stops firing (canceled): payload its job id.
+#: A scheduled job is armed again from a given fire time (resumed, or its `when`
+#: edited): payload (job id, daemon.triggers.When, the next fire time as a datetime).
+SCHEDULE_ARMED: Topic[tuple[str, Any, Any]] = Topic("schedule.armed")
+#: A scheduled job stops firing (canceled or paused): payload its job id.
 SCHEDULE_REMOVED: Topic[str] = Topic("schedule.removed")

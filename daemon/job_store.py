@@ -162,6 +162,19 @@ class Job:
     version: str | None = None
     #: The crawl's final stats (JSON text of an object, see daemon.live_stats).
     stats: str | None = None
+    #: A scheduled job that does not fire until it is resumed.
+    paused: bool = False
+    #: Fire times of a scheduled job that produced no run because they were missed (the
+    #: daemon was down or the reactor held up): skipped beyond misfire_grace, or
+    #: coalesced with a later one. Runs skipped because the last one was still active
+    #: are `skipped`, not misfires.
+    misfires: int = 0
+    #: The instant the current `schedule` was parsed with (set when it is edited; None:
+    #: `created`), so a restart rebuilds the fire times the edit armed.
+    spec_start: float | None = None
+    #: Fire times at or before it are never due (set on resume and edit): firings that
+    #: fell in a pause, or belong to the spec before an edit, are not misfires to catch up.
+    not_before: float | None = None
     seq: int = 0
 
     @property
@@ -197,10 +210,22 @@ _COLUMNS = [
     "priority",
     "version",
     "stats",
+    "paused",
+    "misfires",
+    "spec_start",
+    "not_before",
     "seq",
 ]
 _SELECT = "SELECT " + ", ".join(_COLUMNS) + " FROM jobs"
-_KNOWN_COLUMNS = frozenset(_COLUMNS)
+#: Columns computed per row: a scheduled job's newest run as the JSON array [id, status,
+#: created, started, finished] (one index seek on `parent`; runs, whose schedule is
+#: `now`, skip it).
+_DERIVED_COLUMNS = {
+    "last_run": "CASE WHEN schedule = 'now' THEN NULL ELSE (SELECT json_array(r.id, "
+    "r.status, r.created, r.started, r.finished) FROM jobs AS r WHERE r.parent = jobs.id "
+    "ORDER BY r.seq DESC LIMIT 1) END",
+}
+_KNOWN_COLUMNS = frozenset(_COLUMNS) | frozenset(_DERIVED_COLUMNS)
 _FIGURES_SQL = (
     "SELECT name, value FROM counters"
     " UNION ALL SELECT 'pending', COUNT(*) FROM jobs WHERE status = ?"
@@ -240,23 +265,29 @@ def _select(columns: Sequence[str]) -> str:
     unknown = set(columns) - _KNOWN_COLUMNS
     if unknown:
         raise ValueError(f"unknown job columns: {sorted(unknown)}")
-    return "SELECT " + ", ".join(columns) + " FROM jobs"
+    return "SELECT " + ", ".join(_DERIVED_COLUMNS.get(c, c) for c in columns) + " FROM jobs"
 
 
 def _row_to_job(row: Sequence[Any]) -> Job:
     values = dict(zip(_COLUMNS, row, strict=True))
     values["settings"] = json.loads(values["settings"] or "{}")
+    values["paused"] = bool(values["paused"])
     return Job(**values)
 
 
 #: Columns added after schema 2, on open, to a store that lacks them: additive, so the
 #: schema version stays and an earlier daemon reads and writes the same file unchanged.
 #: priority: jobs made before it get 0; version: they run their project's latest version;
-#: stats: they have none.
+#: stats: they have none; paused, misfires, spec_start, not_before: their schedules run,
+#: have missed nothing counted, and keep the spec they were made with.
 _ADDED_COLUMNS = (
     ("priority", "REAL NOT NULL DEFAULT 0"),
     ("version", "TEXT"),
     ("stats", "TEXT"),
+    ("paused", "INTEGER NOT NULL DEFAULT 0"),
+    ("misfires", "INTEGER NOT NULL DEFAULT 0"),
+    ("spec_start", "REAL"),
+    ("not_before", "REAL"),
 )
 
 
@@ -668,6 +699,78 @@ class Store:
     def set_next_run(self, job_id: str, next_run: float | None) -> None:
         with self.transaction() as conn:
             conn.execute("UPDATE jobs SET next_run = ? WHERE id = ?", (next_run, job_id))
+
+    def add_misfires(self, job_id: str, count: int) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE jobs SET misfires = misfires + ? WHERE id = ?", (count, job_id))
+
+    def _update_schedule(self, job_id: str, assignments: str, values: Sequence[Any]) -> Job | None:
+        """Change columns of a SCHEDULED job; None (nothing written) when it is not one."""
+        with self.transaction() as conn:
+            cur = conn.execute(
+                f"UPDATE jobs SET {assignments}, updated = ? WHERE id = ? AND status = ?",
+                (*values, self._clock(), job_id, SCHEDULED),
+            )
+            if cur.rowcount != 1:
+                return None
+        return self.get(job_id)
+
+    def set_paused(
+        self,
+        job_id: str,
+        paused: bool,
+        next_run: float | None,
+        not_before: float | None = None,
+    ) -> Job | None:
+        """Pause (next_run None) or resume a scheduled job. A resume also sets not_before
+        (default now): the fire times that fell in the pause are never due."""
+        if paused:
+            return self._update_schedule(job_id, "paused = 1, next_run = NULL", ())
+        since = self._clock() if not_before is None else not_before
+        return self._update_schedule(
+            job_id, "paused = 0, next_run = ?, not_before = ?", (next_run, since)
+        )
+
+    def replace_schedule(
+        self, job_id: str, spec: str, timezone: str, start: float, next_run: float | None
+    ) -> Job | None:
+        """A scheduled job's new `when`, parsed at `start`; a paused job keeps no next_run."""
+        return self._update_schedule(
+            job_id,
+            "schedule = ?, timezone = ?, spec_start = ?, not_before = ?, "
+            "next_run = CASE WHEN paused THEN NULL ELSE ? END",
+            (spec, timezone, start, start, next_run),
+        )
+
+    def add_run(self, parent_id: str, run: Job) -> str | None:
+        """Insert a run of a scheduled job unless its last run is still pending or
+        running (checked in the same transaction); returns that active run's id, or None
+        when `run` was inserted. StateConflict when the parent is not SCHEDULED."""
+        now = self._clock()
+        values = {
+            **{c: getattr(run, c) for c in _COLUMNS if c != "seq"},
+            "created": now,
+            "updated": now,
+            "settings": json.dumps(run.settings, sort_keys=True),
+        }
+        cols = list(values)
+        with self.transaction() as conn:
+            row = conn.execute("SELECT status FROM jobs WHERE id = ?", (parent_id,)).fetchone()
+            if row is None or row[0] != SCHEDULED:
+                raise StateConflict(f"job {parent_id} is not scheduled")
+            busy = conn.execute(
+                "SELECT id FROM jobs WHERE parent = ? AND status IN (?, ?) "
+                "ORDER BY seq DESC LIMIT 1",
+                (parent_id, PENDING, RUNNING),
+            ).fetchone()
+            if busy:
+                return str(busy[0])
+            conn.execute(
+                f"INSERT INTO jobs ({', '.join(cols)}, active) "
+                f"VALUES ({', '.join('?' * len(cols))}, 1)",
+                [values[c] for c in cols],
+            )
+        return None
 
     def purge_completed(self, cap: int) -> list[str]:
         """Forget the oldest completed jobs beyond `cap` (0 = keep all); returns their ids.

@@ -37,7 +37,13 @@ from daemon.domain import (
     USER,
 )
 from daemon.errors import DaemonError
-from daemon.events import JOB_CHANGED, SCHEDULE_ADDED, SCHEDULE_REMOVED, EventBus
+from daemon.events import (
+    JOB_CHANGED,
+    SCHEDULE_ADDED,
+    SCHEDULE_ARMED,
+    SCHEDULE_REMOVED,
+    EventBus,
+)
 from daemon.job_store import COUNTERS, Job, StateConflict, Store, StoreFull
 from daemon.launcher import Crawl, Launcher, Outcome
 from daemon.live_stats import read_stats
@@ -338,15 +344,18 @@ class JobsService(Service):
     # -- scheduler host protocol ---------------------------------------------
 
     def scheduled_jobs(self) -> list[ScheduledJob]:
+        """The unpaused schedules, each from the start its spec was parsed with (an
+        edit's), with nothing due before its last resume or edit (`not_before`)."""
         return [
             ScheduledJob(
                 id=j.id,
                 spec=j.schedule,
                 timezone=j.timezone or self.timezone,
-                last_fire=_ts(j.last_fire),
-                created=_ts(j.created) or self.now(),
+                last_fire=_ts(_latest(j.last_fire, j.not_before)),
+                created=_ts(j.spec_start or j.created) or self.now(),
             )
             for j in self.store.jobs_in(SCHEDULED)
+            if not j.paused
         ]
 
     def fire(
@@ -404,6 +413,201 @@ class JobsService(Service):
         self.backlog.write(
             job_id, f"event of job {job_id}", lambda: self.store.add_event(job_id, text, at)
         )
+
+    def record_misfires(self, job_id: str, count: int) -> None:
+        self.backlog.write(
+            job_id,
+            f"misfires of job {job_id}",
+            lambda: self.store.add_misfires(job_id, count),
+        )
+
+    # -- schedule and job actions (pause, resume, edit, run now, re-run, bulk cancel) --
+
+    def _schedule_of(self, job_id: str) -> Job:
+        job = self.store.get(job_id)
+        if job is None:
+            raise JobError(f"Unknown job: {job_id}", 404)
+        if job.status != SCHEDULED:
+            raise JobError(f"Job {job_id} is not an active scheduled job (it is {job.status})", 409)
+        return job
+
+    def _changed(self, job_id: str, job: Job | None, text: str) -> Job:
+        """After a schedule's row changed: its history line, and JOB_CHANGED for
+        listeners (a dashboard); a row that changed meanwhile (canceled) is a 409."""
+        if job is None:
+            raise JobError(f"Job {job_id} changed meanwhile; it is not scheduled any more", 409)
+        log.info("job {id}: {text}", id=job_id, text=text)
+        self.record_event(job_id, text)
+        self._notify(job)
+        return job
+
+    def pause(self, job_id: str) -> Job:
+        """Stop a schedule's firings until it is resumed (kept across restarts); its
+        pending or running run is left alone. Pausing a paused schedule changes nothing."""
+        job = self._schedule_of(job_id)
+        if job.paused:
+            return job
+        updated = self.store.set_paused(job_id, True, None)
+        if updated is not None:
+            self.bus.publish(SCHEDULE_REMOVED, job_id)
+        return self._changed(job_id, updated, "paused")
+
+    def resume(self, job_id: str) -> Job:
+        """Arm a paused schedule again at its first fire time after now: fire times that
+        fell in the pause are not run (they are neither caught up nor counted as
+        misfires). A one-shot schedule whose times all passed meanwhile is complete."""
+        job = self._schedule_of(job_id)
+        if not job.paused:
+            return job
+        start = _ts(job.spec_start or job.created) or self.now()
+        try:
+            when = parse_when(job.schedule, start, job.timezone or self.timezone)
+        except ScheduleError as exc:
+            raise JobError(f"Job {job_id} cannot resume: its when {exc}", 409) from None
+        now = self.now()
+        last = _ts(job.last_fire)
+        nxt = when.next_after(max(now, last) if last else now)
+        updated = self.store.set_paused(
+            job_id, False, nxt.timestamp() if nxt else None, not_before=now.timestamp()
+        )
+        if updated is not None and nxt is None:
+            reason = "schedule complete: its fire times passed while it was paused"
+            ended = self._record_end(job_id, SUCCESSFUL, reason, None)
+            return ended or updated
+        if updated is not None and nxt is not None:
+            self.bus.publish(SCHEDULE_ARMED, (job_id, when, nxt))
+        next_text = nxt.astimezone(UTC).isoformat() if nxt else "none"
+        return self._changed(
+            job_id, updated, f"resumed; fire times while paused skipped; next run {next_text}"
+        )
+
+    def edit(self, job_id: str, plan: Plan) -> Job:
+        """Replace a schedule's `when` (validated by `plan`) in one write and re-arm it
+        from the new spec's first fire time (a paused schedule stays paused). The new
+        fire times count from now, as for a new schedule: the preview shows them."""
+        if plan.when is None or plan.now is None:
+            raise JobError(
+                "a scheduled job's when cannot be 'now' (run-now.json starts one run of it)"
+            )
+        job = self._schedule_of(job_id)
+        first = plan.next_run
+        updated = self.store.replace_schedule(
+            job_id,
+            plan.spec,
+            self.timezone,
+            plan.now.timestamp(),
+            first.timestamp() if first else None,
+        )
+        if updated is not None and not updated.paused and first is not None:
+            self.bus.publish(SCHEDULE_ARMED, (job_id, plan.when, first))
+        text = f"when changed from {job.schedule!r} to {plan.spec!r}"
+        return self._changed(job_id, updated, text)
+
+    def run_now(self, job_id: str) -> Job:
+        """One run of a schedule now, as a firing makes it (same fields, parent = the
+        schedule) but with actor USER, since a person asked for it; the schedule's
+        fire times do not move. Refused (409) while its last run is still pending or
+        running, the rule a firing follows by skipping. A paused schedule may run now."""
+        parent = self._schedule_of(job_id)
+        run = Job(
+            id=str(uuid.uuid4()),
+            status=PENDING,
+            actor=USER,
+            schedule="now",
+            project=parent.project,
+            spider=parent.spider,
+            description=parent.description,
+            payload=parent.payload,
+            settings=dict(parent.settings),
+            max_runtime=parent.max_runtime,
+            parent=job_id,
+        )
+        try:
+            busy = self.store.add_run(job_id, run)
+        except StateConflict:
+            raise JobError(f"Job {job_id} is not scheduled any more", 409) from None
+        if busy is not None:
+            raise JobError(
+                f"The last run of job {job_id} ({busy}) is still pending or running; "
+                "wait for it to end or cancel it",
+                409,
+            )
+        self.record_event(job_id, f"run {run.id} started on request (run now)")
+        self.dispatch()
+        return self.store.get(run.id) or run
+
+    def rerun(self, job_id: str) -> Job:
+        """A new PENDING run with the arguments of a finished one: project, spider,
+        payload, settings, max_runtime, priority, description and version (a job pinned
+        to a version runs that version again; one that ran the latest runs the latest
+        now). Not linked to the schedule that fired the original, so that schedule's
+        skip rule does not count it; its history names the original."""
+        old = self.store.get(job_id)
+        if old is None:
+            raise JobError(f"Unknown job: {job_id}", 404)
+        if old.active:
+            raise JobError(f"Job {job_id} is {old.status}: only a finished job can be re-run", 409)
+        if old.schedule != "now":
+            raise JobError(
+                f"Job {job_id} is a schedule ({old.schedule!r}), not a run: schedule it "
+                "again with schedule-job.json",
+                409,
+            )
+        new = self.store.insert(
+            Job(
+                id=str(uuid.uuid4()),
+                status=PENDING,
+                actor=USER,
+                schedule="now",
+                project=old.project,
+                spider=old.spider,
+                description=old.description,
+                payload=old.payload,
+                settings=dict(old.settings),
+                max_runtime=old.max_runtime,
+                priority=old.priority,
+                version=old.version,
+            )
+        )
+        origin = f" (a run of scheduled job {old.parent})" if old.parent else ""
+        self.record_event(new.id, f"re-run of job {job_id}{origin}")
+        log.info("job {id} PENDING: re-run of {old}", id=new.id, old=job_id)
+        self.dispatch()
+        return self.store.get(new.id) or new
+
+    def cancel_many(self, job_ids: list[str]) -> Deferred[list[dict[str, Any]]]:
+        """Cancel each job as cancel() does, all at once; fires when every one is
+        settled, with one result per id in order: canceled, not active, unknown or
+        error (with its message). One id's refusal never stops the others."""
+        from twisted.internet.defer import gatherResults
+
+        def one(job_id: str) -> Deferred[dict[str, Any]]:
+            def done(job: Job | None) -> dict[str, Any]:
+                current = job or self.store.get(job_id)
+                status = current.status if current else None
+                return {"id": job_id, "result": "canceled", "status": status}
+
+            def refused(failure: Any) -> dict[str, Any]:
+                exc = failure.value
+                code = getattr(exc, "http_status", None)
+                if code == 404:
+                    return {"id": job_id, "result": "unknown", "status": None}
+                current = self.store.get(job_id)
+                status = current.status if current else None
+                if isinstance(exc, JobError) and code == 400:
+                    return {"id": job_id, "result": "not active", "status": status}
+                message = getattr(exc, "message", None) or "internal error; see the daemon log"
+                if not isinstance(exc, DaemonError):
+                    log.failure("cancel of job {id} failed", failure, id=job_id)
+                return {"id": job_id, "result": "error", "status": status, "msg": message}
+
+            try:
+                d = self.cancel(job_id)
+            except Exception as exc:  # a synchronous fault of one id: reported, not raised
+                return _fail(exc).addCallbacks(done, refused)
+            return d.addCallbacks(done, refused)
+
+        return gatherResults([one(job_id) for job_id in job_ids])
 
     def schedule_finished(self, job_id: str) -> None:
         """A schedule with no fire time left (one-shot timestamps, all fired) is over."""
@@ -556,6 +760,11 @@ class JobsService(Service):
 
 def _nothing() -> None:
     return None
+
+
+def _latest(*values: float | None) -> float | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
 
 
 def _fail(exc: Exception) -> Deferred[Any]:

@@ -166,11 +166,16 @@ def _body(request: Any) -> bytes:
     return data
 
 
-def _json_value(name: str, value: Any, pairs: bool) -> list[str]:
+def _json_value(name: str, value: Any, pairs: bool, many: bool = False) -> list[str]:
     """One JSON field as the form values it stands for; strict about types, so a JSON
-    body means exactly what the same form would."""
+    body means exactly what the same form would. `many`: a list of strings stands for
+    the field repeated."""
     if isinstance(value, str):
         return [value]
+    if isinstance(value, list) and many:
+        if not all(isinstance(item, str) for item in value):
+            raise ApiError(f"{name} must be a list of strings")
+        return list(value)
     if isinstance(value, dict) and pairs:
         out = []
         for key, item in value.items():
@@ -190,10 +195,12 @@ def json_fields(
     objects: Collection[str] = (),
     numbers: Collection[str] = (),
     pairs: Collection[str] = (),
+    lists: Collection[str] = (),
 ) -> dict[bytes, list[bytes]] | None:
     """The fields of a JSON object body as form fields, or None for a body that is not
     JSON. `objects` may be given as JSON objects (kept as JSON text), `numbers` as
-    numbers, `pairs` as an object or a list of KEY=VALUE (as the form repeats them)."""
+    numbers, `pairs` as an object or a list of KEY=VALUE (as the form repeats them),
+    `lists` as a list of strings (the field repeated)."""
     ctype = request.getHeader(b"content-type") or b""
     if request.method != b"POST":
         return None
@@ -226,7 +233,7 @@ def json_fields(
         elif name in numbers and not isinstance(value, str):
             raise ApiError(f"{name} must be a number (or its text)")
         else:
-            values = _json_value(name, value, name in pairs)
+            values = _json_value(name, value, name in pairs, name in lists)
         fields[name.encode("utf-8", "surrogatepass")] = [v.encode("utf-8") for v in values]
     return fields
 
@@ -238,6 +245,7 @@ def accepts(
     objects: Collection[str] = (),
     numbers: Collection[str] = (),
     pairs: Collection[str] = (),
+    lists: Collection[str] = (),
     form_hint: str = "",
 ) -> Callable[[F], F]:
     """A route's accepted parameters (query or form), checked before it runs.
@@ -250,7 +258,7 @@ def accepts(
         @functools.wraps(fn)
         def route(request: Any, *args: Any, **kw: Any) -> Any:
             if json_body:
-                fields = json_fields(request, objects, numbers, pairs)
+                fields = json_fields(request, objects, numbers, pairs, lists)
                 if fields is not None:
                     query = request.uri.partition(b"?")[2]
                     request.args = parse_qs(query, keep_blank_values=True)

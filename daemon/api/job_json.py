@@ -43,6 +43,9 @@ JOB_COLUMNS = (
     "skipped",
     "leftovers_killed",
     "stats",
+    "paused",
+    "misfires",
+    "last_run",
 )
 
 _fromtimestamp = datetime.fromtimestamp
@@ -121,6 +124,9 @@ class JobJson:
             skipped,
             leftovers_killed,
             stats,
+            paused,
+            misfires,
+            last_run,
         ) = row
         tz = self.tz
         texts: tuple[str, ...]
@@ -172,7 +178,22 @@ class JobJson:
             f'"reason": {_text(reason)}, "settings": {_setting_names(settings)}, '
             f'"max_runtime": {_number(max_runtime)}, "next_run": {_quoted(next_run, tz)}, '
             f'"last_fire": {_quoted(last_fire, tz)}, "skipped": {_number(skipped)}, '
-            f'"leftovers_killed": {_number(leftovers_killed)}, "stats": {stats_j}}}'
+            f'"leftovers_killed": {_number(leftovers_killed)}, "stats": {stats_j}, '
+            f'"paused": {"true" if paused else "false"}, "misfires": {_number(misfires)}, '
+            f'"last_run": {self._last_run(last_run)}}}'
+        )
+
+    def _last_run(self, value: Any) -> str:
+        """A schedule's newest run, from the store's [id, status, created, started,
+        finished] (see job_store._DERIVED_COLUMNS); null when it has none."""
+        if value.__class__ is not str:
+            return "null"
+        id_, status, created, started, finished = json.loads(value)
+        tz = self.tz
+        return (
+            f'{{"identifier": {_text(id_)}, "status": {_text(status)}, '
+            f'"created": {_quoted(created, tz)}, "started": {_quoted(started, tz)}, '
+            f'"finished": {_quoted(finished, tz)}}}'
         )
 
     def jobs(self, rows: Iterable[Sequence[Any]]) -> str:
@@ -186,5 +207,6 @@ def _quoted(ts: float | None, tz: ZoneInfo) -> str:
 
 
 def job_row(job: Job) -> tuple[Any, ...]:
-    """A Job as a row of JOB_COLUMNS (for a job already read as a Job)."""
-    return tuple(getattr(job, name) for name in JOB_COLUMNS)
+    """A Job as a row of JOB_COLUMNS (for a job already read as a Job; the columns the
+    store computes, such as last_run, are null)."""
+    return tuple(getattr(job, name, None) for name in JOB_COLUMNS)

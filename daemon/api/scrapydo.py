@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 import socket
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from klein import Klein
@@ -31,8 +31,16 @@ from daemon.api.job_json import JOB_COLUMNS, JobJson
 from daemon.api.procstats import ProcessFigures
 from daemon.api.ranges import LogFile
 from daemon.api.routing import new_app
-from daemon.domain import parse_job_id, parse_payload, parse_settings, parse_status
+from daemon.domain import (
+    RequestError,
+    parse_job_id,
+    parse_payload,
+    parse_settings,
+    parse_status,
+)
 from daemon.live_stats import read_stats
+from daemon.triggers import ScheduleError, resolve_zone
+from daemon.when_reading import describe
 
 if TYPE_CHECKING:
     from daemon.job_store import JobReads
@@ -45,6 +53,11 @@ _TRUE = ("1", "true", "True", "yes")
 _FALSE = ("", "0", "false", "False", "no")
 SCHEDULE_FIELDS = ("project", "spider", "when", "description", "payload", "setting", "max_runtime")
 _PAYLOAD_HINT = 'spider arguments go in payload, a JSON object: payload={"coins": "BTC,ETH"}'
+PREVIEW_DEFAULT = 5
+PREVIEW_MAX = 20
+#: Most ids one cancel-jobs.json request may name.
+BULK_CANCEL_MAX = 1000
+_IDS_HINT = 'repeat id=..., or send a JSON body {"ids": ["<id>", ...]}'
 _LOG_NAME_RE = re.compile(
     r"^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.(out|err)$"
 )
@@ -351,6 +364,152 @@ def make_app(ctx: ApiContext) -> Klein:
     def cancel_job(request: Any) -> Deferred[bytes]:
         job_id = parse_job_id(required(request, "id"))
         return jobs.cancel(job_id).addCallback(lambda _: ok(request))
+
+    # -- schedule and job actions ---------------------------------------------------
+
+    def schedule_reply(request: Any, job: Any, **extra: Any) -> bytes:
+        return ok(
+            request,
+            identifier=job.id,
+            job_status=job.status,
+            schedule=job.schedule,
+            paused=job.paused,
+            next_run=shaper.iso(job.next_run),
+            **extra,
+        )
+
+    @app.route("/pause-schedule.json", methods=["POST"])
+    @accepts("id", json_body=True)
+    def pause_schedule(request: Any) -> bytes:
+        job = jobs.pause(parse_job_id(required(request, "id")))
+        return schedule_reply(request, job)
+
+    @app.route("/resume-schedule.json", methods=["POST"])
+    @accepts("id", json_body=True)
+    def resume_schedule(request: Any) -> bytes:
+        job = jobs.resume(parse_job_id(required(request, "id")))
+        return schedule_reply(request, job)
+
+    @app.route("/edit-schedule.json", methods=["POST"])
+    @accepts("id", "when", json_body=True)
+    def edit_schedule(request: Any) -> bytes:
+        job_id = parse_job_id(required(request, "id"))
+        plan = jobs.plan(required(request, "when"))  # schedule-job's grammar and messages
+        job = jobs.edit(job_id, plan)
+        extra = {"ignored": list(plan.ignored)} if plan.ignored else {}
+        return schedule_reply(request, job, **extra)
+
+    @app.route("/run-now.json", methods=["POST"])
+    @accepts("id", json_body=True)
+    def run_now(request: Any) -> bytes:
+        run = jobs.run_now(parse_job_id(required(request, "id")))
+        return ok(request, identifier=run.id, parent=run.parent)
+
+    @app.route("/rerun-job.json", methods=["POST"])
+    @accepts("id", json_body=True)
+    def rerun_job(request: Any) -> bytes | Deferred[bytes]:
+        job_id = parse_job_id(required(request, "id"))
+        old = reads.get(job_id)
+        if old is None:
+            raise ApiError(f"Unknown job: {job_id}", 404)
+        if old.active or old.schedule != "now":
+            jobs.rerun(job_id)  # refuses it, saying why
+        if old.project not in projects:
+            raise ApiError(f"Job {job_id} cannot be re-run: project {old.project} is gone", 409)
+        if old.version is not None and old.version not in projects.versions(old.project):
+            raise ApiError(
+                f"Job {job_id} cannot be re-run: version {old.version} of project "
+                f"{old.project} is gone",
+                409,
+            )
+
+        def submit(spiders: list[str]) -> bytes:
+            if old.spider not in spiders:
+                raise ApiError(
+                    f"Job {job_id} cannot be re-run: project {old.project} has no spider "
+                    f"{old.spider} any more",
+                    409,
+                )
+            new = jobs.rerun(job_id)
+            return ok(request, identifier=new.id, rerun_of=job_id)
+
+        return maybeDeferred(projects.get_spiders, old.project).addCallback(submit)
+
+    @app.route("/cancel-jobs.json", methods=["POST"])
+    @accepts("id", "ids", hint=_IDS_HINT, json_body=True, lists=("id", "ids"))
+    def cancel_jobs(request: Any) -> Deferred[bytes]:
+        given = arg_list(request, "id") + arg_list(request, "ids")
+        if not given:
+            raise ApiError(f"Missing argument: id ({_IDS_HINT})")
+        if len(given) > BULK_CANCEL_MAX:
+            raise ApiError(f"at most {BULK_CANCEL_MAX} ids per request, got {len(given)}")
+        order: list[tuple[str, str | None]] = []  # (as given, canonical or None)
+        for raw in given:
+            try:
+                order.append((raw, parse_job_id(raw)))
+            except RequestError:
+                order.append((raw, None))
+        unique = list(dict.fromkeys(c for _, c in order if c is not None))
+
+        def reply(results: list[dict[str, Any]]) -> bytes:
+            by_id = {r["id"]: r for r in results}
+            out: list[dict[str, Any]] = []
+            seen: set[str] = set()
+            for raw, canonical in order:
+                if canonical is None:
+                    out.append({"id": raw[:100], "result": "invalid", "status": None})
+                elif canonical not in seen:
+                    seen.add(canonical)
+                    out.append(by_id[canonical])
+            counts = {
+                kind: sum(1 for r in out if r["result"] == kind)
+                for kind in ("canceled", "not active", "unknown", "invalid", "error")
+            }
+            return ok(request, results=out, counts=counts)
+
+        return jobs.cancel_many(unique).addCallback(reply)
+
+    @app.route("/preview-when.json", methods=["GET"])
+    @accepts("when", "count", "timezone")
+    def preview_when(request: Any) -> bytes:
+        plan = jobs.plan(required(request, "when"))  # schedule-job's grammar and messages
+        count = arg_int(request, "count", PREVIEW_DEFAULT, 1, PREVIEW_MAX)
+        zone_name = arg(request, "timezone")
+        try:
+            zone = resolve_zone(zone_name) if zone_name else None
+        except ScheduleError as exc:
+            raise ApiError(f"timezone: {exc}") from None
+        if plan.when is None:
+            return ok(
+                request,
+                when="now",
+                reading="once, as soon as a slot is free",
+                timezone=config.timezone,
+                next_runs=[],
+                ignored=[],
+            )
+        times: list[datetime] = []
+        t = plan.next_run
+        while t is not None and len(times) < count:
+            times.append(t)
+            t = plan.when.next_after(t)
+        runs: list[dict[str, str]] = []
+        for t in times:
+            entry = {
+                "time": t.astimezone(tz).isoformat(),
+                "utc": t.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            }
+            if zone is not None:
+                entry["local"] = t.astimezone(zone).isoformat()
+            runs.append(entry)
+        return ok(
+            request,
+            when=plan.when.canonical,
+            reading=describe(plan.when),
+            timezone=config.timezone,
+            next_runs=runs,
+            ignored=list(plan.ignored),
+        )
 
     @app.route("/get-log/data/<path:name>", methods=["GET"])
     @accepts("follow", "offset")
