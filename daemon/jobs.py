@@ -545,14 +545,14 @@ class JobsService(Service):
         old = self.store.get(job_id)
         if old is None:
             raise JobError(f"Unknown job: {job_id}", 404)
-        if old.active:
-            raise JobError(f"Job {job_id} is {old.status}: only a finished job can be re-run", 409)
         if old.schedule != "now":
             raise JobError(
                 f"Job {job_id} is a schedule ({old.schedule!r}), not a run: schedule it "
                 "again with schedule-job.json",
                 409,
             )
+        if old.active:
+            raise JobError(f"Job {job_id} is {old.status}: only a finished job can be re-run", 409)
         new = self.store.insert(
             Job(
                 id=str(uuid.uuid4()),
