@@ -290,6 +290,8 @@ def test_preview_refuses_a_bad_spec_with_the_parsers_message(start_daemon: Daemo
         ({"when": "every day", "count": "21"}, "'count' must be between 1 and 20"),
         ({"when": "every day", "count": "0"}, "'count' must be between 1 and 20"),
         ({"when": "every day", "timezone": "Mars/Olympus"}, "unknown timezone"),
+        ({"when": "every day", "timezone": "Europe"}, "unknown timezone"),
+        ({"when": "every day", "timezone": "x" * 300}, "unknown timezone"),
         ({"when": "every day", "colour": "red"}, "Unknown parameter(s): colour"),
         ({}, "Missing argument: when"),
     ):

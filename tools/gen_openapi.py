@@ -196,6 +196,31 @@ JOB = obj(
             "ended, killed then (null: not a run, or not ended yet)",
         },
         "stats": STATS,
+        "paused": {
+            "type": "boolean",
+            "description": "a scheduled job that does not fire until resumed",
+        },
+        "misfires": {
+            **INT,
+            "description": "fire times of a scheduled job missed (daemon down, reactor held "
+            "up) that gave no run: skipped beyond misfire_grace or coalesced with a later one",
+        },
+        "last_run": {
+            "anyOf": [
+                obj(
+                    {
+                        "identifier": {"type": "string", "format": "uuid"},
+                        "status": {"enum": STATUSES},
+                        "created": STRN,
+                        "started": STRN,
+                        "finished": STRN,
+                    },
+                    ("identifier", "status", "created", "started", "finished"),
+                ),
+                {"type": "null"},
+            ],
+            "description": "a scheduled job's newest run (null: none yet, or not a schedule)",
+        },
         "events": {
             "type": "array",
             "description": "the job's history (only when asked by id)",
@@ -271,6 +296,19 @@ JOB_ID_PARAM = path_param(
     "job_id",
     {"type": "string", "format": "uuid"},
     "a job identifier (canonical lower-case UUID; anything else is an unknown job, 404)",
+)
+
+ID_BODY = form_body({"id": STR}, ("id",), {"id": "00000000-0000-4000-8000-000000000000"})
+SCHEDULE_REPLY = ok_with(
+    {
+        "identifier": {"type": "string", "format": "uuid"},
+        "job_status": {"enum": STATUSES},
+        "schedule": STR,
+        "paused": {"type": "boolean"},
+        "next_run": {**STRN, "description": "null while paused"},
+        "ignored": {"type": "array", "items": STR, "description": "past timestamps left out"},
+    },
+    ("identifier", "job_status", "schedule", "paused", "next_run"),
 )
 
 PATHS: dict[str, Any] = {
@@ -533,6 +571,200 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "200": json_response("Cancelled", ref("Ok")),
                 **scrapydo_errors(400, 404, post=True),
+            },
+        }
+    },
+    "/pause-schedule.json": {
+        "post": {
+            "summary": "Pause a scheduled job: it does not fire (even after a restart) until "
+            "resumed; its running run goes on. Pausing a paused one changes nothing",
+            "operationId": "pause_schedule",
+            "requestBody": ID_BODY,
+            "responses": {
+                "200": json_response("Paused", SCHEDULE_REPLY),
+                **scrapydo_errors(400, 404, 409, 507, post=True),
+            },
+        }
+    },
+    "/resume-schedule.json": {
+        "post": {
+            "summary": "Resume a paused scheduled job from its first fire time after now: fire "
+            "times that fell in the pause are not run and not counted as misfires (a one-shot "
+            "schedule whose times all passed is then complete, job_status SUCCESSFUL)",
+            "operationId": "resume_schedule",
+            "requestBody": ID_BODY,
+            "responses": {
+                "200": json_response("Resumed", SCHEDULE_REPLY),
+                **scrapydo_errors(400, 404, 409, 507, post=True),
+            },
+        }
+    },
+    "/edit-schedule.json": {
+        "post": {
+            "summary": "Replace a scheduled job's `when` (schedule-job's grammar and 400 "
+            "messages; not `now`); its fire times count from now, as preview-when shows them. "
+            "A paused job stays paused",
+            "operationId": "edit_schedule",
+            "requestBody": form_body(
+                {"id": STR, "when": {**STR, "description": "every ... | cron ... | at ..."}},
+                ("id", "when"),
+                {"id": "00000000-0000-4000-8000-000000000000", "when": "every day at 12:30"},
+            ),
+            "responses": {
+                "200": json_response("Edited", SCHEDULE_REPLY),
+                **scrapydo_errors(400, 404, 409, 507, post=True),
+            },
+        }
+    },
+    "/run-now.json": {
+        "post": {
+            "summary": "Start one run of a scheduled job now (actor USER, parent the schedule; "
+            "its fire times do not move); 409 while its last run is pending or running",
+            "operationId": "run_now",
+            "requestBody": ID_BODY,
+            "responses": {
+                "200": json_response(
+                    "The run, PENDING (started at once when a slot is free)",
+                    ok_with(
+                        {"identifier": {"type": "string", "format": "uuid"}, "parent": STR},
+                        ("identifier", "parent"),
+                    ),
+                ),
+                **scrapydo_errors(400, 404, 409, 507, post=True),
+            },
+        }
+    },
+    "/rerun-job.json": {
+        "post": {
+            "summary": "A new PENDING job with a finished run's project, spider, payload, "
+            "settings, max_runtime, priority, description and version (pinned: the same; "
+            "none: the latest); 409 for an active job, a schedule, or a project, version or "
+            "spider that is gone",
+            "operationId": "rerun_job",
+            "requestBody": ID_BODY,
+            "responses": {
+                "200": json_response(
+                    "Re-run",
+                    ok_with(
+                        {
+                            "identifier": {"type": "string", "format": "uuid"},
+                            "rerun_of": {"type": "string", "format": "uuid"},
+                        },
+                        ("identifier", "rerun_of"),
+                    ),
+                ),
+                **scrapydo_errors(400, 404, 409, 500, 507, post=True),
+            },
+        }
+    },
+    "/cancel-jobs.json": {
+        "post": {
+            "summary": "Cancel many jobs at once (at most 1000 ids; repeated id, or a JSON "
+            'body {"ids": [...]}); answers when all are settled, one result per id',
+            "operationId": "cancel_jobs",
+            "requestBody": form_body(
+                {
+                    "id": {"type": "array", "items": STR, "maxItems": 1000},
+                    "ids": {"type": "array", "items": STR, "maxItems": 1000},
+                },
+                (),
+                {"id": ["00000000-0000-4000-8000-000000000000"]},
+                {
+                    "id": {
+                        "anyOf": [STR, {"type": "array", "items": STR, "maxItems": 1000}],
+                    },
+                    "ids": {
+                        "anyOf": [STR, {"type": "array", "items": STR, "maxItems": 1000}],
+                    },
+                },
+            ),
+            "responses": {
+                "200": json_response(
+                    "One result per id given (a repeated id once)",
+                    ok_with(
+                        {
+                            "results": {
+                                "type": "array",
+                                "items": obj(
+                                    {
+                                        "id": STR,
+                                        "result": {
+                                            "enum": [
+                                                "canceled",
+                                                "not active",
+                                                "unknown",
+                                                "invalid",
+                                                "error",
+                                            ]
+                                        },
+                                        "status": {
+                                            **STRN,
+                                            "description": "the job's status after the call",
+                                        },
+                                        "msg": {**STR, "description": "for error"},
+                                    },
+                                    ("id", "result", "status"),
+                                ),
+                            },
+                            "counts": {
+                                "type": "object",
+                                "additionalProperties": INT,
+                            },
+                        },
+                        ("results", "counts"),
+                    ),
+                ),
+                **scrapydo_errors(400, post=True),
+            },
+        }
+    },
+    "/preview-when.json": {
+        "get": {
+            "summary": "Validate a `when` spec as schedule-job would (same 400 messages) and "
+            "show its next fire times and a plain reading; nothing is stored",
+            "operationId": "preview_when",
+            "parameters": [
+                {
+                    **query("when", STR, "the spec", example="every day at 12:30"),
+                    "required": True,
+                },
+                query("count", int_or_empty(1, 20), "how many fire times (default 5)"),
+                query(
+                    "timezone",
+                    STR,
+                    "an IANA zone (e.g. the browser's) to show the times in as well, as "
+                    "`local`; the spec is read in the daemon's zone, as schedule-job reads it",
+                ),
+            ],
+            "responses": {
+                "200": json_response(
+                    "Preview",
+                    ok_with(
+                        {
+                            "when": {**STR, "description": "the spec, normalised"},
+                            "reading": {**STR, "description": 'e.g. "every day at 12:30"'},
+                            "timezone": {**STR, "description": "the daemon's zone"},
+                            "next_runs": {
+                                "type": "array",
+                                "items": obj(
+                                    {
+                                        "time": {**STR, "description": "in the daemon's zone"},
+                                        "utc": STR,
+                                        "local": {**STR, "description": "in `timezone`"},
+                                    },
+                                    ("time", "utc"),
+                                ),
+                            },
+                            "ignored": {
+                                "type": "array",
+                                "items": STR,
+                                "description": "past timestamps left out",
+                            },
+                        },
+                        ("when", "reading", "timezone", "next_runs", "ignored"),
+                    ),
+                ),
+                **scrapydo_errors(400),
             },
         }
     },
