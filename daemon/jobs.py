@@ -536,12 +536,8 @@ class JobsService(Service):
         self.dispatch()
         return self.store.get(run.id) or run
 
-    def rerun(self, job_id: str) -> Job:
-        """A new PENDING run with the arguments of a finished one: project, spider,
-        payload, settings, max_runtime, priority, description and version (a job pinned
-        to a version runs that version again; one that ran the latest runs the latest
-        now). Not linked to the schedule that fired the original, so that schedule's
-        skip rule does not count it; its history names the original."""
+    def rerunnable(self, job_id: str) -> Job:
+        """The finished run `job_id`, or the refusal rerun() would give (404, 409)."""
         old = self.store.get(job_id)
         if old is None:
             raise JobError(f"Unknown job: {job_id}", 404)
@@ -553,6 +549,15 @@ class JobsService(Service):
             )
         if old.active:
             raise JobError(f"Job {job_id} is {old.status}: only a finished job can be re-run", 409)
+        return old
+
+    def rerun(self, job_id: str) -> Job:
+        """A new PENDING run with the arguments of a finished one: project, spider,
+        payload, settings, max_runtime, priority, description and version (a job pinned
+        to a version runs that version again; one that ran the latest runs the latest
+        now). Not linked to the schedule that fired the original, so that schedule's
+        skip rule does not count it; its history names the original."""
+        old = self.rerunnable(job_id)
         new = self.store.insert(
             Job(
                 id=str(uuid.uuid4()),

@@ -66,7 +66,7 @@ def test_a_restart_after_resume_does_not_catch_up_the_pause(tmp_path: Path) -> N
     assert resumed.paused is False and resumed.next_run == at(110).timestamp()
 
     s.t = T0 + 101
-    clock, scheduler = s.restarted_scheduler()
+    _, scheduler = s.restarted_scheduler()
     assert scheduler.next_run(job.id) == at(110)
     stored = s.store.get(job.id)
     assert stored is not None and stored.misfires == 0 and stored.last_fire == at(10).timestamp()

@@ -299,6 +299,10 @@ JOB_ID_PARAM = path_param(
 )
 
 ID_BODY = form_body({"id": STR}, ("id",), {"id": "00000000-0000-4000-8000-000000000000"})
+# In a JSON body: one id, a list of them, or null (left out, as for every field).
+ID_OR_IDS: dict[str, Any] = {
+    "anyOf": [STR, {"type": "array", "items": STR, "maxItems": 1000}, {"type": "null"}],
+}
 SCHEDULE_REPLY = ok_with(
     {
         "identifier": {"type": "string", "format": "uuid"},
@@ -670,12 +674,8 @@ PATHS: dict[str, Any] = {
                 (),
                 {"id": ["00000000-0000-4000-8000-000000000000"]},
                 {
-                    "id": {
-                        "anyOf": [STR, {"type": "array", "items": STR, "maxItems": 1000}],
-                    },
-                    "ids": {
-                        "anyOf": [STR, {"type": "array", "items": STR, "maxItems": 1000}],
-                    },
+                    "id": ID_OR_IDS,
+                    "ids": ID_OR_IDS,
                 },
             ),
             "responses": {

@@ -409,11 +409,7 @@ def make_app(ctx: ApiContext) -> Klein:
     @accepts("id", json_body=True)
     def rerun_job(request: Any) -> bytes | Deferred[bytes]:
         job_id = parse_job_id(required(request, "id"))
-        old = reads.get(job_id)
-        if old is None:
-            raise ApiError(f"Unknown job: {job_id}", 404)
-        if old.active or old.schedule != "now":
-            jobs.rerun(job_id)  # refuses it, saying why
+        old = jobs.rerunnable(job_id)  # a finished run, or the refusal saying why
         if old.project not in projects:
             raise ApiError(f"Job {job_id} cannot be re-run: project {old.project} is gone", 409)
         if old.version is not None and old.version not in projects.versions(old.project):
