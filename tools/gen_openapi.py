@@ -664,7 +664,9 @@ PATHS: dict[str, Any] = {
     "/cancel-jobs.json": {
         "post": {
             "summary": "Cancel many jobs at once (at most 1000 ids; repeated id, or a JSON "
-            'body {"ids": [...]}); answers when all are settled, one result per id',
+            'body {"ids": [...]}); answers when all are settled, one result per id (an '
+            "unknown or finished id does not stop the others; a malformed one refuses the "
+            "request, nothing canceled)",
             "operationId": "cancel_jobs",
             "requestBody": form_body(
                 {
@@ -693,7 +695,6 @@ PATHS: dict[str, Any] = {
                                                 "canceled",
                                                 "not active",
                                                 "unknown",
-                                                "invalid",
                                                 "error",
                                             ]
                                         },
