@@ -608,7 +608,8 @@ class Store:
         """Move an active job to a final status; None when it was not active any more.
 
         The jobs-successful/failed/canceled counters count runs, so a SCHEDULED job that
-        ends (cancelled, or no fire time left) does not move them. `at`: when it ended,
+        ends (cancelled, or no fire time left) does not move them, and is not paused any
+        more (it is over). `at`: when it ended,
         for a write retried later (after a full disk) that must keep the true time.
         """
         assert status in COMPLETED_STATUSES
@@ -621,7 +622,7 @@ class Store:
             conn.execute(
                 f"UPDATE jobs SET status = ?, active = 0, finished = ?, updated = ?, "
                 f"reason = ?, exit_code = ?, leftovers_killed = ?, next_run = NULL, "
-                f"stats = ? WHERE id = ? AND status IN ({marks})",
+                f"paused = 0, stats = ? WHERE id = ? AND status IN ({marks})",
                 (
                     status,
                     now,
