@@ -303,6 +303,85 @@ def _add_columns(conn: sqlite3.Connection) -> None:
     )
 
 
+#: How many jobs each (status, project, spider) holds, kept by triggers on every insert,
+#: status change and delete: list-jobs' `total` is then a sum over a handful of rows
+#: instead of a COUNT over every job (about 6 ms at 100,000 jobs, more than the page
+#: itself). Triggers rather than Python: no writer can forget them, an earlier daemon
+#: writing the same file included.
+_JOB_COUNTS = (
+    """
+CREATE TABLE job_counts (
+    status TEXT NOT NULL, project TEXT NOT NULL, spider TEXT NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (status, project, spider)
+) WITHOUT ROWID
+""",
+    """
+INSERT INTO job_counts SELECT status, project, spider, COUNT(*) FROM jobs
+    GROUP BY status, project, spider
+""",
+    """
+CREATE TRIGGER job_counts_insert AFTER INSERT ON jobs BEGIN
+    INSERT INTO job_counts VALUES (NEW.status, NEW.project, NEW.spider, 1)
+        ON CONFLICT (status, project, spider) DO UPDATE SET n = n + 1;
+END
+""",
+    """
+CREATE TRIGGER job_counts_delete AFTER DELETE ON jobs BEGIN
+    UPDATE job_counts SET n = n - 1
+        WHERE status = OLD.status AND project = OLD.project AND spider = OLD.spider;
+END
+""",
+    """
+CREATE TRIGGER job_counts_update AFTER UPDATE OF status, project, spider ON jobs
+    WHEN OLD.status IS NOT NEW.status OR OLD.project IS NOT NEW.project
+        OR OLD.spider IS NOT NEW.spider
+BEGIN
+    UPDATE job_counts SET n = n - 1
+        WHERE status = OLD.status AND project = OLD.project AND spider = OLD.spider;
+    INSERT INTO job_counts VALUES (NEW.status, NEW.project, NEW.spider, 1)
+        ON CONFLICT (status, project, spider) DO UPDATE SET n = n + 1;
+END
+""",
+)
+
+
+def _add_job_counts(conn: sqlite3.Connection) -> None:
+    """Migration on open: the job_counts table and its triggers, counted once from the
+    jobs already stored (one transaction: no job is counted twice or missed)."""
+    found = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'job_counts'"
+    ).fetchone()
+    if found:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in _JOB_COUNTS:
+            conn.execute(statement)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _count_filters(
+    statuses: Iterable[str] | None, project: str | None, spider: str | None
+) -> tuple[str, list[Any]]:
+    """The WHERE clause over job_counts matching what _job_filters selects of jobs."""
+    where: list[str] = []
+    params: list[Any] = []
+    if statuses is not None:
+        wanted = tuple(statuses)
+        where.append(f"status IN ({', '.join('?' * len(wanted))})")
+        params.extend(wanted)
+    if project is not None:
+        where.append("project = ?")
+        params.append(project)
+    if spider is not None:
+        where.append("spider = ?")
+        params.append(spider)
+    return (" WHERE " + " AND ".join(where) if where else ""), params
+
+
 class JobReads(Protocol):
     """The read-only face of the job store that the APIs and the coin service are
     given (a Store is one): they read jobs here and change them only through the jobs
@@ -352,6 +431,7 @@ class Store:
             self._conn = self._connect()
             self._conn.executescript(_SCHEMA)
             _add_columns(self._conn)
+            _add_job_counts(self._conn)
             self._check_version()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"store {self.path} is unusable: {exc}") from None
@@ -474,9 +554,10 @@ class Store:
         spider: str | None = None,
         conn: sqlite3.Connection | None = None,
     ) -> int:
-        """How many jobs list_rows would page through (the same filters)."""
-        where, params = _job_filters(statuses, project, spider)
-        sql = "SELECT COUNT(*) FROM jobs" + where
+        """How many jobs list_rows would page through (the same filters), read from
+        job_counts."""
+        where, params = _count_filters(statuses, project, spider)
+        sql = "SELECT COALESCE(SUM(n), 0) FROM job_counts" + where
         return (conn or self._conn).execute(sql, params).fetchone()[0]
 
     def page_in_thread(
