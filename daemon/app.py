@@ -29,6 +29,7 @@ from daemon.jobs import JobsService
 from daemon.launcher import Launcher
 from daemon.leftovers import become_subreaper, reap_orphans
 from daemon.listen import ListenService
+from daemon.metrics import Metrics
 from daemon.scheduler import Scheduler
 from daemon.stall import StallMonitor
 
@@ -177,6 +178,7 @@ class Daemon:
             config.data_dir, self.jobs, self.bus, reactor, reads=self.store, projects=self.projects
         )
         self.stall = StallMonitor(reactor)
+        self.metrics = Metrics(self.store, self.jobs, self.bus, self.stall)
         # Listen first (a busy port stops the start before any crawl is touched); then
         # settle and dispatch jobs, arm the schedules, then the coin service.
         # Stopping runs in reverse order.
@@ -198,6 +200,7 @@ class Daemon:
             coins=self.coins,
             stall=self.stall,
             started=time.time(),
+            metrics=self.metrics,
         )
         self.apps = make_apps(self.context)
         self.site = scrapyd_listener.main_site(self.apps.resource(), config)

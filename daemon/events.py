@@ -62,3 +62,9 @@ JOB_CHANGED: Topic[Any] = Topic("job.changed")
 SCHEDULE_ADDED: Topic[tuple[str, Any]] = Topic("schedule.added")
 #: A scheduled job stops firing (canceled): payload its job id.
 SCHEDULE_REMOVED: Topic[str] = Topic("schedule.removed")
+#: A run that ended was compared with its history: payload (Job, findings), findings as
+#: daemon.anomalies.compare gives them (empty: nothing unusual; None: no history yet).
+JOB_ANOMALIES: Topic[tuple[Any, Any]] = Topic("job.anomalies")
+#: One attempt to deliver a webhook: payload (the webhook's number in the config,
+#: "delivered", "failed" or "given_up").
+WEBHOOK_ATTEMPTED: Topic[tuple[int, str]] = Topic("webhook.attempted")

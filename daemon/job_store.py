@@ -587,6 +587,12 @@ class Store:
         sql = "SELECT DISTINCT spider FROM jobs WHERE active = 1 AND project = ?"
         return {row[0] for row in self._conn.execute(sql, (project,))}
 
+    def job_counts(self, conn: sqlite3.Connection | None = None) -> list[tuple[str, str, str, int]]:
+        """(status, project, spider, how many jobs) for every such group the store
+        holds; for /metrics, read in a worker thread (`conn`)."""
+        sql = "SELECT status, project, spider, COUNT(*) FROM jobs GROUP BY status, project, spider"
+        return (conn or self._conn).execute(sql).fetchall()
+
     def figures(self) -> dict[str, int]:
         """The run counters and the pending and scheduled counts, in one statement
         (status.json asks for them on every request)."""

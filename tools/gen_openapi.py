@@ -745,6 +745,24 @@ PATHS: dict[str, Any] = {
             },
         }
     },
+    "/metrics": {
+        "get": {
+            "summary": "The daemon's figures in Prometheus' text format (for a scraper)",
+            "description": "Jobs by status, project and spider; running, pending, slots; "
+            "dispatch latency and run duration histograms; items scraped; webhook delivery "
+            "attempts; anomalies; the reactor's busy time. Same auth as the API, or "
+            "`Authorization: Bearer <token>` with the token of `metrics.token_env` (that "
+            "token opens /metrics only).",
+            "operationId": "metrics",
+            "responses": {
+                "200": {
+                    "description": "Prometheus text format 0.0.4",
+                    "content": {"text/plain": {"schema": STR}},
+                },
+                **scrapydo_errors(400),
+            },
+        }
+    },
     "/openapi.json": {
         "get": {
             "summary": "This description",
@@ -782,6 +800,7 @@ SPEC: dict[str, Any] = {
         "securitySchemes": {
             "basic": {"type": "http", "scheme": "basic"},
             "digest": {"type": "http", "scheme": "digest"},
+            "scrape_token": {"type": "http", "scheme": "bearer"},
         },
         "schemas": {
             "Error": obj({"status": {"const": "error"}, "msg": STR}, ("status", "msg")),

@@ -10,6 +10,7 @@ if TYPE_CHECKING:  # imported for the annotations only: the services import noth
     from daemon.config import Config
     from daemon.job_store import JobReads
     from daemon.jobs import JobsService
+    from daemon.metrics import Metrics
     from daemon.projects import ProjectStore
     from daemon.scheduler import Scheduler
     from daemon.stall import StallMonitor
@@ -27,3 +28,4 @@ class ApiContext:
     coins: CoinService
     stall: StallMonitor
     started: float  # the daemon's start (time.time()), for uptime
+    metrics: Metrics  # /metrics
