@@ -17,6 +17,7 @@ from typing import Any
 from twisted.application.service import MultiService, Service
 from twisted.logger import Logger
 
+from daemon.anomaly_watch import AnomalyWatch
 from daemon.api import ApiContext, make_apps
 from daemon.api.http import GuardedSite
 from daemon.api.scrapyd import listener as scrapyd_listener
@@ -178,6 +179,8 @@ class Daemon:
             config.data_dir, self.jobs, self.bus, reactor, reads=self.store, projects=self.projects
         )
         self.stall = StallMonitor(reactor)
+        # Before the listeners of JOB_ENDED (metrics, webhooks): it publishes that event.
+        self.anomalies = AnomalyWatch(self.store, self.bus, config.anomalies)
         self.metrics = Metrics(self.store, self.jobs, self.bus, self.stall)
         # Listen first (a busy port stops the start before any crawl is touched); then
         # settle and dispatch jobs, arm the schedules, then the coin service.

@@ -145,6 +145,8 @@ class AnomalyConfig:
     error_rate_rise: float = 0.1
     #: Duration up by more than this factor.
     duration_factor: float = 3.0
+    #: ...and by at least this many seconds (a 2 s crawl taking 7 s is noise).
+    duration_min_seconds: float = 60.0
     #: A field filled in at least `coverage_before` of items in the history...
     coverage_before: float = 0.9
     #: ...that falls by more than this (absolute share) in the job.

@@ -62,9 +62,10 @@ JOB_CHANGED: Topic[Any] = Topic("job.changed")
 SCHEDULE_ADDED: Topic[tuple[str, Any]] = Topic("schedule.added")
 #: A scheduled job stops firing (canceled): payload its job id.
 SCHEDULE_REMOVED: Topic[str] = Topic("schedule.removed")
-#: A run that ended was compared with its history: payload (Job, findings), findings as
-#: daemon.anomalies.compare gives them (empty: nothing unusual; None: no history yet).
-JOB_ANOMALIES: Topic[tuple[Any, Any]] = Topic("job.anomalies")
+#: A run's end was recorded and the run compared with its history (daemon.anomaly_watch):
+#: payload the daemon.job_store.Job as stored then, `anomalies` set (None when it was not
+#: compared: canceled, or never started). Published right after JOB_CHANGED's final one.
+JOB_ENDED: Topic[Any] = Topic("job.ended")
 #: One attempt to deliver a webhook: payload (the webhook's number in the config,
 #: "delivered", "failed" or "given_up").
 WEBHOOK_ATTEMPTED: Topic[tuple[int, str]] = Topic("webhook.attempted")

@@ -162,6 +162,9 @@ class Job:
     version: str | None = None
     #: The crawl's final stats (JSON text of an object, see daemon.live_stats).
     stats: str | None = None
+    #: The run compared with its history (JSON text of daemon.anomalies.compare's
+    #: report); None until it ended, or when it was not compared.
+    anomalies: str | None = None
     seq: int = 0
 
     @property
@@ -197,6 +200,7 @@ _COLUMNS = [
     "priority",
     "version",
     "stats",
+    "anomalies",
     "seq",
 ]
 _SELECT = "SELECT " + ", ".join(_COLUMNS) + " FROM jobs"
@@ -252,11 +256,12 @@ def _row_to_job(row: Sequence[Any]) -> Job:
 #: Columns added after schema 2, on open, to a store that lacks them: additive, so the
 #: schema version stays and an earlier daemon reads and writes the same file unchanged.
 #: priority: jobs made before it get 0; version: they run their project's latest version;
-#: stats: they have none.
+#: stats, anomalies: they have none.
 _ADDED_COLUMNS = (
     ("priority", "REAL NOT NULL DEFAULT 0"),
     ("version", "TEXT"),
     ("stats", "TEXT"),
+    ("anomalies", "TEXT"),
 )
 
 
@@ -592,6 +597,28 @@ class Store:
         holds; for /metrics, read in a worker thread (`conn`)."""
         sql = "SELECT status, project, spider, COUNT(*) FROM jobs GROUP BY status, project, spider"
         return (conn or self._conn).execute(sql).fetchall()
+
+    def history(
+        self, job: Job, limit: int, scan: int = 1000
+    ) -> list[tuple[str | None, float | None, float | None]]:
+        """(stats, started, finished) of the newest `limit` SUCCESSFUL runs before `job`
+        of its project and spider with its payload: the runs it is compared with. Only
+        the spider's newest `scan` jobs are looked at, so a spider with a long history
+        of other arguments costs a bounded read (indexed by project, spider, seq)."""
+        sql = (
+            "SELECT stats, started, finished FROM jobs WHERE seq IN (SELECT seq FROM"
+            " (SELECT seq, status, payload FROM jobs WHERE project = ? AND spider = ?"
+            " AND seq < ? ORDER BY seq DESC LIMIT ?) WHERE status = ? AND payload = ?"
+            " ORDER BY seq DESC LIMIT ?) ORDER BY seq DESC"
+        )
+        params = (job.project, job.spider, job.seq, scan, SUCCESSFUL, job.payload, limit)
+        return self._conn.execute(sql, params).fetchall()
+
+    def set_anomalies(self, job_id: str, report: str) -> Job | None:
+        """Keep a run's comparison with its history (daemon.anomalies) on it."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE jobs SET anomalies = ? WHERE id = ?", (report, job_id))
+        return self.get(job_id)
 
     def figures(self) -> dict[str, int]:
         """The run counters and the pending and scheduled counts, in one statement

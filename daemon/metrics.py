@@ -22,7 +22,7 @@ from prometheus_client.exposition import generate_latest
 from twisted.internet.defer import Deferred
 
 from daemon.domain import COMPLETED_STATUSES, RUNNING
-from daemon.events import JOB_ANOMALIES, JOB_CHANGED, WEBHOOK_ATTEMPTED, EventBus
+from daemon.events import JOB_CHANGED, JOB_ENDED, WEBHOOK_ATTEMPTED, EventBus
 from daemon.job_store import Job, Store
 
 #: What /metrics answers with (the text format prometheus_client writes).
@@ -43,6 +43,17 @@ def items_of(stats: str | None) -> int:
     except (ValueError, AttributeError):
         return 0
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def findings_of(report: str | None) -> list[dict[str, Any]]:
+    """The findings of a job's `anomalies` report (JSON text), [] when there are none."""
+    if not report:
+        return []
+    try:
+        found = json.loads(report).get("findings")
+    except (ValueError, AttributeError):
+        return []
+    return [f for f in found if isinstance(f, dict)] if isinstance(found, list) else []
 
 
 class _State:
@@ -134,7 +145,7 @@ class Metrics:
             registry=reg,
         )
         bus.subscribe(JOB_CHANGED, self.job_changed)
-        bus.subscribe(JOB_ANOMALIES, self.anomalies_found)
+        bus.subscribe(JOB_ENDED, self.job_ended)
         bus.subscribe(WEBHOOK_ATTEMPTED, self.webhook_attempted)
 
     def job_changed(self, job: Job) -> None:
@@ -147,10 +158,9 @@ class Metrics:
             )
             self.items.labels(job.project, job.spider).inc(items_of(job.stats))
 
-    def anomalies_found(self, payload: tuple[Job, list[dict[str, Any]]]) -> None:
-        job, findings = payload
-        for finding in findings:
-            kind = str(finding.get("what", "")).split(":", 1)[0]
+    def job_ended(self, job: Job) -> None:
+        for finding in findings_of(job.anomalies):
+            kind = str(finding.get("what", ""))
             self.anomalies.labels(job.project, job.spider, kind).inc()
 
     def webhook_attempted(self, payload: tuple[int, str]) -> None:

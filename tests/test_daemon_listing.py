@@ -44,6 +44,7 @@ FINISHED = Job(
     timezone="Europe/Berlin",
     leftovers_killed=2,
     stats='{"finish_reason": "finished", "item_scraped_count": 3}',
+    anomalies='{"compared_with": 2, "findings": [{"what": "items", "expected": 9, "seen": 3}]}',
     seq=17,
 )
 # Winter time; microseconds at both ends and one that rounds.
@@ -76,7 +77,8 @@ FINISHED_JSON = (
     '"reason": "killed by signal SIGKILL \u2014 after 1 h", '
     '"settings": ["AUTOTHROTTLE_ENABLED", "CMC_API_KEY"], "max_runtime": 1.5, '
     '"next_run": null, "last_fire": null, "skipped": 0, "leftovers_killed": 2, '
-    '"stats": {"finish_reason": "finished", "item_scraped_count": 3}}'
+    '"stats": {"finish_reason": "finished", "item_scraped_count": 3}, '
+    '"anomalies": {"compared_with": 2, "findings": [{"what": "items", "expected": 9, "seen": 3}]}}'
 )
 SCHEDULED_JSON = (
     '{"identifier": "1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9", "status": "SCHEDULED", '
@@ -87,7 +89,7 @@ SCHEDULED_JSON = (
     '"reason": null, "settings": [], "max_runtime": null, '
     '"next_run": "2026-01-01T01:05:00+01:00", '
     '"last_fire": "2026-01-01T00:59:59.500000+01:00", "skipped": 3, '
-    '"leftovers_killed": null, "stats": null}'
+    '"leftovers_killed": null, "stats": null, "anomalies": null}'
 )
 
 
@@ -191,6 +193,7 @@ def reference_dict(job: Job, tz: ZoneInfo) -> dict[str, Any]:
         "skipped": job.skipped,
         "leftovers_killed": job.leftovers_killed,
         "stats": None if job.stats is None else json.loads(job.stats),
+        "anomalies": None if job.anomalies is None else json.loads(job.anomalies),
     }
 
 

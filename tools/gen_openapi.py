@@ -167,6 +167,47 @@ STATS: dict[str, Any] = {
 }
 
 
+ANOMALIES: dict[str, Any] = {
+    "anyOf": [
+        obj(
+            {
+                "compared_with": {
+                    **INT,
+                    "description": "how many earlier successful runs of the spider with the "
+                    "same arguments it was compared with (their median)",
+                },
+                "findings": {
+                    "type": "array",
+                    "items": obj(
+                        {
+                            "what": {
+                                "enum": [
+                                    "items",
+                                    "error_rate",
+                                    "retry_rate",
+                                    "duration",
+                                    "field_coverage",
+                                ]
+                            },
+                            "expected": {**NUM, "description": "the history's median"},
+                            "seen": {**NUM, "description": "this run's figure"},
+                            "field": {**STR, "description": "the item field (field_coverage)"},
+                        },
+                        ("what", "expected", "seen"),
+                    ),
+                },
+                "note": {**STR, "description": "no history yet: why nothing was compared"},
+            },
+            ("compared_with", "findings"),
+        ),
+        {"type": "null"},
+    ],
+    "description": "the run compared with its history once it ended (config.yaml "
+    "`anomalies:`); null while active, when canceled or never started, or for runs "
+    "ended before the daemon compared runs",
+}
+
+
 JOB = obj(
     {
         "identifier": {"type": "string", "format": "uuid"},
@@ -196,6 +237,7 @@ JOB = obj(
             "ended, killed then (null: not a run, or not ended yet)",
         },
         "stats": STATS,
+        "anomalies": ANOMALIES,
         "events": {
             "type": "array",
             "description": "the job's history (only when asked by id)",

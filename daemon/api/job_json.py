@@ -43,6 +43,7 @@ JOB_COLUMNS = (
     "skipped",
     "leftovers_killed",
     "stats",
+    "anomalies",
 )
 
 _fromtimestamp = datetime.fromtimestamp
@@ -121,6 +122,7 @@ class JobJson:
             skipped,
             leftovers_killed,
             stats,
+            anomalies,
         ) = row
         tz = self.tz
         texts: tuple[str, ...]
@@ -161,6 +163,8 @@ class JobJson:
             stats = self.live(id_)
         # The store's text was checked to be a JSON object when it was written.
         stats_j = stats if stats.__class__ is str else "null"
+        # Written by daemon.anomaly_watch with json.dumps: an object.
+        anomalies_j = anomalies if anomalies.__class__ is str else "null"
         return (
             f'{{"identifier": {id_j}, "status": {status_j}, "actor": {actor_j}, '
             f'"schedule": {schedule_j}, "project": {project_j}, "spider": {spider_j}, '
@@ -172,7 +176,8 @@ class JobJson:
             f'"reason": {_text(reason)}, "settings": {_setting_names(settings)}, '
             f'"max_runtime": {_number(max_runtime)}, "next_run": {_quoted(next_run, tz)}, '
             f'"last_fire": {_quoted(last_fire, tz)}, "skipped": {_number(skipped)}, '
-            f'"leftovers_killed": {_number(leftovers_killed)}, "stats": {stats_j}}}'
+            f'"leftovers_killed": {_number(leftovers_killed)}, "stats": {stats_j}, '
+            f'"anomalies": {anomalies_j}}}'
         )
 
     def jobs(self, rows: Iterable[Sequence[Any]]) -> str:
