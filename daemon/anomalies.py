@@ -126,3 +126,14 @@ def _coverage_findings(
         if usual >= limits.coverage_before and seen < usual - limits.coverage_drop:
             out.append(_finding("field_coverage", usual, seen, field=name))
     return out
+
+
+def findings_of(report: str | None) -> list[dict[str, Any]]:
+    """The findings of a job's `anomalies` report (JSON text), [] when there are none."""
+    if not report:
+        return []
+    try:
+        found = json.loads(report).get("findings")
+    except (ValueError, AttributeError):
+        return []
+    return [f for f in found if isinstance(f, dict)] if isinstance(found, list) else []

@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from daemon.anomaly_watch import AnomalyWatch
 from daemon.api import ApiContext, make_apps
 from daemon.api.http import GuardedSite
+from daemon.api.job_json import JobJson, job_row
 from daemon.api.scrapyd import listener as scrapyd_listener
 from daemon.coin_service import CoinService
 from daemon.config import Config
@@ -33,6 +34,8 @@ from daemon.listen import ListenService
 from daemon.metrics import Metrics
 from daemon.scheduler import Scheduler
 from daemon.stall import StallMonitor
+from daemon.webhook_store import WebhookQueue
+from daemon.webhooks import WebhookService
 
 log = Logger()
 
@@ -182,6 +185,15 @@ class Daemon:
         # Before the listeners of JOB_ENDED (metrics, webhooks): it publishes that event.
         self.anomalies = AnomalyWatch(self.store, self.bus, config.anomalies)
         self.metrics = Metrics(self.store, self.jobs, self.bus, self.stall)
+        shaper = JobJson(config.tz)
+        self.webhooks = WebhookService(
+            reactor,
+            WebhookQueue(self.store),
+            config.webhooks,
+            self.bus,
+            job_text=lambda job: shaper.job(job_row(job)),
+            iso=shaper.iso,
+        )
         # Listen first (a busy port stops the start before any crawl is touched); then
         # settle and dispatch jobs, arm the schedules, then the coin service.
         # Stopping runs in reverse order.
@@ -191,7 +203,8 @@ class Daemon:
         if reap_orphans:
             self.launcher.subreaper = True
             services.append(ReaperService(reactor))
-        services += [self.jobs, SchedulerService(scheduler), self.coins]
+        # Webhooks before jobs: the events of the jobs settled at start are sent too.
+        services += [self.webhooks, self.jobs, SchedulerService(scheduler), self.coins]
         for service in services:
             service.setServiceParent(self.services)
         self.context = ApiContext(
@@ -204,6 +217,7 @@ class Daemon:
             stall=self.stall,
             started=time.time(),
             metrics=self.metrics,
+            webhooks=self.webhooks,
         )
         self.apps = make_apps(self.context)
         self.site = scrapyd_listener.main_site(self.apps.resource(), config)

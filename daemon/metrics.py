@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import generate_latest
 from twisted.internet.defer import Deferred
 
+from daemon.anomalies import findings_of
 from daemon.domain import COMPLETED_STATUSES, RUNNING
 from daemon.events import JOB_CHANGED, JOB_ENDED, WEBHOOK_ATTEMPTED, EventBus
 from daemon.job_store import Job, Store
@@ -43,17 +44,6 @@ def items_of(stats: str | None) -> int:
     except (ValueError, AttributeError):
         return 0
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def findings_of(report: str | None) -> list[dict[str, Any]]:
-    """The findings of a job's `anomalies` report (JSON text), [] when there are none."""
-    if not report:
-        return []
-    try:
-        found = json.loads(report).get("findings")
-    except (ValueError, AttributeError):
-        return []
-    return [f for f in found if isinstance(f, dict)] if isinstance(found, list) else []
 
 
 class _State:

@@ -208,6 +208,30 @@ ANOMALIES: dict[str, Any] = {
 }
 
 
+WEBHOOK = obj(
+    {
+        "webhook": INT,
+        "url": STR,
+        "events": {"type": "array", "items": STR},
+        "signed": {"type": "boolean", "description": "whether it has a secret_env"},
+    },
+    ("webhook", "url", "events", "signed"),
+)
+ATTEMPT = obj(
+    {
+        "time": STRN,
+        "status": {**INTN, "description": "the receiver's HTTP status; null: no answer"},
+        "answer": {**STR, "description": "the start of its answer, or why there was none"},
+        "outcome": {"enum": ["delivered", "failed", "given_up"]},
+        "delivery": {**STRN, "description": "the body's delivery id (the same on retries)"},
+        "event": STRN,
+        "job": STRN,
+        "attempts": {**INTN, "description": "attempts of that delivery so far"},
+    },
+    ("time", "status", "answer", "outcome"),
+)
+
+
 JOB = obj(
     {
         "identifier": {"type": "string", "format": "uuid"},
@@ -802,6 +826,44 @@ PATHS: dict[str, Any] = {
                     "content": {"text/plain": {"schema": STR}},
                 },
                 **scrapydo_errors(400),
+            },
+        }
+    },
+    "/webhooks": {
+        "get": {
+            "summary": "The configured webhooks (config.yaml `webhooks:`), numbered from 0",
+            "operationId": "list_webhooks",
+            "responses": {
+                "200": json_response(
+                    "The webhooks (URL without credentials or query)",
+                    ok_with({"webhooks": {"type": "array", "items": WEBHOOK}}, ("webhooks",)),
+                ),
+                **scrapydo_errors(400),
+            },
+        }
+    },
+    "/webhooks/{number}/deliveries": {
+        "get": {
+            "summary": "A webhook's delivery log: recent attempts, newest first, with the "
+            "receiver's answers, and how many deliveries wait",
+            "operationId": "webhook_deliveries",
+            "parameters": [
+                path_param("number", STR, "the webhook's number (its place in the config, from 0)"),
+                query("limit", int_or_empty(1, 1000), "at most this many attempts (50)"),
+            ],
+            "responses": {
+                "200": json_response(
+                    "The log",
+                    ok_with(
+                        {
+                            **WEBHOOK["properties"],
+                            "pending": {**INT, "description": "deliveries not yet made"},
+                            "attempts": {"type": "array", "items": ATTEMPT},
+                        },
+                        ("webhook", "url", "pending", "attempts"),
+                    ),
+                ),
+                **scrapydo_errors(400, 404),
             },
         }
     },

@@ -4,6 +4,7 @@
   (daemon/api/openapi.py) describing every app;
 - the coin API under `/api/` (daemon/api/coins.py);
 - Prometheus' scrape endpoint at `/metrics` (daemon/api/metrics.py);
+- the webhooks' delivery log under `/webhooks/` (daemon/api/webhooks.py);
 - scrapyd's API under `/scrapyd/` when `scrapyd.enabled` (daemon/api/scrapyd/), and alone
   at the root of a second listener when `scrapyd.port` is set (app.py).
 
@@ -20,7 +21,7 @@ from collections.abc import Callable
 
 from klein import Klein
 
-from daemon.api import coins, metrics, openapi, scrapydo
+from daemon.api import coins, metrics, openapi, scrapydo, webhooks
 from daemon.api.context import ApiContext
 from daemon.api.routing import Mounts
 from daemon.api.scrapyd import listener as scrapyd_listener
@@ -31,6 +32,7 @@ __all__ = ["MOUNTED", "ApiContext", "Apps", "make_apps"]
 MOUNTED: dict[str, Callable[[ApiContext], Klein]] = {
     "api": coins.make_app,
     "metrics": metrics.make_app,
+    "webhooks": webhooks.make_app,
 }
 
 

@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # imported for the annotations only: the services import noth
     from daemon.projects import ProjectStore
     from daemon.scheduler import Scheduler
     from daemon.stall import StallMonitor
+    from daemon.webhooks import WebhookService
 
 
 @dataclass(frozen=True)
@@ -29,3 +30,4 @@ class ApiContext:
     stall: StallMonitor
     started: float  # the daemon's start (time.time()), for uptime
     metrics: Metrics  # /metrics
+    webhooks: WebhookService  # /webhooks/
