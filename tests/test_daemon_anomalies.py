@@ -11,6 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.cmc_server import CMCServer
 from tests.daemon_support import ROOT, DaemonFactory, DaemonProcess, toy_projects
+from tests.waiting import wait_until
+from tests.webhook_receiver import running_receiver
 
 PAYLOAD = json.dumps({"coins": "duko,bitcoin"})
 
@@ -34,7 +36,28 @@ def crawl(daemon: DaemonProcess, payload: str = PAYLOAD) -> dict:
 def test_a_moved_field_is_flagged_on_a_successful_run(
     cmc: CMCServer, start_daemon: DaemonFactory
 ) -> None:
-    daemon = coin_daemon(cmc, start_daemon)
+    with running_receiver() as receiver:
+        hooks = [{"url": receiver.url, "events": ["job.anomaly"]}]
+        daemon = coin_daemon(cmc, start_daemon, webhooks=hooks)
+        broken = check_runs(cmc, daemon)
+        # Sent as job.anomaly, once, for the flagged run only.
+        (sent,) = wait_until(receiver.accepted, 60, "the job.anomaly webhook")
+        assert sent.json["event"] == "job.anomaly"
+        assert sent.json["job"]["identifier"] == broken
+        wait_until(
+            lambda: receiver_ids(daemon),
+            30,
+            "the delivery logged",
+            until=lambda ids: ids == [broken],
+        )
+        assert sent.json["job"]["anomalies"]["findings"][0]["field"] == "market_cap"
+        other = crawl(daemon, json.dumps({"coins": "bitcoin"}))
+        assert other["anomalies"]["compared_with"] == 0
+        assert len(receiver.all()) == 1
+
+
+def check_runs(cmc: CMCServer, daemon: DaemonProcess) -> str:
+    """Three runs, the third with market_cap moved; returns the third's id."""
     first = crawl(daemon)
     assert first["anomalies"]["compared_with"] == 0
     assert first["anomalies"]["findings"] == []
@@ -64,7 +87,10 @@ def test_a_moved_field_is_flagged_on_a_successful_run(
     key = (("kind", "field_coverage"), ("project", "coinspiders"), ("spider", "coin"))
     assert counted == {key: 1.0}
     assert "differs from its history: field_coverage market_cap" in daemon.log()
+    return str(broken["identifier"])
 
-    # Other arguments have a history of their own: none yet.
-    other = crawl(daemon, json.dumps({"coins": "bitcoin"}))
-    assert other["anomalies"]["compared_with"] == 0
+
+def receiver_ids(daemon: DaemonProcess) -> list[str]:
+    """The jobs of webhook 0's delivered attempts (its delivery log)."""
+    log = daemon.get("/webhooks/0/deliveries").json()["attempts"]
+    return [a["job"] for a in log if a["outcome"] == "delivered"]
