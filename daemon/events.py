@@ -69,3 +69,6 @@ JOB_ENDED: Topic[Any] = Topic("job.ended")
 #: One attempt to deliver a webhook: payload (the webhook's number in the config,
 #: "delivered", "failed" or "given_up").
 WEBHOOK_ATTEMPTED: Topic[tuple[int, str]] = Topic("webhook.attempted")
+#: A scheduled job's firing was skipped, missed beyond `misfire_grace`: payload (its job
+#: id, the text recorded in its history).
+SCHEDULE_MISFIRED: Topic[tuple[str, str]] = Topic("schedule.misfired")

@@ -23,7 +23,7 @@ from twisted.internet.defer import Deferred
 
 from daemon.anomalies import findings_of
 from daemon.domain import COMPLETED_STATUSES, RUNNING
-from daemon.events import JOB_CHANGED, JOB_ENDED, WEBHOOK_ATTEMPTED, EventBus
+from daemon.events import JOB_CHANGED, JOB_ENDED, SCHEDULE_MISFIRED, WEBHOOK_ATTEMPTED, EventBus
 from daemon.job_store import Job, Store
 
 #: What /metrics answers with (the text format prometheus_client writes).
@@ -134,6 +134,12 @@ class Metrics:
             ["project", "spider", "kind"],
             registry=reg,
         )
+        self.misfires = Counter(
+            "coinspiders_schedule_misfires",
+            "Firings of scheduled jobs skipped, missed beyond misfire_grace",
+            registry=reg,
+        )
+        bus.subscribe(SCHEDULE_MISFIRED, lambda _: self.misfires.inc())
         bus.subscribe(JOB_CHANGED, self.job_changed)
         bus.subscribe(JOB_ENDED, self.job_ended)
         bus.subscribe(WEBHOOK_ATTEMPTED, self.webhook_attempted)

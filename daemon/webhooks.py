@@ -36,7 +36,13 @@ from twisted.python.threadpool import ThreadPool
 from daemon.anomalies import findings_of
 from daemon.config import WebhookConfig, WebhooksConfig
 from daemon.domain import CANCELED, FAILED, RUNNING
-from daemon.events import JOB_CHANGED, JOB_ENDED, WEBHOOK_ATTEMPTED, EventBus
+from daemon.events import (
+    JOB_CHANGED,
+    JOB_ENDED,
+    SCHEDULE_MISFIRED,
+    WEBHOOK_ATTEMPTED,
+    EventBus,
+)
 from daemon.job_store import Job
 from daemon.webhook_store import DELIVERED, GIVEN_UP, Delivery, WebhookQueue
 
@@ -136,6 +142,7 @@ class WebhookService(Service):
         if self.hooks:
             bus.subscribe(JOB_CHANGED, lambda job: self.job_event(job, ended=False))
             bus.subscribe(JOB_ENDED, lambda job: self.job_event(job, ended=True))
+            bus.subscribe(SCHEDULE_MISFIRED, self.misfired)
 
     def startService(self) -> None:
         super().startService()
@@ -161,10 +168,20 @@ class WebhookService(Service):
     # -- events ----------------------------------------------------------------
 
     def job_event(self, job: Job, ended: bool) -> None:
-        events = events_of(job, ended)
+        self._enqueue(job, events_of(job, ended))
+
+    def misfired(self, payload: tuple[str, str]) -> None:
+        """A scheduled job's firing skipped: the job as list-jobs shows it, and why."""
+        job_id, text = payload
+        job = self.queue.store.get(job_id)
+        if job is not None:
+            self._enqueue(job, ["schedule.misfired"], detail=text)
+
+    def _enqueue(self, job: Job, events: list[str], detail: str | None = None) -> None:
         if not events:
             return
         job_text = self.job_text(job)
+        extra = "" if detail is None else f', "detail": {json.dumps(detail, ensure_ascii=False)}'
         rows = []
         for n, hook in enumerate(self.hooks):
             for event in events:
@@ -172,7 +189,7 @@ class WebhookService(Service):
                     delivery_id = str(uuid.uuid4())
                     body = (
                         f'{{"event": {json.dumps(event)}, "delivery": "{delivery_id}", '
-                        f'"job": {job_text}}}'
+                        f'"job": {job_text}{extra}}}'
                     )
                     rows.append((n, hook.url, event, job.id, delivery_id, body))
         if not rows:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from collections import defaultdict
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.daemon_support import DaemonFactory
@@ -124,3 +126,22 @@ def test_every_event_arrives_once_in_order_signed_across_failures_and_a_restart(
         assert "TOY_HOOK_SECRET" not in environ and SECRET not in text
         assert SECRET not in json.dumps(log) and SECRET not in json.dumps(listing)
         assert SECRET not in daemon.log_path.read_text()
+
+
+def test_a_firing_missed_while_the_daemon_was_down_is_sent_as_schedule_misfired(
+    start_daemon: DaemonFactory,
+) -> None:
+    with running_receiver() as receiver:
+        hooks = [{"url": receiver.url, "events": ["schedule.misfired", "job.started"]}]
+        daemon = start_daemon(webhooks=hooks, misfire_grace=1)
+        fire_at = time.time() + 5
+        when = "at " + datetime.fromtimestamp(fire_at, UTC).isoformat()
+        job_id = daemon.schedule("items", when=when)
+        daemon.stop()
+        wait_until(lambda: time.time() > fire_at + 3, 30, "the firing to be missed")
+        daemon = start_daemon.restart(daemon)
+        (sent,) = wait_until(receiver.accepted, 60, "the schedule.misfired webhook")
+        assert sent.json["event"] == "schedule.misfired"
+        assert sent.json["job"]["identifier"] == job_id
+        assert "beyond misfire_grace 1 s): skipped" in sent.json["detail"]
+        assert "coinspiders_schedule_misfires_total 1.0" in daemon.get("/metrics").text
