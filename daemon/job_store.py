@@ -594,8 +594,8 @@ class Store:
 
     def job_counts(self, conn: sqlite3.Connection | None = None) -> list[tuple[str, str, str, int]]:
         """(status, project, spider, how many jobs) for every such group the store
-        holds; for /metrics, read in a worker thread (`conn`)."""
-        sql = "SELECT status, project, spider, COUNT(*) FROM jobs GROUP BY status, project, spider"
+        holds (the job_counts table the triggers keep); for /metrics."""
+        sql = "SELECT status, project, spider, n FROM job_counts WHERE n > 0"
         return (conn or self._conn).execute(sql).fetchall()
 
     def history(

@@ -19,7 +19,6 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
-from twisted.internet.defer import Deferred
 
 from daemon.anomalies import findings_of
 from daemon.domain import COMPLETED_STATUSES, RUNNING
@@ -163,12 +162,8 @@ class Metrics:
         webhook, outcome = payload
         self.webhooks.labels(str(webhook), outcome).inc()
 
-    def render(self) -> Deferred[bytes]:
-        """The text format of every figure; the job counts are read in a worker thread
-        (a GROUP BY over every job the store keeps), the rest on the reactor."""
-
-        def written(counts: list[tuple[str, str, str, int]]) -> bytes:
-            self._state.counts = counts
-            return generate_latest(self.registry)
-
-        return self.store.read_in_thread(self.store.job_counts).addCallback(written)
+    def render(self) -> bytes:
+        """The text format of every figure. The job counts come from the store's
+        job_counts table (one row per status, project and spider: a short read)."""
+        self._state.counts = self.store.job_counts()
+        return generate_latest(self.registry)

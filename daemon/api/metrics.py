@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from klein import Klein
-from twisted.internet.defer import Deferred
 
 from daemon.api.context import ApiContext
 from daemon.api.http import accepts, error_body
@@ -20,12 +19,10 @@ def make_app(ctx: ApiContext) -> Klein:
 
     @app.route("/", methods=["GET"])
     @accepts()
-    def scrape(request: Any) -> Deferred[bytes]:
-        def reply(body: bytes) -> bytes:
-            request.setHeader(b"Content-Type", CONTENT_TYPE.encode())
-            request.setHeader(b"Cache-Control", b"no-store")
-            return body
-
-        return metrics.render().addCallback(reply)
+    def scrape(request: Any) -> bytes:
+        body = metrics.render()
+        request.setHeader(b"Content-Type", CONTENT_TYPE.encode())
+        request.setHeader(b"Cache-Control", b"no-store")
+        return body
 
     return app
