@@ -1,5 +1,6 @@
-"""daemon.webhooks' pure parts: the signature receivers check, which events a job change
-is, the retry delays, and the URL shown in the delivery log."""
+"""daemon.webhooks' parts on their own: the signature receivers check, which events a job
+change is, the retry delays, the URL shown in the delivery log, and the blocking POST
+against a real local receiver (redirect, hang, refusal)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import hmac
 import json
 
 from daemon.job_store import Job
-from daemon.webhooks import events_of, retry_delay, shown_url, signature
+from daemon.webhooks import Answer, events_of, post, retry_delay, shown_url, signature
+from tests.webhook_receiver import running_receiver
 
 
 def job(status: str, anomalies: dict | None = None) -> Job:
@@ -52,3 +54,19 @@ def test_the_shown_url_drops_credentials_and_the_query() -> None:
         shown_url("https://u:pw@hooks.example:8443/in?token=t") == "https://hooks.example:8443/in"
     )
     assert shown_url("http://127.0.0.1") == "http://127.0.0.1/"
+
+
+def test_post_follows_no_redirect_and_gives_up_on_a_hang() -> None:
+    with running_receiver(script=["redirect", "hang", "ok"], hang_seconds=2) as receiver:
+        body = b'{"event": "job.finished"}'
+        moved = post(receiver.url, body, {"X-Test": "1"}, connect=5, read=0.5)
+        assert moved.status == 302 and "not followed" in moved.text
+        hung = post(receiver.url, body, {}, connect=5, read=0.5)
+        assert hung.status is None and "timed out" in hung.text
+        done = post(receiver.url, body, {}, connect=5, read=5)
+        assert done == Answer(200, "thanks")
+        # One request each: the redirect's target was never asked for.
+        assert [r.answer for r in receiver.all()] == ["redirect", "hang", "ok"]
+        assert receiver.all()[0].body == body and receiver.all()[0].headers["X-Test"] == "1"
+    refused = post("http://127.0.0.1:9/x", body, {}, connect=5, read=5)
+    assert refused.status is None and "Refused" in refused.text

@@ -18,7 +18,7 @@ from typing import Any
 class Received:
     headers: dict[str, str]
     body: bytes
-    answer: str  # "ok", "fail", "hang"
+    answer: str  # "ok", "fail", "hang", "redirect"
 
     @property
     def json(self) -> dict[str, Any]:
@@ -63,6 +63,12 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             if answer == "hang":  # past the daemon's read timeout, then no answer at all
                 time.sleep(receiver.hang_seconds)
                 self.close_connection = True
+                return
+            if answer == "redirect":
+                self.send_response(302)
+                self.send_header("Location", f"http://127.0.0.1:{receiver.port}/elsewhere")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
                 return
             code = 200 if answer == "ok" else 500
             text = b"thanks" if code == 200 else b"receiver broken"
