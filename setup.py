@@ -16,6 +16,8 @@ setup(
         "croniter>=2.0,<8",
         "psutil>=5.9",
         "pyyaml>=6.0",
+        # /metrics in the Prometheus text format (daemon.metrics).
+        "prometheus-client>=0.20",
     ],
     extras_require={
         "test": [

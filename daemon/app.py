@@ -17,8 +17,10 @@ from typing import Any
 from twisted.application.service import MultiService, Service
 from twisted.logger import Logger
 
+from daemon.anomaly_watch import AnomalyWatch
 from daemon.api import ApiContext, make_apps
 from daemon.api.http import GuardedSite
+from daemon.api.job_json import JobJson, job_row
 from daemon.api.scrapyd import listener as scrapyd_listener
 from daemon.coin_service import CoinService
 from daemon.config import Config
@@ -29,8 +31,11 @@ from daemon.jobs import JobsService
 from daemon.launcher import Launcher
 from daemon.leftovers import become_subreaper, reap_orphans
 from daemon.listen import ListenService
+from daemon.metrics import Metrics
 from daemon.scheduler import Scheduler
 from daemon.stall import StallMonitor
+from daemon.webhook_store import WebhookQueue
+from daemon.webhooks import WebhookService
 
 log = Logger()
 
@@ -177,6 +182,18 @@ class Daemon:
             config.data_dir, self.jobs, self.bus, reactor, reads=self.store, projects=self.projects
         )
         self.stall = StallMonitor(reactor)
+        # Before the listeners of JOB_ENDED (metrics, webhooks): it publishes that event.
+        self.anomalies = AnomalyWatch(self.store, self.bus, config.anomalies)
+        self.metrics = Metrics(self.store, self.jobs, self.bus, self.stall)
+        shaper = JobJson(config.tz)
+        self.webhooks = WebhookService(
+            reactor,
+            WebhookQueue(self.store),
+            config.webhooks,
+            self.bus,
+            job_text=lambda job: shaper.job(job_row(job)),
+            iso=shaper.iso,
+        )
         # Listen first (a busy port stops the start before any crawl is touched); then
         # settle and dispatch jobs, arm the schedules, then the coin service.
         # Stopping runs in reverse order.
@@ -186,7 +203,8 @@ class Daemon:
         if reap_orphans:
             self.launcher.subreaper = True
             services.append(ReaperService(reactor))
-        services += [self.jobs, SchedulerService(scheduler), self.coins]
+        # Webhooks before jobs: the events of the jobs settled at start are sent too.
+        services += [self.webhooks, self.jobs, SchedulerService(scheduler), self.coins]
         for service in services:
             service.setServiceParent(self.services)
         self.context = ApiContext(
@@ -198,6 +216,8 @@ class Daemon:
             coins=self.coins,
             stall=self.stall,
             started=time.time(),
+            metrics=self.metrics,
+            webhooks=self.webhooks,
         )
         self.apps = make_apps(self.context)
         self.site = scrapyd_listener.main_site(self.apps.resource(), config)

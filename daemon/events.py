@@ -66,3 +66,13 @@ SCHEDULE_ADDED: Topic[tuple[str, Any]] = Topic("schedule.added")
 SCHEDULE_ARMED: Topic[tuple[str, Any, Any]] = Topic("schedule.armed")
 #: A scheduled job stops firing (canceled or paused): payload its job id.
 SCHEDULE_REMOVED: Topic[str] = Topic("schedule.removed")
+#: A run's end was recorded and the run compared with its history (daemon.anomaly_watch):
+#: payload the daemon.job_store.Job as stored then, `anomalies` set (None when it was not
+#: compared: canceled, or never started). Published right after JOB_CHANGED's final one.
+JOB_ENDED: Topic[Any] = Topic("job.ended")
+#: One attempt to deliver a webhook: payload (the webhook's number in the config,
+#: "delivered", "failed" or "given_up").
+WEBHOOK_ATTEMPTED: Topic[tuple[int, str]] = Topic("webhook.attempted")
+#: A scheduled job's firing was skipped, missed beyond `misfire_grace`: payload (its job
+#: id, the text recorded in its history).
+SCHEDULE_MISFIRED: Topic[tuple[str, str]] = Topic("schedule.misfired")

@@ -175,6 +175,9 @@ class Job:
     #: Fire times at or before it are never due (set on resume and edit): firings that
     #: fell in a pause, or belong to the spec before an edit, are not misfires to catch up.
     not_before: float | None = None
+    #: The run compared with its history (JSON text of daemon.anomalies.compare's
+    #: report); None until it ended, or when it was not compared.
+    anomalies: str | None = None
     seq: int = 0
 
     @property
@@ -214,6 +217,7 @@ _COLUMNS = [
     "misfires",
     "spec_start",
     "not_before",
+    "anomalies",
     "seq",
 ]
 _SELECT = "SELECT " + ", ".join(_COLUMNS) + " FROM jobs"
@@ -278,8 +282,8 @@ def _row_to_job(row: Sequence[Any]) -> Job:
 #: Columns added after schema 2, on open, to a store that lacks them: additive, so the
 #: schema version stays and an earlier daemon reads and writes the same file unchanged.
 #: priority: jobs made before it get 0; version: they run their project's latest version;
-#: stats: they have none; paused, misfires, spec_start, not_before: their schedules run,
-#: have missed nothing counted, and keep the spec they were made with.
+#: stats, anomalies: they have none; paused, misfires, spec_start, not_before: their
+#: schedules run, have missed nothing counted, and keep the spec they were made with.
 _ADDED_COLUMNS = (
     ("priority", "REAL NOT NULL DEFAULT 0"),
     ("version", "TEXT"),
@@ -288,6 +292,7 @@ _ADDED_COLUMNS = (
     ("misfires", "INTEGER NOT NULL DEFAULT 0"),
     ("spec_start", "REAL"),
     ("not_before", "REAL"),
+    ("anomalies", "TEXT"),
 )
 
 
@@ -617,6 +622,34 @@ class Store:
         them, however many jobs: a push must not drop any of these spiders)."""
         sql = "SELECT DISTINCT spider FROM jobs WHERE active = 1 AND project = ?"
         return {row[0] for row in self._conn.execute(sql, (project,))}
+
+    def job_counts(self, conn: sqlite3.Connection | None = None) -> list[tuple[str, str, str, int]]:
+        """(status, project, spider, how many jobs) for every such group the store
+        holds (the job_counts table the triggers keep); for /metrics."""
+        sql = "SELECT status, project, spider, n FROM job_counts WHERE n > 0"
+        return (conn or self._conn).execute(sql).fetchall()
+
+    def history(
+        self, job: Job, limit: int, scan: int = 1000
+    ) -> list[tuple[str | None, float | None, float | None]]:
+        """(stats, started, finished) of the newest `limit` SUCCESSFUL runs before `job`
+        of its project and spider with its payload: the runs it is compared with. Only
+        the spider's newest `scan` jobs are looked at, so a spider with a long history
+        of other arguments costs a bounded read (indexed by project, spider, seq)."""
+        sql = (
+            "SELECT stats, started, finished FROM jobs WHERE seq IN (SELECT seq FROM"
+            " (SELECT seq, status, payload FROM jobs WHERE project = ? AND spider = ?"
+            " AND seq < ? ORDER BY seq DESC LIMIT ?) WHERE status = ? AND payload = ?"
+            " ORDER BY seq DESC LIMIT ?) ORDER BY seq DESC"
+        )
+        params = (job.project, job.spider, job.seq, scan, SUCCESSFUL, job.payload, limit)
+        return self._conn.execute(sql, params).fetchall()
+
+    def set_anomalies(self, job_id: str, report: str) -> Job | None:
+        """Keep a run's comparison with its history (daemon.anomalies) on it."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE jobs SET anomalies = ? WHERE id = ?", (report, job_id))
+        return self.get(job_id)
 
     def figures(self) -> dict[str, int]:
         """The run counters and the pending and scheduled counts, in one statement

@@ -22,7 +22,13 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from daemon.events import SCHEDULE_ADDED, SCHEDULE_ARMED, SCHEDULE_REMOVED, EventBus
+from daemon.events import (
+    SCHEDULE_ADDED,
+    SCHEDULE_ARMED,
+    SCHEDULE_MISFIRED,
+    SCHEDULE_REMOVED,
+    EventBus,
+)
 from daemon.triggers import Every, ScheduleError, When, parse_when
 
 __all__ = ["ScheduledJob", "ScheduledJobLike", "Scheduler", "SchedulerHost"]
@@ -115,11 +121,13 @@ class Scheduler:
         self._armed_for: datetime | None = None
         self._holding = False  # True while a batch runs: re-arm once at the end
         self._started_at: datetime | None = None
+        self._bus: EventBus | None = None
 
     # -- public API -------------------------------------------------------------
 
     def listen(self, bus: EventBus) -> None:
         """Arm the schedules the jobs service announces, drop the ones it cancels."""
+        self._bus = bus  # told of misfires (webhooks' schedule.misfired)
         bus.subscribe(SCHEDULE_ADDED, lambda added: self.add(*added))
         bus.subscribe(SCHEDULE_ARMED, lambda armed: self.add(armed[0], armed[1], at=armed[2]))
         bus.subscribe(SCHEDULE_REMOVED, self.remove)
@@ -294,13 +302,15 @@ class Scheduler:
         )
         if late > self.misfire_grace:
             self._misfires(job_id, missed)
-            self._event(
-                job_id,
+            text = (
                 f"missed {self._plural(missed)} {where} (newest {_iso(newest)}, "
                 f"{int(late.total_seconds())} s late, beyond misfire_grace "
                 f"{int(self.misfire_grace.total_seconds())} s): skipped; "
-                f"next run {_iso(nxt) if nxt else 'none'}",
+                f"next run {_iso(nxt) if nxt else 'none'}"
             )
+            self._event(job_id, text)
+            if self._bus is not None:
+                self._bus.publish(SCHEDULE_MISFIRED, (job_id, text))
             self.host.set_next_run(job_id, nxt)
             if nxt is None:
                 self._finished(job_id)

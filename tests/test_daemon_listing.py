@@ -44,6 +44,7 @@ FINISHED = Job(
     timezone="Europe/Berlin",
     leftovers_killed=2,
     stats='{"finish_reason": "finished", "item_scraped_count": 3}',
+    anomalies='{"compared_with": 2, "findings": [{"what": "items", "expected": 9, "seen": 3}]}',
     seq=17,
 )
 # Winter time; microseconds at both ends and one that rounds.
@@ -77,7 +78,8 @@ FINISHED_JSON = (
     '"settings": ["AUTOTHROTTLE_ENABLED", "CMC_API_KEY"], "max_runtime": 1.5, '
     '"next_run": null, "last_fire": null, "skipped": 0, "leftovers_killed": 2, '
     '"stats": {"finish_reason": "finished", "item_scraped_count": 3}, '
-    '"paused": false, "misfires": 0, "last_run": null}'
+    '"paused": false, "misfires": 0, "last_run": null, '
+    '"anomalies": {"compared_with": 2, "findings": [{"what": "items", "expected": 9, "seen": 3}]}}'
 )
 SCHEDULED_JSON = (
     '{"identifier": "1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9", "status": "SCHEDULED", '
@@ -89,7 +91,7 @@ SCHEDULED_JSON = (
     '"next_run": "2026-01-01T01:05:00+01:00", '
     '"last_fire": "2026-01-01T00:59:59.500000+01:00", "skipped": 3, '
     '"leftovers_killed": null, "stats": null, "paused": false, "misfires": 0, '
-    '"last_run": null}'
+    '"last_run": null, "anomalies": null}'
 )
 
 
@@ -196,6 +198,7 @@ def reference_dict(job: Job, tz: ZoneInfo) -> dict[str, Any]:
         "paused": job.paused,
         "misfires": job.misfires,
         "last_run": None,
+        "anomalies": None if job.anomalies is None else json.loads(job.anomalies),
     }
 
 

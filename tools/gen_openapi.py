@@ -167,6 +167,71 @@ STATS: dict[str, Any] = {
 }
 
 
+ANOMALIES: dict[str, Any] = {
+    "anyOf": [
+        obj(
+            {
+                "compared_with": {
+                    **INT,
+                    "description": "how many earlier successful runs of the spider with the "
+                    "same arguments it was compared with (their median)",
+                },
+                "findings": {
+                    "type": "array",
+                    "items": obj(
+                        {
+                            "what": {
+                                "enum": [
+                                    "items",
+                                    "error_rate",
+                                    "retry_rate",
+                                    "duration",
+                                    "field_coverage",
+                                ]
+                            },
+                            "expected": {**NUM, "description": "the history's median"},
+                            "seen": {**NUM, "description": "this run's figure"},
+                            "field": {**STR, "description": "the item field (field_coverage)"},
+                        },
+                        ("what", "expected", "seen"),
+                    ),
+                },
+                "note": {**STR, "description": "no history yet: why nothing was compared"},
+            },
+            ("compared_with", "findings"),
+        ),
+        {"type": "null"},
+    ],
+    "description": "the run compared with its history once it ended (config.yaml "
+    "`anomalies:`); null while active, when canceled or never started, or for runs "
+    "ended before the daemon compared runs",
+}
+
+
+WEBHOOK = obj(
+    {
+        "webhook": INT,
+        "url": STR,
+        "events": {"type": "array", "items": STR},
+        "signed": {"type": "boolean", "description": "whether it has a secret_env"},
+    },
+    ("webhook", "url", "events", "signed"),
+)
+ATTEMPT = obj(
+    {
+        "time": STRN,
+        "status": {**INTN, "description": "the receiver's HTTP status; null: no answer"},
+        "answer": {**STR, "description": "the start of its answer, or why there was none"},
+        "outcome": {"enum": ["delivered", "failed", "given_up"]},
+        "delivery": {**STRN, "description": "the body's delivery id (the same on retries)"},
+        "event": STRN,
+        "job": STRN,
+        "attempts": {**INTN, "description": "attempts of that delivery so far"},
+    },
+    ("time", "status", "answer", "outcome"),
+)
+
+
 JOB = obj(
     {
         "identifier": {"type": "string", "format": "uuid"},
@@ -221,6 +286,7 @@ JOB = obj(
             ],
             "description": "a scheduled job's newest run (null: none yet, or not a schedule)",
         },
+        "anomalies": ANOMALIES,
         "events": {
             "type": "array",
             "description": "the job's history (only when asked by id)",
@@ -978,6 +1044,62 @@ PATHS: dict[str, Any] = {
             },
         }
     },
+    "/metrics": {
+        "get": {
+            "summary": "The daemon's figures in Prometheus' text format (for a scraper)",
+            "description": "Jobs by status, project and spider; running, pending, slots; "
+            "dispatch latency and run duration histograms; items scraped; webhook delivery "
+            "attempts; anomalies; the reactor's busy time. Same auth as the API, or "
+            "`Authorization: Bearer <token>` with the token of `metrics.token_env` (that "
+            "token opens /metrics only).",
+            "operationId": "metrics",
+            "responses": {
+                "200": {
+                    "description": "Prometheus text format 0.0.4",
+                    "content": {"text/plain": {"schema": STR}},
+                },
+                **scrapydo_errors(400),
+            },
+        }
+    },
+    "/webhooks": {
+        "get": {
+            "summary": "The configured webhooks (config.yaml `webhooks:`), numbered from 0",
+            "operationId": "list_webhooks",
+            "responses": {
+                "200": json_response(
+                    "The webhooks (URL without credentials or query)",
+                    ok_with({"webhooks": {"type": "array", "items": WEBHOOK}}, ("webhooks",)),
+                ),
+                **scrapydo_errors(400),
+            },
+        }
+    },
+    "/webhooks/{number}/deliveries": {
+        "get": {
+            "summary": "A webhook's delivery log: recent attempts, newest first, with the "
+            "receiver's answers, and how many deliveries wait",
+            "operationId": "webhook_deliveries",
+            "parameters": [
+                path_param("number", STR, "the webhook's number (its place in the config, from 0)"),
+                query("limit", int_or_empty(1, 1000), "at most this many attempts (50)"),
+            ],
+            "responses": {
+                "200": json_response(
+                    "The log",
+                    ok_with(
+                        {
+                            **WEBHOOK["properties"],
+                            "pending": {**INT, "description": "deliveries not yet made"},
+                            "attempts": {"type": "array", "items": ATTEMPT},
+                        },
+                        ("webhook", "url", "pending", "attempts"),
+                    ),
+                ),
+                **scrapydo_errors(400, 404),
+            },
+        }
+    },
     "/openapi.json": {
         "get": {
             "summary": "This description",
@@ -1015,6 +1137,7 @@ SPEC: dict[str, Any] = {
         "securitySchemes": {
             "basic": {"type": "http", "scheme": "basic"},
             "digest": {"type": "http", "scheme": "digest"},
+            "scrape_token": {"type": "http", "scheme": "bearer"},
         },
         "schemas": {
             "Error": obj({"status": {"const": "error"}, "msg": STR}, ("status", "msg")),

@@ -3,6 +3,8 @@
 - scrapy-do's API at the root (daemon/api/scrapydo.py), with `/openapi.json`
   (daemon/api/openapi.py) describing every app;
 - the coin API under `/api/` (daemon/api/coins.py);
+- Prometheus' scrape endpoint at `/metrics` (daemon/api/metrics.py);
+- the webhooks' delivery log under `/webhooks/` (daemon/api/webhooks.py);
 - scrapyd's API under `/scrapyd/` when `scrapyd.enabled` (daemon/api/scrapyd/), and alone
   at the root of a second listener when `scrapyd.port` is set (app.py).
 
@@ -19,7 +21,7 @@ from collections.abc import Callable
 
 from klein import Klein
 
-from daemon.api import coins, openapi, scrapydo
+from daemon.api import coins, metrics, openapi, scrapydo, webhooks
 from daemon.api.context import ApiContext
 from daemon.api.routing import Mounts
 from daemon.api.scrapyd import listener as scrapyd_listener
@@ -27,7 +29,11 @@ from daemon.api.scrapyd import listener as scrapyd_listener
 __all__ = ["MOUNTED", "ApiContext", "Apps", "make_apps"]
 
 #: prefix (first path segment) -> the factory of the app served under it.
-MOUNTED: dict[str, Callable[[ApiContext], Klein]] = {"api": coins.make_app}
+MOUNTED: dict[str, Callable[[ApiContext], Klein]] = {
+    "api": coins.make_app,
+    "metrics": metrics.make_app,
+    "webhooks": webhooks.make_app,
+}
 
 
 class Apps:
@@ -46,7 +52,9 @@ class Apps:
         for prefix, app in [("", self.root), *self.mounted.items()]:
             base = f"/{prefix}" if prefix else ""
             for rule in app.url_map.iter_rules():
-                out.append((base, rule.rule, set(rule.methods or ())))
+                # A mounted app's own root is its prefix ("/metrics", not "/metrics/").
+                path = "" if base and rule.rule == "/" else rule.rule
+                out.append((base, path, set(rule.methods or ())))
         return out
 
 

@@ -10,9 +10,11 @@ if TYPE_CHECKING:  # imported for the annotations only: the services import noth
     from daemon.config import Config
     from daemon.job_store import JobReads
     from daemon.jobs import JobsService
+    from daemon.metrics import Metrics
     from daemon.projects import ProjectStore
     from daemon.scheduler import Scheduler
     from daemon.stall import StallMonitor
+    from daemon.webhooks import WebhookService
 
 
 @dataclass(frozen=True)
@@ -27,3 +29,5 @@ class ApiContext:
     coins: CoinService
     stall: StallMonitor
     started: float  # the daemon's start (time.time()), for uptime
+    metrics: Metrics  # /metrics
+    webhooks: WebhookService  # /webhooks/

@@ -738,10 +738,21 @@ class GuardedSite(server.Site):
         )
         return [(b"WWW-Authenticate", digest), (b"WWW-Authenticate", basic)]
 
+    #: /metrics' own bearer token for scrapers (config `metrics.token_env`); the API's
+    #: credentials are taken there too.
+    scrape_token: bytes | None = None
+
     def _authorized(self, request: Any, method: bytes, uri: bytes) -> bool | bytes:
         header = request.getHeader(b"authorization") or b""
         scheme, _, token = header.partition(b" ")
         scheme = scheme.lower()
+        if scheme == b"bearer":
+            path = uri.split(b"?", 1)[0]
+            return (
+                self.scrape_token is not None
+                and path in (b"/metrics", b"/metrics/")
+                and hmac.compare_digest(token.strip(), self.scrape_token)
+            )
         if scheme == b"basic":
             if self._hashed is not None:
                 return self._basic_hashed(token.strip())

@@ -46,6 +46,7 @@ JOB_COLUMNS = (
     "paused",
     "misfires",
     "last_run",
+    "anomalies",
 )
 
 _fromtimestamp = datetime.fromtimestamp
@@ -127,6 +128,7 @@ class JobJson:
             paused,
             misfires,
             last_run,
+            anomalies,
         ) = row
         tz = self.tz
         texts: tuple[str, ...]
@@ -167,6 +169,8 @@ class JobJson:
             stats = self.live(id_)
         # The store's text was checked to be a JSON object when it was written.
         stats_j = stats if stats.__class__ is str else "null"
+        # Written by daemon.anomaly_watch with json.dumps: an object.
+        anomalies_j = anomalies if anomalies.__class__ is str else "null"
         return (
             f'{{"identifier": {id_j}, "status": {status_j}, "actor": {actor_j}, '
             f'"schedule": {schedule_j}, "project": {project_j}, "spider": {spider_j}, '
@@ -180,7 +184,7 @@ class JobJson:
             f'"last_fire": {_quoted(last_fire, tz)}, "skipped": {_number(skipped)}, '
             f'"leftovers_killed": {_number(leftovers_killed)}, "stats": {stats_j}, '
             f'"paused": {"true" if paused else "false"}, "misfires": {_number(misfires)}, '
-            f'"last_run": {self._last_run(last_run)}}}'
+            f'"last_run": {self._last_run(last_run)}, "anomalies": {anomalies_j}}}'
         )
 
     def _last_run(self, value: Any) -> str:
