@@ -198,6 +198,7 @@ class Daemon:
             coins=self.coins,
             stall=self.stall,
             started=time.time(),
+            bus=self.bus,
         )
         self.apps = make_apps(self.context)
         self.site = scrapyd_listener.main_site(self.apps.resource(), config)

@@ -37,7 +37,7 @@ from daemon.domain import (
     USER,
 )
 from daemon.errors import DaemonError
-from daemon.events import JOB_CHANGED, SCHEDULE_ADDED, SCHEDULE_REMOVED, EventBus
+from daemon.events import JOB_ADDED, JOB_CHANGED, SCHEDULE_ADDED, SCHEDULE_REMOVED, EventBus
 from daemon.job_store import COUNTERS, Job, StateConflict, Store, StoreFull
 from daemon.launcher import Crawl, Launcher, Outcome
 from daemon.live_stats import read_stats
@@ -285,6 +285,7 @@ class JobsService(Service):
         if recurring:
             self.bus.publish(SCHEDULE_ADDED, (job.id, plan.when))
         else:
+            self.bus.publish(JOB_ADDED, job.id)
             self.dispatch()
         return self.store.get(job.id) or job
 
@@ -380,6 +381,7 @@ class JobsService(Service):
                 self.record_event(job_id, text)
                 return
             fired.append(inserted.id)
+            self.bus.publish(JOB_ADDED, inserted.id)
             self.dispatch()
 
         # A firing that finds the disk full is written (with its own fire time) later.

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # imported for the annotations only: the services import nothing of api/
     from daemon.coin_service import CoinService
     from daemon.config import Config
+    from daemon.events import EventBus
     from daemon.job_store import JobReads
     from daemon.jobs import JobsService
     from daemon.projects import ProjectStore
@@ -27,3 +28,4 @@ class ApiContext:
     coins: CoinService
     stall: StallMonitor
     started: float  # the daemon's start (time.time()), for uptime
+    bus: EventBus | None = None  # what changed, for the dashboard's live updates
