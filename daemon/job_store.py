@@ -553,83 +553,16 @@ class Store:
     def search_in_thread(
         self, query: JobQuery, limit: int, offset: int
     ) -> Deferred[tuple[list[Job], int]]:
-        """A page of jobs matching `query`, newest first, and how many match in all, in
-        one snapshot, read in a worker thread."""
-        where, params = _query_filters(query)
-
-        def page(conn: sqlite3.Connection) -> tuple[list[Job], int]:
-            conn.execute("BEGIN")
-            try:
-                rows = conn.execute(
-                    _SELECT + where + " ORDER BY seq DESC LIMIT ? OFFSET ?",
-                    [*params, limit, offset],
-                ).fetchall()
-                total = conn.execute("SELECT COUNT(*) FROM jobs" + where, params).fetchone()[0]
-            finally:
-                conn.execute("COMMIT")
-            return [_row_to_job(r) for r in rows], total
-
-        return self.read_in_thread(page)
+        """search_jobs in a worker thread."""
+        return self.read_in_thread(lambda conn: search_jobs(conn, query, limit, offset))
 
     def day_in_thread(self, now: float, limit: int = 10) -> Deferred[DaySummary]:
-        """The last 24 hours before `now` (see DaySummary), from the index on `finished`."""
-        since = now - 86400
-
-        def read(conn: sqlite3.Connection) -> DaySummary:
-            conn.execute("BEGIN")
-            try:
-                failures = conn.execute(
-                    _SELECT + " WHERE finished >= ? AND status = ? AND schedule = 'now' "
-                    "ORDER BY finished DESC LIMIT ?",
-                    (since, FAILED, limit),
-                ).fetchall()
-                failed = conn.execute(
-                    "SELECT COUNT(*) FROM jobs WHERE finished >= ? AND status = ? "
-                    "AND schedule = 'now'",
-                    (since, FAILED),
-                ).fetchone()[0]
-                per_hour = [0] * 24
-                for hour, count in conn.execute(
-                    "SELECT CAST((finished - ?) / 3600 AS INTEGER), COUNT(*) FROM jobs "
-                    "WHERE finished >= ? AND schedule = 'now' GROUP BY 1",
-                    (since, since),
-                ):
-                    if 0 <= hour < 24:
-                        per_hour[hour] += count
-                next_runs = conn.execute(
-                    _SELECT + " WHERE status = ? AND next_run IS NOT NULL "
-                    "ORDER BY next_run LIMIT 5",
-                    (SCHEDULED,),
-                ).fetchall()
-            finally:
-                conn.execute("COMMIT")
-            return DaySummary(
-                [_row_to_job(r) for r in failures],
-                failed,
-                per_hour,
-                [_row_to_job(r) for r in next_runs],
-            )
-
-        return self.read_in_thread(read)
+        """day_summary in a worker thread."""
+        return self.read_in_thread(lambda conn: day_summary(conn, now, limit))
 
     def spiders_in_thread(self, project: str) -> Deferred[list[SpiderSummary]]:
-        """Every spider of `project` that has runs, with its last run and mean duration."""
-
-        def read(conn: sqlite3.Connection) -> list[SpiderSummary]:
-            out = []
-            rows = conn.execute(
-                "SELECT spider, COUNT(*), MAX(seq), AVG(finished - started) FROM jobs "
-                "WHERE project = ? AND schedule = 'now' GROUP BY spider",
-                (project,),
-            ).fetchall()
-            for spider, runs, last_seq, mean in rows:
-                last = conn.execute(
-                    "SELECT id, status, started FROM jobs WHERE seq = ?", (last_seq,)
-                ).fetchone()
-                out.append(SpiderSummary(spider, runs, last[2], last[1], last[0], mean))
-            return sorted(out, key=lambda s: s.spider)
-
-        return self.read_in_thread(read)
+        """spider_summaries in a worker thread."""
+        return self.read_in_thread(lambda conn: spider_summaries(conn, project))
 
     def get_row(self, job_id: str, columns: Sequence[str]) -> tuple[Any, ...] | None:
         """One job as a plain tuple of `columns` (see list_rows)."""
@@ -844,3 +777,73 @@ class Store:
             conn.executemany("DELETE FROM jobs WHERE id = ?", [(i,) for i in ids])
             conn.executemany("DELETE FROM job_events WHERE job_id = ?", [(i,) for i in ids])
         return ids
+
+
+# -- the dashboard's reads (called through Store.*_in_thread with a worker's connection) --
+
+
+def search_jobs(
+    conn: sqlite3.Connection, query: JobQuery, limit: int, offset: int
+) -> tuple[list[Job], int]:
+    """A page of jobs matching `query`, newest first, and how many match in all, in one
+    snapshot."""
+    where, params = _query_filters(query)
+    conn.execute("BEGIN")
+    try:
+        rows = conn.execute(
+            _SELECT + where + " ORDER BY seq DESC LIMIT ? OFFSET ?", [*params, limit, offset]
+        ).fetchall()
+        total = conn.execute("SELECT COUNT(*) FROM jobs" + where, params).fetchone()[0]
+    finally:
+        conn.execute("COMMIT")
+    return [_row_to_job(r) for r in rows], total
+
+
+def day_summary(conn: sqlite3.Connection, now: float, limit: int = 10) -> DaySummary:
+    """The 24 hours before `now` (see DaySummary), from the index on `finished`. Runs
+    only (schedule 'now'): a scheduled job that ends is not a run."""
+    since = now - 86400
+    conn.execute("BEGIN")
+    try:
+        failures = conn.execute(
+            _SELECT + " WHERE finished >= ? AND status = ? AND schedule = 'now' "
+            "ORDER BY finished DESC LIMIT ?",
+            (since, FAILED, limit),
+        ).fetchall()
+        failed = conn.execute(
+            "SELECT COUNT(*) FROM jobs WHERE finished >= ? AND status = ? AND schedule = 'now'",
+            (since, FAILED),
+        ).fetchone()[0]
+        per_hour = [0] * 24
+        for hour, count in conn.execute(
+            "SELECT CAST((finished - ?) / 3600 AS INTEGER), COUNT(*) FROM jobs "
+            "WHERE finished >= ? AND schedule = 'now' GROUP BY 1",
+            (since, since),
+        ):
+            if 0 <= hour < 24:
+                per_hour[hour] += count
+        next_runs = conn.execute(
+            _SELECT + " WHERE status = ? AND next_run IS NOT NULL ORDER BY next_run LIMIT 5",
+            (SCHEDULED,),
+        ).fetchall()
+    finally:
+        conn.execute("COMMIT")
+    return DaySummary(
+        [_row_to_job(r) for r in failures], failed, per_hour, [_row_to_job(r) for r in next_runs]
+    )
+
+
+def spider_summaries(conn: sqlite3.Connection, project: str) -> list[SpiderSummary]:
+    """Every spider of `project` that has runs, with its last run and mean duration."""
+    out = []
+    rows = conn.execute(
+        "SELECT spider, COUNT(*), MAX(seq), AVG(finished - started) FROM jobs "
+        "WHERE project = ? AND schedule = 'now' GROUP BY spider",
+        (project,),
+    ).fetchall()
+    for spider, runs, last_seq, mean in rows:
+        last = conn.execute(
+            "SELECT id, status, started FROM jobs WHERE seq = ?", (last_seq,)
+        ).fetchone()
+        out.append(SpiderSummary(spider, runs, last[2], last[1], last[0], mean))
+    return sorted(out, key=lambda s: s.spider)

@@ -71,9 +71,9 @@ class ConsoleWatch:
     def watch(self, page: Any) -> Any:
         page.on(
             "console",
-            lambda msg: self.errors.append(f"{page.url}: {msg.text}")
-            if msg.type == "error"
-            else None,
+            lambda msg: (
+                self.errors.append(f"{page.url}: {msg.text}") if msg.type == "error" else None
+            ),
         )
         page.on("pageerror", lambda exc: self.errors.append(f"{page.url}: {exc}"))
         return page
