@@ -247,6 +247,13 @@ def test_job_page_shows_the_tail_then_live_lines_and_marks_errors(
     stop.touch()
     page.get_by_test_id("job-status").locator(".st-successful").wait_for()
     page.get_by_role("table", name="Field coverage").wait_for()
+    # Opened after the end, the page still charts the counters over the job's life.
+    page.reload()
+    samples = page.evaluate("JSON.parse(document.getElementById('series').textContent).data")
+    assert len(samples[0]) >= 3 and samples[1][-1] == 5  # the five items, at the end
+    page.get_by_role("img", name="Items, requests and errors over time").locator(
+        "canvas"
+    ).first.wait_for()
     shoot(page, "job")
 
 

@@ -36,6 +36,7 @@ from daemon.live_stats import read_stats
 from daemon.ui import fmt
 from daemon.ui.guard import cross_site_refusal
 from daemon.ui.logtail import TAIL_BYTES, Chunk, lines_html, read_tail
+from daemon.ui.series import StatsSeries
 from daemon.ui.stream import Hub, LogFollower
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -157,6 +158,7 @@ def make_app(ctx: ApiContext) -> Klein:
     coins = ctx.coins
     process = ProcessFigures()
     hub = Hub(reactor, ctx.bus)
+    history = StatsSeries(reactor, ctx.bus, lambda job_id: read_stats(data_dir, job_id))
     env.filters["when"] = lambda ts: fmt.timestamp(ts, tz)
     env.filters["ago"] = lambda ts: fmt.ago(ts, time.time())
     env.globals["fmt"] = fmt
@@ -305,21 +307,15 @@ def make_app(ctx: ApiContext) -> Klein:
             raise UiError("log is out or err")
         path = jobs.log_path(job.id, kind)
 
-        def tail() -> Chunk | None:
+        def read() -> tuple[Chunk | None, dict[str, Any]]:
             try:
-                return read_tail(path, TAIL_BYTES)
+                chunk = read_tail(path, TAIL_BYTES)
             except OSError:
-                return None
+                chunk = None
+            return chunk, _folder(data_dir, job.id)
 
-        def folder() -> dict[str, Any]:
-            return _folder(data_dir, job.id)
-
-        d1 = deferToThread(tail)
-        d2 = deferToThread(folder)
-
-        def both(results: list[tuple[bool, Any]]) -> bytes:
-            chunk, files = (value if ok else None for ok, value in results)
-            values = job_values(job)
+        def page(found: tuple[Chunk | None, dict[str, Any]]) -> bytes:
+            chunk, files = found
             return render(
                 request,
                 "job.html",
@@ -328,12 +324,13 @@ def make_app(ctx: ApiContext) -> Klein:
                 chunk=chunk,
                 log_html=_log_html(chunk),
                 offset=chunk.end if chunk else 0,
-                files=files or {},
+                files=files,
                 log_url=f"../get-log/data/{job.id}.{kind}",
-                **values,
+                series=_chart(["items", "requests", "errors"], history.columns(job.id)),
+                **job_values(job),
             )
 
-        return DeferredList([d1, d2], consumeErrors=True).addCallback(both)
+        return deferToThread(read).addCallback(page)
 
     @app.route("/jobs/<string:job_id>/summary", methods=["GET"])
     def job_summary(request: Any, job_id: str) -> bytes:
@@ -376,7 +373,7 @@ def make_app(ctx: ApiContext) -> Klein:
                     jobs.log_path(job_id, match.group(2)),
                     offset,
                     is_final,
-                    lambda: read_stats(data_dir, job_id),
+                    lambda: None if is_final() else read_stats(data_dir, job_id),
                     reactor,
                 )
                 stream.follower = follower
@@ -508,6 +505,7 @@ def make_app(ctx: ApiContext) -> Klein:
                     [_epoch(h["time"]) for h in history],
                     [h["price"] for h in history],
                 ]
+                chart = _chart([currency], series)
                 return render(
                     request,
                     "coin.html",
@@ -518,7 +516,7 @@ def make_app(ctx: ApiContext) -> Klein:
                     span=span,
                     ranges=list(RANGES),
                     points=len(history),
-                    series=Markup(json.dumps(series).replace("</", "<\\/")),
+                    series=chart,
                 )
 
             return coins.history(key, since, None, 10000, 0, currency).addCallback(done)
@@ -607,6 +605,12 @@ def make_app(ctx: ApiContext) -> Klein:
         return " ".join(shlex.quote(p) for p in parts) + " {base}" + path
 
     return app
+
+
+def _chart(labels: list[str], data: list[list[Any]]) -> Markup:
+    """A chart's series for the page's <script type=application/json> (app.js draws it)."""
+    text = json.dumps({"labels": labels, "data": data}, ensure_ascii=True)
+    return Markup(text.replace("<", "\\u003c"))
 
 
 def _depth(request: Any) -> int:

@@ -2,7 +2,8 @@
 (function () {
   var d = document, b = d.body, es = null, free = null, live = d.getElementById("live");
   var logview = d.getElementById("logview"), follow = d.getElementById("follow");
-  var offset = +b.dataset.offset || 0, logDone = false, chart = null, pts = [[], [], [], []];
+  var offset = +b.dataset.offset || 0, logDone = false, chart = null, el = d.getElementById("chart");
+  var S = el && JSON.parse(d.getElementById("series").textContent);
   var bc = window.BroadcastChannel && new BroadcastChannel("coinspiders"), own = b.dataset.log;
   function changed() { b.dispatchEvent(new CustomEvent("changed")); }
   function state(t) { live.textContent = t; }
@@ -34,16 +35,16 @@
     if (d.hidden) { if (es) { es.close(); es = null; state("paused"); } if (free) { free(); free = null; } }
     else if (!es) { connect(); changed(); }
   });
-  function chartOf(el, opts, data) {
-    return window.uPlot && new uPlot(Object.assign({ width: Math.min(el.clientWidth || 600, 900), height: 220 }, opts), data, el);
+  function draw() {
+    if (chart) return chart.setData(S.data);
+    if (window.uPlot && S.data[0].length) chart = new uPlot({ width: Math.min(el.clientWidth || 600, 900), height: 220,
+      series: [{}].concat(S.labels.map(function (l, i) { return { label: l, stroke: ["#37c", "#2a7", "#c33"][i] }; })) }, S.data, el);
   }
   function plot(s) {
-    var el = d.getElementById("chart"), errors = 0;
+    var errors = 0;
     for (var k in s) if (!k.indexOf("log_count/ERROR")) errors += s[k];
-    pts[0].push(Date.now() / 1000); pts[1].push(s.item_scraped_count || 0);
-    pts[2].push(s["downloader/request_count"] || 0); pts[3].push(errors);
-    if (chart) return chart.setData(pts);
-    chart = chartOf(el, { series: [{}, { label: "items", stroke: "#2a7" }, { label: "requests", stroke: "#37c" }, { label: "errors", stroke: "#c33" }] }, pts);
+    [Date.now() / 1000, s.item_scraped_count || 0, s["downloader/request_count"] || 0, errors].forEach(function (v, i) { S.data[i].push(v); });
+    draw();
   }
   d.addEventListener("click", function (e) {
     var t = e.target, out = d.getElementById("flash"), c;
@@ -56,11 +57,7 @@
       follow.checked = false; c.scrollIntoView(); c.classList.add("hl");
     }
   });
-  var series = d.getElementById("series"), el = d.getElementById("chart");
-  if (series) {
-    var data = JSON.parse(series.textContent);
-    if (data[0].length) chartOf(el, { series: [{}, { label: el.dataset.currency, stroke: "#37c" }] }, data);
-  }
+  if (S) draw();
   if (logview) logview.scrollTop = logview.scrollHeight;
   connect();
 })();
