@@ -9,6 +9,7 @@ into the artifacts folder (tests/browser_support.py).
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -173,17 +174,39 @@ def row(page: Any, job_id: str) -> Any:
 
 
 def test_root_redirects_to_the_overview_with_its_figures(page: Any, daemon: DaemonProcess) -> None:
-    page.goto(daemon.url + "/")
-    assert page.url == ui(daemon)
-    page.get_by_role("heading", name="Overview").wait_for()
-    assert page.get_by_test_id("slots").inner_text() == "0 / 4"
-    failures = page.get_by_role("region", name="Failures of the last 24 hours")
-    # 250 of the 1,000 stored jobs failed, but they ended before the daemon knew times.
-    assert failures.is_visible()
-    assert (
-        page.get_by_role("link", name="API", exact=True).get_attribute("href") == "../openapi.json"
-    )
-    shoot(page, "overview")
+    failed = daemon.schedule("fails")
+    daemon.wait_status(failed, ("FAILED",))
+    planned = daemon.schedule("items", when="every day at 03:00")
+    try:
+        page.goto(daemon.url + "/")
+        assert page.url == ui(daemon)
+        page.get_by_role("heading", name="Overview").wait_for()
+        assert page.get_by_test_id("slots").inner_text() == "0 / 4"
+        failures = page.get_by_role("region", name="Failures of the last 24 hours")
+        entry = failures.get_by_role("listitem").filter(
+            has=page.locator(f'a[href="jobs/{failed}"]')
+        )
+        assert "exit" in entry.inner_text()  # the reason the daemon recorded
+        assert entry.get_by_role("link", name="log").get_attribute("href") == (
+            f"jobs/{failed}?log=err#log"
+        )
+        upcoming = page.get_by_role("region", name="Next runs")
+        assert upcoming.get_by_role("link", name="toy/items").get_attribute("href") == (
+            f"jobs/{planned}"
+        )
+        assert "every day at 03:00" in upcoming.inner_text()
+        health = page.get_by_role("region", name="Daemon")
+        for label in ("Uptime", "CPU", "Memory", "Free disk (data)"):
+            assert health.get_by_text(label, exact=True).count() == 1
+        assert page.get_by_role("link", name="API", exact=True).get_attribute("href") == (
+            "../openapi.json"
+        )
+        chart = page.get_by_role("img", name=re.compile("Runs ended per hour"))
+        last_hour = chart.get_attribute("aria-label").rsplit(", ", 1)[1]
+        assert int(last_hour) >= 1  # this hour: the failure at least
+        shoot(page, "overview")
+    finally:
+        daemon.post("/cancel-job.json", data={"id": planned})
 
 
 def test_push_run_and_watch_a_row_go_running_then_successful(
