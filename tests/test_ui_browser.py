@@ -126,7 +126,7 @@ def _history(data_dir: Path) -> None:
             }
             fh.write(json.dumps(record) + "\n")
         tiny = dict(record, id=2, name="Tiny", symbol="TINY", slug="tiny", price=0.00003913)
-        tiny.update(market_cap=39130.0, market_cap_rank=2, query="TINY")
+        tiny.update(market_cap=39130.0, market_cap_rank=2, query="TINY", price_change=5.0)
         fh.write(json.dumps(tiny) + "\n")
 
 
@@ -348,6 +348,12 @@ def test_coins_list_and_a_coins_chart(page: Any, daemon: DaemonProcess) -> None:
     assert btc.get_by_role("img", name="7-day price of BTC").count() == 1
     assert "$0.0₄3913" in table.get_by_role("row").filter(has_text="Tiny").inner_text()
     shoot(page, "coins")
+    names = table.locator("tbody tr td:nth-child(2) a")
+    assert names.all_inner_texts()[:2] == ["Bitcoin", "Tiny"]
+    page.get_by_label("Sort").select_option("change")
+    page.get_by_role("button", name="Show").click()
+    page.wait_for_url("**sort=change**")
+    assert names.all_inner_texts()[:2] == ["Tiny", "Bitcoin"]
     page.get_by_label("Symbol or slug").fill("TINY")
     page.get_by_role("button", name="Show").click()
     page.wait_for_url("**q=TINY**")

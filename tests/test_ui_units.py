@@ -313,3 +313,33 @@ def test_stats_series_samples_running_jobs_and_thins_a_long_life() -> None:
     assert series.columns("j")[1][-1] == 99.0
     assert not series.loop.running  # nothing runs: nothing is sampled
     assert series.columns("unknown") == [[], [], [], []]
+
+
+# -- the coin list's orders -------------------------------------------------------------
+
+
+def test_coins_sort_by_a_figure_across_the_whole_market(tmp_path: Path) -> None:
+    from daemon.coin_index import CoinFilter, CoinIndex
+    from tests.test_coin_index import coin, write_lines
+
+    job = "11111111-1111-4111-8111-111111111111"
+    records = [coin(n, f"C{n}", rank=n, price=float(n % 7)) for n in range(1, 31)]
+    for n, record in enumerate(records):
+        record["price_change"] = float((n * 13) % 11) - 5
+    records[3]["price"] = None
+    write_lines(tmp_path, job, records)
+    index = CoinIndex(tmp_path)
+    index.open()
+    try:
+        index.ingest_job(job)
+        by_rank = [c["symbol"] for c in index.coins(CoinFilter(), 5, 0)]
+        assert by_rank == ["C1", "C2", "C3", "C4", "C5"]
+        prices = [c["price"] for c in index.coins(CoinFilter(), 100, 0, "price")]
+        assert prices[:-1] == sorted(prices[:-1], reverse=True) and prices[-1] is None
+        changes = [c["price_change"] for c in index.coins(CoinFilter(), 100, 0, "change")]
+        assert changes == sorted(changes, reverse=True)
+        second = index.coins(CoinFilter(), 10, 10, "cap")
+        first = index.coins(CoinFilter(), 10, 0, "cap")
+        assert min(c["market_cap"] for c in first) >= max(c["market_cap"] for c in second)
+    finally:
+        index.close()

@@ -442,16 +442,20 @@ def make_app(ctx: ApiContext) -> Klein:
             raise UiError("sort is rank, price, change or cap")
         offset = (page - 1) * COIN_PAGE
         if q:
-            by_symbol = coins.coins(CoinFilter(symbol=q, currency=currency), COIN_PAGE, offset)
+            by_symbol = coins.coins(
+                CoinFilter(symbol=q, currency=currency), COIN_PAGE + 1, offset, sort
+            )
 
             def or_slug(found: list[dict[str, Any]]) -> Any:
                 if found:
                     return found
-                return coins.coins(CoinFilter(slug=q, currency=currency), COIN_PAGE, offset)
+                return coins.coins(
+                    CoinFilter(slug=q, currency=currency), COIN_PAGE + 1, offset, sort
+                )
 
             d: Deferred[list[dict[str, Any]]] = by_symbol.addCallback(or_slug)
         else:
-            d = coins.coins(CoinFilter(currency=currency), COIN_PAGE + 1, offset)
+            d = coins.coins(CoinFilter(currency=currency), COIN_PAGE + 1, offset, sort)
         since = datetime.fromtimestamp(time.time() - 7 * 86400, tz).isoformat()
 
         def with_sparks(found: list[dict[str, Any]]) -> Deferred[bytes]:
@@ -465,7 +469,6 @@ def make_app(ctx: ApiContext) -> Klein:
                 for coin, (ok, history) in zip(found, results, strict=True):
                     prices = [h["price"] for h in history] if ok else []
                     rows.append({**coin, "spark": fmt.sparkline(_thin(prices, 100))})
-                rows = _sorted_coins(rows, sort)
                 kept = {k: v for k, v in (("q", q), ("currency", currency), ("sort", sort)) if v}
                 return render(
                     request,
@@ -650,13 +653,6 @@ def _thin(values: list[Any], most: int) -> list[Any]:
     step = len(values) / most
     picked = [values[int(i * step)] for i in range(most - 1)]
     return [*picked, values[-1]]
-
-
-def _sorted_coins(rows: list[dict[str, Any]], sort: str) -> list[dict[str, Any]]:
-    key = {"price": "price", "change": "price_change", "cap": "market_cap"}.get(sort)
-    if key is None:
-        return rows
-    return sorted(rows, key=lambda r: -(r.get(key) or float("-inf")))
 
 
 def _spider_rows(spiders: list[str], found: list[Any]) -> list[dict[str, Any]]:
