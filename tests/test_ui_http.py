@@ -241,3 +241,40 @@ def test_heartbeat_comment_every_15_seconds(daemon: DaemonProcess, open_events: 
     stream = open_events(daemon)
     stream.read_until(b": open")
     stream.read_until(b": keep-alive", timeout=40)
+
+
+def test_a_job_page_carries_the_logs_tail_not_the_whole_log(
+    daemon: DaemonProcess, finished: str
+) -> None:
+    log = next((daemon.workdir / "data").rglob(f"{finished}.out"))
+    with log.open("ab") as fh:
+        for n in range(100_000):
+            fh.write(f"big line {n:06d}\n".encode())
+    page = daemon.get(f"/ui/jobs/{finished}?log=out")
+    assert page.status_code == 200
+    assert "big line 099999" in page.text and "big line 000000" not in page.text
+    assert len(page.content) < 150_000  # 64 KiB of log and the page around it
+    assert re.search(r"The last 6\d\.\d KiB of \d+\.\d MiB", page.text)
+    assert f'href="../get-log/data/{finished}.out" download' in page.text
+
+
+def test_a_job_page_previews_the_folder(daemon: DaemonProcess) -> None:
+    job_id = daemon.schedule("items")
+    daemon.wait_status(job_id, ("SUCCESSFUL",))
+    folder = daemon.workdir / "data" / job_id
+    (folder / "Images").mkdir(parents=True, exist_ok=True)
+    (folder / "Images" / "1.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (folder / "data.json").write_text('{"coins": []}')
+    with (folder / "items.jl").open("w") as fh:
+        for n in range(30):
+            fh.write(f'{{"n": {n}, "name": "<i>x{n}</i>"}}\n')
+    page = daemon.get(f"/ui/jobs/{job_id}").text
+    previews = re.findall(r"<li><code>(.*?)</code></li>", page)
+    assert len(previews) == 20 and html.unescape(previews[0]) == '{"n": 0, "name": "<i>x0</i>"}'
+    assert "<i>x0</i>" not in page  # escaped, never markup
+    assert f'src="jobs/{job_id}/file/Images/1.png"' in page
+    assert f'href="jobs/{job_id}/file/data.json"' in page
+    logo = daemon.get(f"/ui/jobs/{job_id}/file/Images/1.png")
+    assert logo.status_code == 200, logo.text[-600:]
+    assert logo.headers["Content-Type"] == "image/png"
+    assert daemon.get(f"/ui/jobs/{job_id}/file/data.json").json() == {"coins": []}

@@ -349,6 +349,9 @@ def make_app(ctx: ApiContext) -> Klein:
             kind = "text/plain; charset=utf-8" if path.suffix in (".jl", ".json", ".txt") else kind
         request.setHeader(b"X-Content-Type-Options", b"nosniff")
         request.setHeader(b"Content-Security-Policy", b"sandbox")
+        # Klein hands a returned resource the path left after the route's match: a
+        # name with a folder in it would be looked up inside the file.
+        request.postpath = []
         return File(str(path), defaultType=kind)
 
     @app.route("/events", methods=["GET"])
