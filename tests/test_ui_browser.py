@@ -205,6 +205,11 @@ def test_root_redirects_to_the_overview_with_its_figures(page: Any, daemon: Daem
         last_hour = chart.get_attribute("aria-label").rsplit(", ", 1)[1]
         assert int(last_hour) >= 1  # this hour: the failure at least
         shoot(page, "overview")
+        background = "getComputedStyle(document.body).backgroundColor"
+        assert page.evaluate(background) == "rgb(255, 255, 255)"
+        page.emulate_media(color_scheme="dark")
+        assert page.evaluate(background) == "rgb(18, 20, 23)"
+        shoot(page, "overview-dark")
     finally:
         daemon.post("/cancel-job.json", data={"id": planned})
 
