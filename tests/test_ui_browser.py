@@ -417,3 +417,24 @@ def test_the_dashboard_works_behind_a_proxy_sub_path(page: Any, daemon: DaemonPr
         page.goto("about:blank")
     finally:
         proxy.stop()
+
+
+HIDE = """hidden => {
+    Object.defineProperty(document, "hidden", {value: hidden, configurable: true});
+    document.dispatchEvent(new Event("visibilitychange"));
+}"""
+
+
+def test_a_hidden_tab_gives_its_stream_back_and_catches_up_when_shown(
+    page: Any, daemon: DaemonProcess
+) -> None:
+    page.goto(ui(daemon, "jobs"))
+    page.wait_for_function("document.getElementById('live').textContent == 'live'")
+    page.evaluate(HIDE, True)
+    assert page.locator("#live").inner_text() == "paused"
+    job_id = daemon.schedule("items")
+    daemon.wait_status(job_id, ("SUCCESSFUL",))
+    assert row(page, job_id).count() == 0  # nothing came while hidden
+    page.evaluate(HIDE, False)
+    page.wait_for_selector(f'tr[data-id="{job_id}"][data-status="SUCCESSFUL"]')
+    page.wait_for_function("document.getElementById('live').textContent == 'live'")
