@@ -233,6 +233,20 @@ def test_push_run_and_watch_a_row_go_running_then_successful(
     page.locator("#flash").get_by_text("Started pushed/hello").wait_for()
     run_id = page.locator("#flash a").get_attribute("href").split("/")[-1]
     daemon.wait_status(run_id, ("SUCCESSFUL",))
+    page.reload()
+    spiders = page.get_by_role("table", name="Spiders of pushed")
+    hello = spiders.get_by_role("row").filter(has_text="hello")
+    assert "SUCCESSFUL" in hello.inner_text() and "never" not in hello.inner_text()
+    assert "never" in spiders.get_by_role("row").filter(has_text="world").inner_text()
+    page.get_by_role("button", name="Remove project pushed").click()
+    confirm = page.get_by_role("dialog", name="Remove project pushed")
+    assert "hello, world" in confirm.inner_text()
+    confirm.get_by_role("button", name="Remove pushed").click()
+    page.locator("#flash").get_by_text("Removed project pushed").wait_for()
+    assert "pushed" not in daemon.get("/list-projects.json").json()["projects"]
+    page.get_by_label("Project archive (.zip or .egg)").set_input_files(str(archive))
+    page.get_by_role("button", name="Push", exact=True).click()
+    reply.get_by_text("Pushed project pushed: hello, world").wait_for()
 
     page.goto(ui(daemon, "jobs"))
     page.evaluate("window.__loaded_once = true")

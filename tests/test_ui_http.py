@@ -278,3 +278,21 @@ def test_a_job_page_previews_the_folder(daemon: DaemonProcess) -> None:
     assert logo.status_code == 200, logo.text[-600:]
     assert logo.headers["Content-Type"] == "image/png"
     assert daemon.get(f"/ui/jobs/{job_id}/file/data.json").json() == {"coins": []}
+
+
+def test_the_jobs_time_filter_reads_times_in_the_daemons_zone(
+    daemon: DaemonProcess, finished: str
+) -> None:
+    def total(query: str) -> str:
+        page = daemon.get("/ui/jobs" + query)
+        assert page.status_code == 200, page.text
+        return re.search(r"Page \d+ of \d+ · ([\d,]+) jobs", page.text).group(1)  # type: ignore[union-attr]
+
+    later = time.strftime("%Y-%m-%dT%H:%M", time.gmtime(time.time() + 3600))
+    earlier = time.strftime("%Y-%m-%dT%H:%M", time.gmtime(time.time() - 3600))
+    assert total(f"?since={later}") == "0"
+    assert int(total(f"?since={earlier}")) >= 1
+    assert total(f"?until={earlier}") == "0"
+    assert total(f"?id={finished[:8]}") == "1"
+    bad = daemon.get("/ui/jobs?since=yesterday")
+    assert bad.status_code == 400 and "since must be a date" in bad.text

@@ -13,7 +13,7 @@ import os
 import re
 import shlex
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -80,9 +80,9 @@ def _env() -> Environment:
     return env
 
 
-def _parse_time(raw: str | None, name: str) -> float | None:
-    """A time filter from the URL: ISO 8601 (a date or a date and time, UTC unless it
-    says otherwise), as <input type=datetime-local> sends it."""
+def _parse_time(raw: str | None, name: str, zone: tzinfo) -> float | None:
+    """A time filter from the URL: ISO 8601 (a date or a date and time, in the daemon's
+    zone unless it says otherwise), as <input type=datetime-local> sends it."""
     if not raw:
         return None
     try:
@@ -90,11 +90,11 @@ def _parse_time(raw: str | None, name: str) -> float | None:
     except ValueError:
         raise UiError(f"{name} must be a date or a date and time, got {raw[:40]!r}") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
+        moment = moment.replace(tzinfo=zone)
     return moment.timestamp()
 
 
-def job_query(request: Any) -> tuple[JobQuery, dict[str, str], int]:
+def job_query(request: Any, zone: tzinfo = UTC) -> tuple[JobQuery, dict[str, str], int]:
     """The Jobs page's filters from the URL, the same filters to write back into links,
     and the page number."""
     status = (arg(request, "status") or "").strip().lower()
@@ -122,8 +122,8 @@ def job_query(request: Any) -> tuple[JobQuery, dict[str, str], int]:
         project=project or None,
         spider=spider or None,
         id_prefix=prefix or None,
-        since=_parse_time(since_raw, "since"),
-        until=_parse_time(until_raw, "until"),
+        since=_parse_time(since_raw, "since", zone),
+        until=_parse_time(until_raw, "until", zone),
     )
     kept = {
         k: v
@@ -226,16 +226,22 @@ def make_app(ctx: ApiContext) -> Klein:
 
     @app.route("/jobs", methods=["GET"])
     def jobs_page(request: Any) -> Deferred[bytes]:
-        query, kept, page = job_query(request)
+        query, kept, page = job_query(request, tz)
         return job_rows(query, kept, page).addCallback(
             lambda v: render(
-                request, "jobs.html", 0, projects=projects.names(), statuses=STATUSES, **v
+                request,
+                "jobs.html",
+                0,
+                projects=projects.names(),
+                statuses=STATUSES,
+                zone=config.timezone,
+                **v,
             )
         )
 
     @app.route("/jobs/rows", methods=["GET"])
     def jobs_rows(request: Any) -> Deferred[bytes]:
-        query, kept, page = job_query(request)
+        query, kept, page = job_query(request, tz)
         return job_rows(query, kept, page).addCallback(
             lambda v: fragment(request, "_job_rows.html", **v)
         )
