@@ -218,6 +218,7 @@ class Daemon:
             started=time.time(),
             metrics=self.metrics,
             webhooks=self.webhooks,
+            bus=self.bus,
         )
         self.apps = make_apps(self.context)
         self.site = scrapyd_listener.main_site(self.apps.resource(), config)

@@ -59,6 +59,9 @@ class EventBus:
 #: A job's state changed (a run started or ended; a schedule was paused, resumed or
 #: edited): payload daemon.job_store.Job.
 JOB_CHANGED: Topic[Any] = Topic("job.changed")
+#: A run was recorded PENDING (submitted for now, or fired by a schedule): payload its
+#: job id. The dashboard lists it before it starts.
+JOB_ADDED: Topic[str] = Topic("job.added")
 #: A recurring or timed job was recorded: payload (job id, daemon.triggers.When).
 SCHEDULE_ADDED: Topic[tuple[str, Any]] = Topic("schedule.added")
 #: A scheduled job is armed again from a given fire time (resumed, or its `when`

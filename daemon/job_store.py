@@ -306,6 +306,69 @@ def _add_columns(conn: sqlite3.Connection) -> None:
     conn.execute(
         "CREATE INDEX IF NOT EXISTS jobs_status_priority_seq ON jobs (status, priority DESC, seq)"
     )
+    # The dashboard's reads: runs ended in a time window (failures and runs per hour of
+    # the last day) and jobs created in one (the Jobs page's time filter).
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished) WHERE finished IS NOT NULL"
+    )
+    conn.execute("CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created)")
+
+
+@dataclass(frozen=True)
+class JobQuery:
+    """The Jobs page's filters; None means "any". `id_prefix` is the start of a job id,
+    `since`/`until` bound the creation time (epoch seconds, until exclusive)."""
+
+    statuses: tuple[str, ...] | None = None
+    project: str | None = None
+    spider: str | None = None
+    id_prefix: str | None = None
+    since: float | None = None
+    until: float | None = None
+
+
+def _query_filters(query: JobQuery) -> tuple[str, list[Any]]:
+    """The WHERE clause of a JobQuery: the listing's filters plus an id range (the id's
+    unique index) and a creation-time range (its own index)."""
+    where, params = _job_filters(query.statuses, query.project, query.spider)
+    extra: list[str] = []
+    if query.id_prefix:
+        # Ids are lowercase hex and dashes, all below "~": [prefix, prefix~) is the prefix.
+        extra.append("id >= ? AND id < ?")
+        params += [query.id_prefix, query.id_prefix + "~"]
+    if query.since is not None:
+        extra.append("created >= ?")
+        params.append(query.since)
+    if query.until is not None:
+        extra.append("created < ?")
+        params.append(query.until)
+    if extra:
+        where = (where + " AND " if where else " WHERE ") + " AND ".join(extra)
+    return where, params
+
+
+@dataclass(frozen=True)
+class DaySummary:
+    """What the Overview shows of the last day: the failed runs (newest first, at most
+    `limit`), how many failed in all, runs ended per hour (oldest hour first) and the
+    next runs of the scheduled jobs."""
+
+    failures: list[Job]
+    failed: int
+    per_hour: list[int]
+    next_runs: list[Job]
+
+
+@dataclass(frozen=True)
+class SpiderSummary:
+    """A spider's record: its runs, the last one, and the mean duration of ended ones."""
+
+    spider: str
+    runs: int
+    last_started: float | None
+    last_status: str | None
+    last_id: str | None
+    mean_seconds: float | None
 
 
 #: How many jobs each (status, project, spider) holds, kept by triggers on every insert,
@@ -422,6 +485,14 @@ class JobReads(Protocol):
     ) -> Deferred[T]: ...
 
     def project_has_jobs(self, project: str) -> Deferred[bool]: ...
+
+    def search_in_thread(
+        self, query: JobQuery, limit: int, offset: int
+    ) -> Deferred[tuple[list[Job], int]]: ...
+
+    def day_in_thread(self, now: float, limit: int = 10) -> Deferred[DaySummary]: ...
+
+    def spiders_in_thread(self, project: str) -> Deferred[list[SpiderSummary]]: ...
 
 
 class Store:
@@ -595,6 +666,20 @@ class Store:
     def project_has_jobs(self, project: str) -> Deferred[bool]:
         """Whether the store remembers any job of `project` (one removed may have some)."""
         return self.read_in_thread(lambda conn: self.count_rows(None, project, None, conn) > 0)
+
+    def search_in_thread(
+        self, query: JobQuery, limit: int, offset: int
+    ) -> Deferred[tuple[list[Job], int]]:
+        """search_jobs in a worker thread."""
+        return self.read_in_thread(lambda conn: search_jobs(conn, query, limit, offset))
+
+    def day_in_thread(self, now: float, limit: int = 10) -> Deferred[DaySummary]:
+        """day_summary in a worker thread."""
+        return self.read_in_thread(lambda conn: day_summary(conn, now, limit))
+
+    def spiders_in_thread(self, project: str) -> Deferred[list[SpiderSummary]]:
+        """spider_summaries in a worker thread."""
+        return self.read_in_thread(lambda conn: spider_summaries(conn, project))
 
     def get_row(self, job_id: str, columns: Sequence[str]) -> tuple[Any, ...] | None:
         """One job as a plain tuple of `columns` (see list_rows)."""
@@ -910,3 +995,73 @@ class Store:
             conn.executemany("DELETE FROM jobs WHERE id = ?", [(i,) for i in ids])
             conn.executemany("DELETE FROM job_events WHERE job_id = ?", [(i,) for i in ids])
         return ids
+
+
+# -- the dashboard's reads (called through Store.*_in_thread with a worker's connection) --
+
+
+def search_jobs(
+    conn: sqlite3.Connection, query: JobQuery, limit: int, offset: int
+) -> tuple[list[Job], int]:
+    """A page of jobs matching `query`, newest first, and how many match in all, in one
+    snapshot."""
+    where, params = _query_filters(query)
+    conn.execute("BEGIN")
+    try:
+        rows = conn.execute(
+            _SELECT + where + " ORDER BY seq DESC LIMIT ? OFFSET ?", [*params, limit, offset]
+        ).fetchall()
+        total = conn.execute("SELECT COUNT(*) FROM jobs" + where, params).fetchone()[0]
+    finally:
+        conn.execute("COMMIT")
+    return [_row_to_job(r) for r in rows], total
+
+
+def day_summary(conn: sqlite3.Connection, now: float, limit: int = 10) -> DaySummary:
+    """The 24 hours before `now` (see DaySummary), from the index on `finished`. Runs
+    only (schedule 'now'): a scheduled job that ends is not a run."""
+    since = now - 86400
+    conn.execute("BEGIN")
+    try:
+        failures = conn.execute(
+            _SELECT + " WHERE finished >= ? AND status = ? AND schedule = 'now' "
+            "ORDER BY finished DESC LIMIT ?",
+            (since, FAILED, limit),
+        ).fetchall()
+        failed = conn.execute(
+            "SELECT COUNT(*) FROM jobs WHERE finished >= ? AND status = ? AND schedule = 'now'",
+            (since, FAILED),
+        ).fetchone()[0]
+        per_hour = [0] * 24
+        for hour, count in conn.execute(
+            "SELECT CAST((finished - ?) / 3600 AS INTEGER), COUNT(*) FROM jobs "
+            "WHERE finished >= ? AND schedule = 'now' GROUP BY 1",
+            (since, since),
+        ):
+            if 0 <= hour < 24:
+                per_hour[hour] += count
+        next_runs = conn.execute(
+            _SELECT + " WHERE status = ? AND next_run IS NOT NULL ORDER BY next_run LIMIT 5",
+            (SCHEDULED,),
+        ).fetchall()
+    finally:
+        conn.execute("COMMIT")
+    return DaySummary(
+        [_row_to_job(r) for r in failures], failed, per_hour, [_row_to_job(r) for r in next_runs]
+    )
+
+
+def spider_summaries(conn: sqlite3.Connection, project: str) -> list[SpiderSummary]:
+    """Every spider of `project` that has runs, with its last run and mean duration."""
+    out = []
+    rows = conn.execute(
+        "SELECT spider, COUNT(*), MAX(seq), AVG(finished - started) FROM jobs "
+        "WHERE project = ? AND schedule = 'now' GROUP BY spider",
+        (project,),
+    ).fetchall()
+    for spider, runs, last_seq, mean in rows:
+        last = conn.execute(
+            "SELECT id, status, started FROM jobs WHERE seq = ?", (last_seq,)
+        ).fetchone()
+        out.append(SpiderSummary(spider, runs, last[2], last[1], last[0], mean))
+    return sorted(out, key=lambda s: s.spider)

@@ -38,6 +38,7 @@ from daemon.domain import (
 )
 from daemon.errors import DaemonError
 from daemon.events import (
+    JOB_ADDED,
     JOB_CHANGED,
     SCHEDULE_ADDED,
     SCHEDULE_ARMED,
@@ -291,6 +292,7 @@ class JobsService(Service):
         if recurring:
             self.bus.publish(SCHEDULE_ADDED, (job.id, plan.when))
         else:
+            self.bus.publish(JOB_ADDED, job.id)
             self.dispatch()
         return self.store.get(job.id) or job
 
@@ -389,6 +391,7 @@ class JobsService(Service):
                 self.record_event(job_id, text)
                 return
             fired.append(inserted.id)
+            self.bus.publish(JOB_ADDED, inserted.id)
             self.dispatch()
 
         # A firing that finds the disk full is written (with its own fire time) later.

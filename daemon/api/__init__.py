@@ -6,7 +6,9 @@
 - Prometheus' scrape endpoint at `/metrics` (daemon/api/metrics.py);
 - the webhooks' delivery log under `/webhooks/` (daemon/api/webhooks.py);
 - scrapyd's API under `/scrapyd/` when `scrapyd.enabled` (daemon/api/scrapyd/), and alone
-  at the root of a second listener when `scrapyd.port` is set (app.py).
+  at the root of a second listener when `scrapyd.port` is set (app.py);
+- the dashboard's HTML pages under `/ui/` (daemon/ui/), where `/` redirects. Pages are
+  not API routes: they are mounted beside the APIs but not described in openapi.json.
 
 A new endpoint is a route in the app of its API. A new API is a module with
 `make_app(ctx) -> Klein` (built with `routing.new_app(envelope)`) added to `MOUNTED`.
@@ -37,14 +39,19 @@ MOUNTED: dict[str, Callable[[ApiContext], Klein]] = {
 
 
 class Apps:
-    """The daemon's apps: `root` serves every path no prefix claims."""
+    """The daemon's apps: `root` serves every path no prefix claims; `pages` are the
+    HTML apps (the dashboard), mounted like the APIs but not API routes."""
 
-    def __init__(self, root: Klein, mounted: dict[str, Klein]) -> None:
+    def __init__(
+        self, root: Klein, mounted: dict[str, Klein], pages: dict[str, Klein] | None = None
+    ) -> None:
         self.root = root
         self.mounted = mounted
+        self.pages = pages or {}
 
     def resource(self) -> Mounts:
-        return Mounts(self.root, self.mounted)
+        home = next(iter(self.pages), None)
+        return Mounts(self.root, {**self.mounted, **self.pages}, home=home)
 
     def routes(self) -> list[tuple[str, str, set[str]]]:
         """(prefix, rule, methods) of every route of every app; prefix "" is the root."""
@@ -64,4 +71,6 @@ def make_apps(ctx: ApiContext) -> Apps:
     mounted = {prefix: factory(ctx) for prefix, factory in MOUNTED.items()}
     if ctx.config.scrapyd.enabled:
         mounted["scrapyd"] = scrapyd_listener.mounted_app(ctx)
-    return Apps(root, mounted)
+    from daemon import ui  # the dashboard imports this package's plumbing
+
+    return Apps(root, mounted, {"ui": ui.make_app(ctx)})

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # imported for the annotations only: the services import nothing of api/
     from daemon.coin_service import CoinService
     from daemon.config import Config
+    from daemon.events import EventBus
     from daemon.job_store import JobReads
     from daemon.jobs import JobsService
     from daemon.metrics import Metrics
@@ -31,3 +32,4 @@ class ApiContext:
     started: float  # the daemon's start (time.time()), for uptime
     metrics: Metrics  # /metrics
     webhooks: WebhookService  # /webhooks/
+    bus: EventBus | None = None  # what changed, for the dashboard's live updates
