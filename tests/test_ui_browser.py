@@ -259,6 +259,14 @@ def test_push_run_and_watch_a_row_go_running_then_successful(
     assert page.evaluate("window.__loaded_once") is True, "the page was reloaded"
 
 
+def _series(daemon: DaemonProcess, job_id: str) -> list[list[float]]:
+    """The chart data the job page carries (uPlot's columns)."""
+    page = daemon.get(f"/ui/jobs/{job_id}").text
+    found = re.search(r'<script type="application/json" id="series">(.*?)</script>', page, re.S)
+    assert found, "the job page carries no chart data"
+    return json.loads(found.group(1))["data"]
+
+
 def test_job_page_shows_the_tail_then_live_lines_and_marks_errors(
     page: Any, daemon: DaemonProcess, tmp_path: Path
 ) -> None:
@@ -285,6 +293,14 @@ def test_job_page_shows_the_tail_then_live_lines_and_marks_errors(
     page.get_by_role("log", name="Log out").get_by_text("out tick 1", exact=True).wait_for()
     assert page.get_by_role("link", name="Download the full log").get_attribute("href") == (
         f"../get-log/data/{job_id}.out"
+    )
+    # The chart is sampled every few seconds: let the crawl live through three samples
+    # (on a loaded machine the steps above may take less time than that).
+    wait_until(
+        lambda: len(_series(daemon, job_id)[0]),
+        120,
+        "three samples of the running crawl's counters",
+        until=lambda n: n >= 3,
     )
     stop.touch()
     page.get_by_test_id("job-status").locator(".st-successful").wait_for()
