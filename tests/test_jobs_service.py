@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.process import reapAllProcesses
 from twisted.internet.task import Clock, LoopingCall
 from twisted.trial import unittest
+from zope.interface.verify import verifyObject
 
 from daemon.config import LocalProject
 from daemon.domain import (
@@ -33,7 +35,7 @@ from daemon.domain import (
     SUCCESSFUL,
 )
 from daemon.events import JOB_CHANGED, EventBus
-from daemon.executor import CRAWL_ENDED, CrawlEnded
+from daemon.executor import CRAWL_ENDED, CrawlEnded, IExecutor
 from daemon.job_store import Job, Store
 from daemon.jobs import JobError, JobsService
 from daemon.launcher import Launcher
@@ -44,6 +46,27 @@ from tests.daemon_support import write_toy_project
 from tests.test_launcher import async_test
 from tests.waiting import wait_until
 
+# Finishes (its log says "Spider closed (finished)") while its job.json names another
+# close reason: the verdict tells which of the two it was made from.
+CLAIMS_SPIDER = """
+import json
+from pathlib import Path
+
+import scrapy
+
+
+class Claims(scrapy.Spider):
+    name = "claims"
+
+    async def start(self):
+        yield {"n": 1}
+
+    def closed(self, reason):
+        folder = Path(self.settings.get("DATA_DIR")) / self.settings.get("JOB_ID")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "job.json").write_text(json.dumps({"close_reason": "quota_exceeded"}))
+"""
+
 
 class JobsServiceTest(unittest.TestCase):
     timeout = 120
@@ -52,6 +75,7 @@ class JobsServiceTest(unittest.TestCase):
         self.root = Path(tempfile.mkdtemp(prefix="jobs-test-"))
         self.addCleanup(shutil.rmtree, self.root, True)
         toy = write_toy_project(self.root / "toy")
+        (toy / "toy" / "spiders" / "claims.py").write_text(CLAIMS_SPIDER)
         self.store = Store(self.root / "daemon.sqlite")
         self.addCleanup(self.store.close)
         self.launcher = Launcher(reactor, self.root / "data", self.root / "logs", cancel_grace=5)
@@ -64,9 +88,10 @@ class JobsServiceTest(unittest.TestCase):
         reaper.start(0.1, now=False)
         self.addCleanup(reaper.stop)
         self.bus = EventBus()
-        # Heard before the jobs service hears it (the bus keeps subscription order).
-        self.before_verdict: list[CrawlEnded] = []
-        self.bus.subscribe(CRAWL_ENDED, self.before_verdict.append)
+        # Run on each crawl's end before the jobs service hears of it (the bus keeps
+        # subscription order), so before the verdict.
+        self.before_verdict: list[Callable[[CrawlEnded], object]] = []
+        self.bus.subscribe(CRAWL_ENDED, lambda ended: [f(ended) for f in self.before_verdict])
         self.executor = LocalExecutor(self.launcher, self.bus)
         self.jobs = JobsService(
             self.store,
@@ -142,6 +167,35 @@ class JobsServiceTest(unittest.TestCase):
         figures = self.jobs.figures()
         self.assertEqual((figures["jobs-run"], figures["jobs-successful"]), (1, 1))
         self.assertEqual((figures["running"], figures["pending"]), (0, 0))
+
+    def test_the_jobs_service_drives_crawls_through_the_executor_interface(self) -> None:
+        self.assertTrue(verifyObject(IExecutor, self.executor))
+        self.assertIs(self.jobs.executor, self.executor)
+        self.assertFalse(hasattr(self.jobs, "launcher"))
+
+    @async_test
+    async def test_the_verdict_comes_from_the_manifest_the_ended_event_carries(self) -> None:
+        heard: list[CrawlEnded] = []
+
+        def take_the_manifest_away(ended: CrawlEnded) -> None:
+            heard.append(ended)
+            (self.root / "data" / ended.job_id / "job.json").unlink()
+
+        self.before_verdict.append(take_the_manifest_away)
+        self.start_service()
+        job = self.jobs.submit("toy", "claims")
+        done = await self.ended(job.id)
+        [ended] = heard
+        self.assertEqual(ended.job_id, job.id)
+        self.assertEqual(ended.manifest, {"close_reason": "quota_exceeded"})
+        self.assertEqual((ended.outcome.exit_code, ended.outcome.signal), (0, None))
+        self.assertFalse((self.root / "data" / job.id / "job.json").exists())
+        # Judged by the job.json the crawl wrote, gone from the disk by then: a verdict
+        # read from the disk would have found none and believed the log's "finished".
+        self.assertEqual(
+            (done.status, done.reason), (FAILED, "crawl closed with reason 'quota_exceeded'")
+        )
+        self.assertEqual(done.stats, ended.stats)
 
     @async_test
     async def test_the_slot_goes_to_the_next_pending_run_the_moment_it_frees(self) -> None:
