@@ -15,9 +15,10 @@ import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.process import reapAllProcesses
 from twisted.internet.task import Clock, LoopingCall
 from twisted.trial import unittest
@@ -38,7 +39,7 @@ from daemon.events import JOB_CHANGED, EventBus
 from daemon.executor import CRAWL_ENDED, CrawlEnded, IExecutor
 from daemon.job_store import Job, Store
 from daemon.jobs import JobError, JobsService
-from daemon.launcher import Launcher
+from daemon.launcher import Crawl, Launcher, process_alive
 from daemon.local_executor import LocalExecutor
 from daemon.projects import ProjectStore
 from daemon.scheduler import Scheduler
@@ -68,6 +69,20 @@ class Claims(scrapy.Spider):
 """
 
 
+class LateLauncher(Launcher):
+    """The launcher as a warm start answers: the crawl is spawned, and the Deferred of
+    `start` fires, a while after it was asked for."""
+
+    def start(self, *args: Any, **kwargs: Any) -> Any:
+        answer: Deferred[Crawl] = Deferred()
+
+        def now() -> None:
+            maybeDeferred(Launcher.start, self, *args, **kwargs).chainDeferred(answer)
+
+        self.reactor.callLater(0.3, now)
+        return answer
+
+
 class JobsServiceTest(unittest.TestCase):
     timeout = 120
 
@@ -80,7 +95,7 @@ class JobsServiceTest(unittest.TestCase):
         self.addCleanup(self.store.close)
         self.launcher = Launcher(reactor, self.root / "data", self.root / "logs", cancel_grace=5)
         local = {"toy": LocalProject(toy, {"TOY_SETTING": "from-config"})}
-        projects = ProjectStore(self.root / "projects", local)
+        projects = self.projects = ProjectStore(self.root / "projects", local)
         # trial stops the reactor between tests and restores the signal handlers; a
         # SIGCHLD that arrives meanwhile is lost, and that crawl's end never noticed.
         # Collecting ended children on a timer as well makes the tests independent.
@@ -115,7 +130,9 @@ class JobsServiceTest(unittest.TestCase):
         assert job is not None
         return job.status
 
-    def announced(self, job_id: str, statuses: tuple[str, ...]) -> Deferred[Job]:
+    def announced(
+        self, job_id: str, statuses: tuple[str, ...], bus: EventBus | None = None
+    ) -> Deferred[Job]:
         """Fires with the job once the service announces it in one of `statuses` (at
         once when it is in one already). Told on the next reactor turn: the service
         announces RUNNING before it asks the executor to start the crawl."""
@@ -135,7 +152,7 @@ class JobsServiceTest(unittest.TestCase):
                 unsubscribe()
                 reactor.callLater(0, told.callback, changed)
 
-        unsubscribe = self.bus.subscribe(JOB_CHANGED, hear)
+        unsubscribe = (bus or self.bus).subscribe(JOB_CHANGED, hear)
         return told
 
     async def ended(self, job_id: str) -> Job:
@@ -196,6 +213,42 @@ class JobsServiceTest(unittest.TestCase):
             (done.status, done.reason), (FAILED, "crawl closed with reason 'quota_exceeded'")
         )
         self.assertEqual(done.stats, ended.stats)
+
+    @async_test
+    async def test_a_start_that_answers_late_holds_its_slot_and_a_cancel_waits_for_it(
+        self,
+    ) -> None:
+        launcher = LateLauncher(reactor, self.root / "data", self.root / "logs", cancel_grace=5)
+        bus = EventBus()
+        executor = LocalExecutor(launcher, bus)
+        jobs = JobsService(
+            self.store,
+            executor,
+            self.projects,
+            bus,
+            reactor=reactor,
+            slots=1,
+            data_dir=self.root / "data",
+        )
+        jobs.startService()
+        self.addCleanup(lambda: jobs.stopService() if jobs.running else None)
+        _gate, payload = self.gate()
+        first = jobs.submit("toy", "sleepy", payload=payload)
+        second = jobs.submit("toy", "items")
+        await self.announced(first.id, (RUNNING,), bus)
+        # Asked to start, not started yet: it counts as running, so nothing else starts.
+        self.assertEqual(list(executor.running_ids()), [first.id])
+        self.assertNotIn(first.id, launcher.running)
+        self.assertEqual(jobs.figures()["running"], 1)
+        self.assertEqual(self.status(second.id), PENDING)
+        job = await jobs.cancel(first.id)  # stopped the moment its crawl runs
+        self.assertEqual((job.status, job.reason), (CANCELED, "canceled"))
+        pid = job.pid
+        self.assertIsNotNone(pid)  # its crawl did start, and was stopped
+        self.assertFalse(process_alive(pid, None))
+        self.assertEqual(
+            (await self.announced(second.id, COMPLETED_STATUSES, bus)).status, SUCCESSFUL
+        )
 
     @async_test
     async def test_the_slot_goes_to_the_next_pending_run_the_moment_it_frees(self) -> None:
