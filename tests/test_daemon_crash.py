@@ -276,6 +276,32 @@ def test_followed_crawl_keeps_the_rest_of_its_max_runtime(tmp_path: Path) -> Non
         crawl.wait()
 
 
+def test_a_crawl_found_gone_at_recovery_frees_no_slot_a_followed_one_holds(
+    tmp_path: Path,
+) -> None:
+    jobs, store, gone_id = _recovering(tmp_path, Clock())  # one slot
+    gone = _sleeper()
+    gone.kill()
+    gone.wait()
+    store.record_handle(gone_id, format_handle(gone.pid, T0), "local")
+    live_id, waiting_id = str(uuid.uuid4()), str(uuid.uuid4())
+    store.insert(Job(live_id, PENDING, USER, "now", "toy", "sleepy"))
+    store.mark_running(live_id)
+    store.insert(Job(waiting_id, PENDING, USER, "now", "toy", "items"))
+    crawl = _sleeper(start_new_session=True)
+    try:
+        handle = format_handle(crawl.pid, process_start_time(crawl.pid))
+        store.record_handle(live_id, handle, "local")
+        jobs.startService()  # recovers (the gone crawl is reported first), then dispatches
+        assert store.get(gone_id).status == "FAILED"
+        assert store.get(live_id).status == RUNNING
+        assert jobs.executor.running_ids() == {live_id}
+        assert store.get(waiting_id).status == PENDING  # the followed crawl has the slot
+    finally:
+        crawl.kill()
+        crawl.wait()
+
+
 def test_left_running_jobs_carry_their_handle_and_time_left() -> None:
     live = Job("a", RUNNING, USER, "now", "toy", "sleepy", started=T0, max_runtime=150.0)
     live = Job(**{**live.__dict__, "handle": "42:1700000000.0", "node": "local"})
