@@ -42,6 +42,7 @@ JOB_COLUMNS = (
     "last_fire",
     "skipped",
     "leftovers_killed",
+    "node",
     "stats",
     "paused",
     "misfires",
@@ -124,6 +125,7 @@ class JobJson:
             last_fire,
             skipped,
             leftovers_killed,
+            node,
             stats,
             paused,
             misfires,
@@ -182,7 +184,8 @@ class JobJson:
             f'"reason": {_text(reason)}, "settings": {_setting_names(settings)}, '
             f'"max_runtime": {_number(max_runtime)}, "next_run": {_quoted(next_run, tz)}, '
             f'"last_fire": {_quoted(last_fire, tz)}, "skipped": {_number(skipped)}, '
-            f'"leftovers_killed": {_number(leftovers_killed)}, "stats": {stats_j}, '
+            f'"leftovers_killed": {_number(leftovers_killed)}, "node": {_text(node)}, '
+            f'"stats": {stats_j}, '
             f'"paused": {"true" if paused else "false"}, "misfires": {_number(misfires)}, '
             f'"last_run": {self._last_run(last_run)}, "anomalies": {anomalies_j}}}'
         )
