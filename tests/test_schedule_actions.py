@@ -15,6 +15,7 @@ from daemon.events import EventBus
 from daemon.job_store import Store
 from daemon.jobs import JobsService
 from daemon.launcher import Launcher
+from daemon.local_executor import LocalExecutor
 from daemon.projects import ProjectStore
 from daemon.scheduler import Scheduler
 from tests.daemon_support import write_toy_project
@@ -33,11 +34,13 @@ class Setup:
         self.store = Store(root / "daemon.sqlite", clock=lambda: self.t)
         launcher = Launcher(reactor, root / "data", root / "logs", cancel_grace=5)
         projects = ProjectStore(root / "projects", {"toy": LocalProject(toy, {})})
+        bus = EventBus()
         self.jobs = JobsService(
             self.store,
-            launcher,
+            LocalExecutor(launcher, bus),
             projects,
-            EventBus(),
+            bus,
+            reactor=reactor,
             slots=1,
             data_dir=root / "data",
             now=lambda: datetime.fromtimestamp(self.t, UTC),
