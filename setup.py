@@ -16,6 +16,9 @@ setup(
         "croniter>=2.0,<8",
         "psutil>=5.9",
         "pyyaml>=6.0",
+        # Many machines (daemon/cluster): Redis holds leases, Celery carries the tasks.
+        "redis>=5.0",
+        "celery[redis]>=5.4",
     ],
     extras_require={
         "test": [
