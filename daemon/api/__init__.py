@@ -4,7 +4,8 @@
   (daemon/api/openapi.py) describing every app;
 - the coin API under `/api/` (daemon/api/coins.py);
 - scrapyd's API under `/scrapyd/` when `scrapyd.enabled` (daemon/api/scrapyd/), and alone
-  at the root of a second listener when `scrapyd.port` is set (app.py).
+  at the root of a second listener when `scrapyd.port` is set (app.py);
+- what workers call under `/cluster/` with `executor: celery` (daemon/api/cluster.py).
 
 A new endpoint is a route in the app of its API. A new API is a module with
 `make_app(ctx) -> Klein` (built with `routing.new_app(envelope)`) added to `MOUNTED`.
@@ -19,7 +20,7 @@ from collections.abc import Callable
 
 from klein import Klein
 
-from daemon.api import coins, openapi, scrapydo
+from daemon.api import cluster, coins, openapi, scrapydo
 from daemon.api.context import ApiContext
 from daemon.api.routing import Mounts
 from daemon.api.scrapyd import listener as scrapyd_listener
@@ -56,4 +57,6 @@ def make_apps(ctx: ApiContext) -> Apps:
     mounted = {prefix: factory(ctx) for prefix, factory in MOUNTED.items()}
     if ctx.config.scrapyd.enabled:
         mounted["scrapyd"] = scrapyd_listener.mounted_app(ctx)
+    if ctx.cluster is not None:  # the routes workers call (daemon/api/cluster.py)
+        mounted["cluster"] = cluster.make_app(ctx)
     return Apps(root, mounted)

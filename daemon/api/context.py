@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # imported for the annotations only: the services import nothing of api/
+    from daemon.cluster.gate import WorkerGate
     from daemon.coin_service import CoinService
     from daemon.config import Config
     from daemon.job_store import JobReads
@@ -27,3 +28,4 @@ class ApiContext:
     coins: CoinService
     stall: StallMonitor
     started: float  # the daemon's start (time.time()), for uptime
+    cluster: WorkerGate | None = None  # what workers call (executor: celery), else None
