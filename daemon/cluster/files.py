@@ -34,8 +34,8 @@ def safe_relpath(text: str) -> PurePosixPath:
     if not text or "\x00" in text or "\\" in text or len(text) > 1024:
         raise UploadError(f"Bad file name {text[:80]!r}", 400)
     path = PurePosixPath(text)
-    parts = path.parts
-    if path.is_absolute() or not parts or len(parts) > MAX_DEPTH:
+    parts = text.split("/")  # unnormalized: "a//b" and "a/./b" are refused, not cleaned
+    if path.is_absolute() or len(parts) > MAX_DEPTH:
         raise UploadError(f"Bad file name {text[:80]!r}", 400)
     for part in parts:
         if part in ("", ".", "..") or len(part) > MAX_NAME:
