@@ -99,9 +99,9 @@ def test_cancel_of_a_queued_attempt_stops_its_claim(leases: Leases) -> None:
     assert leases.claim("q", 1, "w1") == "not-queued"
     leases.offer("r", 1)
     assert leases.claim("r", 1, "w1") == "ok"
-    assert not leases.canceled("r")
-    assert leases.cancel("r") == "running"
-    assert leases.canceled("r")
+    assert leases.canceled("r") is None
+    assert leases.cancel("r", 2) == "running"
+    assert leases.canceled("r") == 2
     assert leases.cancel("none") == "none"
 
 

@@ -95,9 +95,9 @@ redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
 return 1
 """
 
-# KEYS: queued, lease, cancel. ARGV: ttl ms.
+# KEYS: queued, lease, cancel. ARGV: ttl ms, signal.
 _CANCEL = """
-redis.call('SET', KEYS[3], '1', 'PX', ARGV[1])
+redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[1])
 if redis.call('DEL', KEYS[1]) == 1 then return 'queued' end
 if redis.call('EXISTS', KEYS[2]) == 1 then return 'running' end
 return 'none'
@@ -169,11 +169,12 @@ class Leases:
         keys = [self._k(job_id, k) for k in ("attempt", "queued", "lease", "cancel")]
         return bool(self._retire(keys=keys, args=[attempt, RETIRED_TTL_MS]))
 
-    def cancel(self, job_id: str) -> str:
-        """Raise the cancel flag. 'queued': the attempt was not claimed yet and now
-        cannot be; 'running': a worker holds it and will stop it; 'none': neither."""
+    def cancel(self, job_id: str, sig: int = 15) -> str:
+        """Raise the cancel flag, naming the signal the crawl gets first. 'queued': the
+        attempt was not claimed yet and now cannot be; 'running': a worker holds it and
+        will stop it; 'none': neither."""
         keys = [self._k(job_id, k) for k in ("queued", "lease", "cancel")]
-        return str(self._cancel(keys=keys, args=[RETIRED_TTL_MS]))
+        return str(self._cancel(keys=keys, args=[RETIRED_TTL_MS, sig]))
 
     def lease(self, job_id: str) -> Lease | None:
         key = self._k(job_id, "lease")
@@ -219,8 +220,18 @@ class Leases:
         keys = [self._k(job_id, k) for k in ("attempt", "lease")]
         return bool(self._current(keys=keys, args=[attempt, holder(attempt, worker)]))
 
-    def canceled(self, job_id: str) -> bool:
-        return bool(self.r.exists(self._k(job_id, "cancel")))
+    def canceled(self, job_id: str) -> int | None:
+        """The signal a cancel asked for (None: no cancel)."""
+        value = self.r.get(self._k(job_id, "cancel"))
+        return int(value) if value else None
+
+    def reoffer(self, job_id: str, attempt: int) -> None:
+        """After Redis lost its memory: `attempt` is current again (running, not
+        queued), unless a later one is."""
+        key = self._k(job_id, "attempt")
+        cur = self.r.get(key)
+        if cur is None:
+            self.r.set(key, attempt, nx=True)
 
     # -- nodes ----------------------------------------------------------------
 
