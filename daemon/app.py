@@ -1,7 +1,7 @@
 """Builds the daemon, the one place where services are made and wired: store, projects,
-launcher, jobs, scheduler, coin service and the web listener, one Twisted service per
-concern, started and stopped in order by one MultiService, and handed to the API apps
-in a typed ApiContext.
+executor (and its launcher), jobs, scheduler, coin service and the web listener, one
+Twisted service per concern, started and stopped in order by one MultiService, and
+handed to the API apps in a typed ApiContext.
 """
 
 from __future__ import annotations
@@ -23,12 +23,14 @@ from daemon.api.scrapyd import listener as scrapyd_listener
 from daemon.coin_service import CoinService
 from daemon.config import Config
 from daemon.events import EventBus
+from daemon.executor import IExecutor
 from daemon.isolation import secure_data_dir, trust_warnings
 from daemon.job_store import Store, StoreError
 from daemon.jobs import JobsService
 from daemon.launcher import Launcher
 from daemon.leftovers import become_subreaper, reap_orphans
 from daemon.listen import ListenService
+from daemon.local_executor import LocalExecutor
 from daemon.scheduler import Scheduler
 from daemon.stall import StallMonitor
 
@@ -116,6 +118,13 @@ def _make_projects(reactor: Any, config: Config) -> Any:
     )
 
 
+def _make_executor(config: Config, launcher: Launcher, bus: EventBus) -> IExecutor:
+    """The executor `executor:` names (daemon.config refuses any other name)."""
+    if config.executor == "local":
+        return LocalExecutor(launcher, bus)
+    raise ValueError(f"unknown executor {config.executor!r}")
+
+
 def _lock_data_dir(data_dir: Path) -> Any:
     """One daemon per data folder: two would start the same pending job twice. The
     kernel drops the lock when the process dies, even by kill -9."""
@@ -156,11 +165,13 @@ class Daemon:
             crawl_user=config.crawl_user,
             console_projects=config.crawl_consoles,
         )
+        self.executor = _make_executor(config, self.launcher, self.bus)
         self.jobs = JobsService(
             self.store,
-            self.launcher,
+            self.executor,
             self.projects,
             self.bus,
+            reactor=reactor,
             slots=config.slots,
             data_dir=config.data_dir,
             timezone=config.timezone,

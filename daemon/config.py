@@ -117,6 +117,8 @@ class Config:
     #: The config file read (None = built-in defaults), for the start-up warnings.
     source: Path | None = None
     scrapyd: ScrapydConfig = field(default_factory=ScrapydConfig)
+    #: Where crawls run (daemon.executor): "local" (this machine) is the only one built.
+    executor: str = "local"
 
     @property
     def tz(self) -> ZoneInfo:
@@ -158,6 +160,7 @@ _SCALARS: dict[str, tuple[type, ...]] = {
     "misfire_grace": (int, float),
     "header_timeout": (int, float),
     "min_free_bytes": (int,),
+    "executor": (str,),
 }
 _SECTIONS = {
     "auth",
@@ -427,7 +430,23 @@ def load_config(
     return config
 
 
+#: The executors `executor:` may name, and the ones named for later (with why not yet).
+EXECUTORS = ("local",)
+_RESERVED_EXECUTORS = {
+    "celery": "executor 'celery' (crawls on worker hosts) is not available in this version"
+}
+
+
 def _validate(config: Config) -> None:
+    if config.executor in _RESERVED_EXECUTORS:
+        raise ConfigError(
+            f"config key 'executor': {_RESERVED_EXECUTORS[config.executor]}; use 'local'"
+        )
+    if config.executor not in EXECUTORS:
+        raise ConfigError(
+            f"config key 'executor': unknown executor {config.executor[:40]!r}; "
+            f"use one of {', '.join(EXECUTORS)}"
+        )
     if not 0 <= config.port <= 65535:
         raise ConfigError(f"config key 'port': {config.port} is not a TCP port")
     if config.slots < 1:

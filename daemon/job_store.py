@@ -36,6 +36,7 @@ from daemon.domain import (
     SUCCESSFUL,
 )
 from daemon.errors import DaemonError
+from daemon.local_handle import LOCAL_NODE, parse_handle
 
 T = TypeVar("T")
 
@@ -64,8 +65,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     exit_code INTEGER,
     parent TEXT,
     reason TEXT,
-    pid INTEGER,
-    proc_start REAL,
+    handle TEXT,
+    node TEXT,
     timezone TEXT,
     last_fire REAL,
     next_run REAL,
@@ -149,8 +150,10 @@ class Job:
     exit_code: int | None = None
     parent: str | None = None
     reason: str | None = None
-    pid: int | None = None
-    proc_start: float | None = None
+    #: How its executor knows the running crawl (opaque text only that executor reads).
+    handle: str | None = None
+    #: Where it ran: the executor's node name ("local" for this machine).
+    node: str | None = None
     timezone: str | None = None
     last_fire: float | None = None
     next_run: float | None = None
@@ -167,6 +170,14 @@ class Job:
     @property
     def active(self) -> bool:
         return self.status in ACTIVE_STATUSES
+
+    @property
+    def pid(self) -> int | None:
+        """The crawl's process id when it runs on this machine (scrapyd shows it)."""
+        if self.node != LOCAL_NODE:
+            return None
+        found = parse_handle(self.handle)
+        return found[0] if found else None
 
 
 _COLUMNS = [
@@ -187,8 +198,8 @@ _COLUMNS = [
     "exit_code",
     "parent",
     "reason",
-    "pid",
-    "proc_start",
+    "handle",
+    "node",
     "timezone",
     "last_fire",
     "next_run",
@@ -252,7 +263,7 @@ def _row_to_job(row: Sequence[Any]) -> Job:
 #: Columns added after schema 2, on open, to a store that lacks them: additive, so the
 #: schema version stays and an earlier daemon reads and writes the same file unchanged.
 #: priority: jobs made before it get 0; version: they run their project's latest version;
-#: stats: they have none.
+#: stats: they have none; handle/node: see _handles_from_pids.
 _ADDED_COLUMNS = (
     ("priority", "REAL NOT NULL DEFAULT 0"),
     ("version", "TEXT"),
@@ -261,15 +272,39 @@ _ADDED_COLUMNS = (
 
 
 def _add_columns(conn: sqlite3.Connection) -> None:
-    """Migration on open: every column of _ADDED_COLUMNS the table lacks, and the index
-    that picks the next pending job by priority."""
+    """Migration on open: every column of _ADDED_COLUMNS the table lacks, the executor
+    handle columns, and the index that picks the next pending job by priority."""
     columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
     for name, definition in _ADDED_COLUMNS:
         if name not in columns:
             conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {definition}")
+    if "handle" not in columns:
+        _handles_from_pids(conn, has_pids="pid" in columns)
     conn.execute(
         "CREATE INDEX IF NOT EXISTS jobs_status_priority_seq ON jobs (status, priority DESC, seq)"
     )
+
+
+def _handles_from_pids(conn: sqlite3.Connection, has_pids: bool) -> None:
+    """A store from before the executor seam has `pid`/`proc_start` columns: each
+    job's pid and start time become its local handle (a crawl it left running is
+    re-attached by them), and every job that started ran on the local node. In one
+    transaction, so a crash half-way leaves the old store to migrate again. The old
+    columns stay (unused): an earlier daemon can still open the file."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("ALTER TABLE jobs ADD COLUMN handle TEXT")
+        conn.execute("ALTER TABLE jobs ADD COLUMN node TEXT")
+        if has_pids:
+            conn.execute(
+                "UPDATE jobs SET handle = CAST(pid AS TEXT) || ':' || "
+                "COALESCE(CAST(proc_start AS TEXT), '') WHERE pid IS NOT NULL"
+            )
+        conn.execute("UPDATE jobs SET node = ? WHERE started IS NOT NULL", (LOCAL_NODE,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 class JobReads(Protocol):
@@ -557,10 +592,11 @@ class Store:
         assert job is not None
         return job
 
-    def record_process(self, job_id: str, pid: int, proc_start: float | None) -> None:
+    def record_handle(self, job_id: str, handle: str, node: str) -> None:
+        """How the executor knows the job's running crawl, and where it runs."""
         with self.transaction() as conn:
             conn.execute(
-                "UPDATE jobs SET pid = ?, proc_start = ? WHERE id = ?", (pid, proc_start, job_id)
+                "UPDATE jobs SET handle = ?, node = ? WHERE id = ?", (handle, node, job_id)
             )
 
     def finish(

@@ -1,12 +1,13 @@
 """The jobs service: the job state machine and dispatch (submit, cancel, fill free
 slots, record how each crawl ended).
 
-It decides job states (the store records them, the launcher runs processes); how a
-crawl ended is judged by daemon.verdict, which crawls a dead daemon left running by
-daemon.recovery. Reads of jobs do not pass through here: callers read the store's
-JobReads face. It is the scheduler's host (daemon.scheduler.SchedulerHost) and never
-calls the scheduler: it announces schedules added and removed on the event bus, where
-the scheduler listens.
+It decides job states (the store records them); crawls run behind the executor seam
+(daemon.executor), whose events say when a crawl started and how it ended; how it ended
+is judged by daemon.verdict from what the ended event carries, so nothing here knows
+pids, log files or job folders. Reads of jobs do not pass through here: callers read
+the store's JobReads face. It is the scheduler's host (daemon.scheduler.SchedulerHost)
+and never calls the scheduler: it announces schedules added and removed on the event
+bus, where the scheduler listens.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from daemon.backlog import WriteBacklog
 from daemon.domain import (
@@ -38,13 +40,19 @@ from daemon.domain import (
 )
 from daemon.errors import DaemonError
 from daemon.events import JOB_CHANGED, SCHEDULE_ADDED, SCHEDULE_REMOVED, EventBus
+from daemon.executor import (
+    CRAWL_ENDED,
+    CRAWL_STARTED,
+    CrawlEnded,
+    CrawlStarted,
+    IExecutor,
+    JobSpec,
+)
 from daemon.job_store import COUNTERS, Job, StateConflict, Store, StoreFull
-from daemon.launcher import Crawl, Launcher, Outcome
-from daemon.live_stats import read_stats
-from daemon.recovery import Ended, Reattach, survey
+from daemon.recovery import left_running
 from daemon.scheduler import ScheduledJob
 from daemon.triggers import ScheduleError, parse_when
-from daemon.verdict import close_reason_from_log, read_log_tail, read_manifest, verdict
+from daemon.verdict import verdict
 
 log = Logger()
 
@@ -93,10 +101,11 @@ class JobsService(Service):
     def __init__(
         self,
         store: Store,
-        launcher: Launcher,
+        executor: IExecutor,
         projects: ProjectsLike,
         bus: EventBus,
         *,
+        reactor: Any,
         slots: int,
         data_dir: Path,
         timezone: str = "UTC",
@@ -107,7 +116,8 @@ class JobsService(Service):
         disk_free: Callable[[], int] | None = None,
     ) -> None:
         self.store = store
-        self.launcher = launcher
+        self.executor = executor
+        self.reactor = reactor
         self.projects = projects
         self.slots = slots
         self.data_dir = Path(data_dir).resolve()
@@ -120,9 +130,16 @@ class JobsService(Service):
         self.min_free_bytes = min_free_bytes
         self.disk_free = disk_free or (lambda: free_bytes(self.data_dir))
         # State changes that found the disk full: written, in order, once space is back.
-        self.backlog = WriteBacklog(launcher.reactor, on_drained=self.dispatch)
+        self.backlog = WriteBacklog(reactor, on_drained=self.dispatch)
         self._recheck: IDelayedCall | None = None
         self._held_for_disk = False
+        # Each running crawl's project folder stays pinned until the crawl's end.
+        self._pins: dict[str, Callable[[], Any]] = {}
+        self._dispatching = False
+        self._dispatch_again = False
+        self._soon: IDelayedCall | None = None
+        bus.subscribe(CRAWL_STARTED, self._on_started)
+        bus.subscribe(CRAWL_ENDED, self._on_ended)
 
     # -- service life --------------------------------------------------------
 
@@ -135,52 +152,33 @@ class JobsService(Service):
         """Stop every crawl (SIGTERM, SIGKILL after the grace) and record it FAILED."""
         super().stopService()
         self._stopping = True
-        if self._recheck is not None and self._recheck.active():
-            self._recheck.cancel()
+        for call in (self._recheck, self._soon):
+            if call is not None and call.active():
+                call.cancel()
 
         def settled(result: Any) -> Any:
             self.backlog.cancel()
             return result
 
-        d = self.launcher.stop_all("shutdown")
+        d = self.executor.stop_all("shutdown")
         d.addBoth(settled)
         return d.addCallback(lambda _: None)
 
     def recover(self) -> None:
-        """Settle jobs left RUNNING by a daemon that died (daemon.recovery decides):
-        follow live crawls (with their max_runtime left and their project folder
-        pinned), record ended ones as judged by their job.json."""
-        found = survey(
+        """Hand the jobs a dead daemon left RUNNING back to the executor, which follows
+        the live ones (with their max_runtime left and their project folder pinned) and
+        reports the ended ones ended (judged then by their job.json alone)."""
+        left = left_running(
             self.store.jobs_in(RUNNING),
-            data_dir=self.data_dir,
             default_max_runtime=self.max_runtime,
             now=self.now().timestamp(),
         )
-        for decision in found:
-            if isinstance(decision, Ended):
-                self._record_end(decision.job.id, decision.status, decision.reason, None)
-            else:
-                self._reattach(decision)
-
-    def _reattach(self, crawl: Reattach) -> None:
-        job = crawl.job
-        if job.pid != crawl.pid:
-            self._record_process(job.id, crawl.pid, crawl.proc_start)
-        log.info(
-            "following crawl {job} (pid {pid}) started by an earlier daemon",
-            job=job.id,
-            pid=crawl.pid,
-        )
-        release: Callable[[], Any] = _nothing
-        try:
-            _cwd, release = self.projects.pin(job.project, job.version)
-        except Exception as exc:  # the project is gone: nothing to keep
-            log.warn("job {id}: project not pinned: {exc}", id=job.id, exc=exc)
-        followed = self.launcher.follow(
-            job.id, crawl.pid, crawl.proc_start, max_runtime=crawl.time_left
-        )
-        followed.ended.addCallback(self._on_end, job.id)
-        followed.ended.addBoth(lambda result: (release(), result)[1])
+        for job in left:
+            try:
+                _cwd, self._pins[job.id] = self.projects.pin(job.project, job.version)
+            except Exception as exc:  # the project is gone: nothing to keep
+                log.warn("job {id}: project not pinned: {exc}", id=job.id, exc=exc)
+        self.executor.reattach(left)
 
     def _notify(self, job: Job | None) -> None:
         """Announce a state change of a run (RUNNING and final) on the bus."""
@@ -191,14 +189,14 @@ class JobsService(Service):
 
     def log_path(self, job_id: str, kind: str = "err") -> Path:
         """The crawl's `.out` or `.err` log (`.err` is Scrapy's own log)."""
-        return self.launcher.log_path(job_id, kind)
+        return self.executor.log_path(job_id, kind)
 
     def figures(self) -> dict[str, int | None]:
         counts = self.store.figures()
         return {
             **{name: counts[name] for name in COUNTERS},
             "slots": self.slots,
-            "running": len(self.launcher.running),
+            "running": self.executor.running_count(),
             "pending": counts["pending"],
             "jobs-scheduled": counts["jobs-scheduled"],
             "disk-free-bytes": self._free_bytes(),
@@ -285,8 +283,8 @@ class JobsService(Service):
         if recurring:
             self.bus.publish(SCHEDULE_ADDED, (job.id, plan.when))
         else:
-            self.dispatch()
-        return self.store.get(job.id) or job
+            self.dispatch_soon()
+        return job
 
     # -- guards for the project store ----------------------------------------
 
@@ -317,7 +315,7 @@ class JobsService(Service):
         job = self.store.get(job_id)
         if job is None:
             return _fail(JobError(f"Unknown job: {job_id}", 404))
-        ended = job_id not in self.launcher.running and self.backlog.holds(job_id)
+        ended = job_id not in self.executor.running_ids() and self.backlog.holds(job_id)
         if job.status == RUNNING and ended:  # the disk has not let us record its end yet
             return _fail(JobError(f"Job {job_id} is not active", 400))
         if job.status == SCHEDULED:
@@ -329,7 +327,7 @@ class JobsService(Service):
         if job.status == PENDING:
             return succeed(self._record_end(job_id, CANCELED, "canceled before it started", None))
         if job.status == RUNNING:
-            waiter = self.launcher.stop(job_id, "cancel", sig)
+            waiter = self.executor.cancel(job_id, "cancel", sig)
             if waiter is None:  # RUNNING in the store, no process: settle it now
                 return succeed(self._record_end(job_id, CANCELED, "canceled", None))
             return waiter.addCallback(lambda _: self.store.get(job_id))
@@ -411,6 +409,21 @@ class JobsService(Service):
 
     # -- dispatch and process ends -------------------------------------------
 
+    def dispatch_soon(self) -> None:
+        """Dispatch once the reply that recorded the job has gone out: starting a crawl
+        (a store write and a fork) costs more than the whole request. The job is
+        PENDING in the store already, so nothing is lost if the daemon dies meanwhile,
+        and `mark_running` lets only one dispatch start it.
+
+        Two hops: a reply is written to its socket when the reactor next polls for I/O,
+        which comes after the timed calls that are due; the second hop lands after
+        that poll."""
+        if self._soon is None or not self._soon.active():
+            self._soon = self.reactor.callLater(0, self._dispatch_next)
+
+    def _dispatch_next(self) -> None:
+        self._soon = self.reactor.callLater(0, self.dispatch)
+
     def dispatch(self) -> None:
         """Fill every free slot with the oldest pending job, now (called on every event
         that can free a slot or add a job: no polling, except while jobs wait for disk
@@ -418,10 +431,24 @@ class JobsService(Service):
 
         Nothing starts while state changes wait to be written (one of them may be the
         cancel of the very job that would start) or while the free space under
-        data_dir is below min_free_bytes."""
+        data_dir is below min_free_bytes. A dispatch asked for while one runs (a start
+        that failed at once) makes the running one look again instead of nesting."""
         if self._stopping or not self.running:
             return
-        while len(self.launcher.running) < self.slots:
+        if self._dispatching:
+            self._dispatch_again = True
+            return
+        self._dispatching = True
+        try:
+            self._dispatch_again = True
+            while self._dispatch_again:
+                self._dispatch_again = False
+                self._fill()
+        finally:
+            self._dispatching = False
+
+    def _fill(self) -> None:
+        while self.executor.running_count() < self.slots:
             if self.backlog:
                 return  # its drain dispatches again
             job = self.store.oldest_pending()
@@ -442,7 +469,7 @@ class JobsService(Service):
                 floor=self.min_free_bytes,
             )
         if self._recheck is None or not self._recheck.active():
-            self._recheck = self.launcher.reactor.callLater(DISK_RECHECK_SECONDS, self.dispatch)
+            self._recheck = self.reactor.callLater(DISK_RECHECK_SECONDS, self.dispatch)
 
     def _start(self, job: Job) -> bool:
         """False when the disk is too full to even record the start (it stays PENDING)."""
@@ -454,53 +481,65 @@ class JobsService(Service):
             return False
         self._held_for_disk = False
         self._notify(job)
-        release: Callable[[], Any] = _nothing
         try:
             # Keeps a pushed project's folder on disk while this crawl runs in it.
             cwd, release = self.projects.pin(job.project, job.version)
-            settings = {**self.projects.settings(job.project), **job.settings}
-            max_runtime = job.max_runtime if job.max_runtime is not None else self.max_runtime
-            crawl: Crawl = self.launcher.start(
-                job.id,
-                job.spider,
-                cwd,
-                settings,
-                job.payload,
-                max_runtime or None,
-                project=job.project,
-            )
         except Exception as exc:
-            release()
-            message = getattr(exc, "message", None) or str(exc)
-            log.error("job {id} could not start: {msg}", id=job.id, msg=message)
-            self._record_end(job.id, FAILED, f"could not start: {message}", None)
+            self._could_not_start(job.id, exc)
             return True
-        self._record_process(job.id, crawl.pid, crawl.proc_start)
-        crawl.ended.addCallback(self._on_end, job.id)
-        crawl.ended.addBoth(lambda result: (release(), result)[1])
+        self._pins[job.id] = release
+        try:
+            settings = {**self.projects.settings(job.project), **job.settings}
+        except Exception as exc:
+            self._could_not_start(job.id, exc)
+            return True
+        max_runtime = job.max_runtime if job.max_runtime is not None else self.max_runtime
+        spec = JobSpec(
+            id=job.id,
+            project=job.project,
+            version=job.version,
+            spider=job.spider,
+            cwd=cwd,
+            settings=settings,
+            payload=job.payload,
+            max_runtime=max_runtime or None,
+        )
+        self.executor.start(spec).addErrback(self._start_failed, job.id)
         return True
 
-    def _record_process(self, job_id: str, pid: int, proc_start: float | None) -> None:
+    def _start_failed(self, failure: Failure, job_id: str) -> None:
+        self._could_not_start(job_id, failure.value or Exception(failure.getErrorMessage()))
+
+    def _could_not_start(self, job_id: str, exc: BaseException) -> None:
+        self._release(job_id)
+        message = getattr(exc, "message", None) or str(exc)
+        log.error("job {id} could not start: {msg}", id=job_id, msg=message)
+        self._record_end(job_id, FAILED, f"could not start: {message}", None)
+        self.dispatch()
+
+    def _release(self, job_id: str) -> None:
+        release = self._pins.pop(job_id, None)
+        if release is not None:
+            release()
+
+    def _on_started(self, event: CrawlStarted) -> None:
         self.backlog.write(
-            job_id,
-            f"process of job {job_id}",
-            lambda: self.store.record_process(job_id, pid, proc_start),
+            event.job_id,
+            f"handle of job {event.job_id}",
+            lambda: self.store.record_handle(event.job_id, event.handle, event.node),
         )
 
-    def _on_end(self, outcome: Outcome, job_id: str) -> Outcome:
-        manifest = read_manifest(self.data_dir / job_id)
-        logged = None
-        if manifest is None:
-            # A 64 KiB tail read on the reactor thread: small enough not to block it.
-            tail = read_log_tail(self.launcher.log_path(job_id, "err"))
-            logged = close_reason_from_log(tail)
-        status, reason = verdict(outcome, manifest, logged)
+    def _on_ended(self, event: CrawlEnded) -> None:
+        self._release(event.job_id)
+        outcome = event.outcome
+        status, reason = verdict(outcome, event.manifest, event.log_close_reason)
         exit_code = outcome.exit_code
         if exit_code is None and outcome.signal is not None:
             exit_code = -outcome.signal  # as subprocess reports a death by signal
-        self._record_end(job_id, status, reason, exit_code, outcome.leftovers_killed)
+        self._record_end(
+            event.job_id, status, reason, exit_code, outcome.leftovers_killed, event.stats
+        )
         self.dispatch()
-        return outcome
 
     def _record_end(
         self,
@@ -509,14 +548,13 @@ class JobsService(Service):
         reason: str | None,
         exit_code: int | None,
         leftovers_killed: int | None = None,
+        stats: str | None = None,
     ) -> Job | None:
         """Record a job's end; on a full disk it is written later (with the time it
-        really ended) and None is returned meanwhile."""
+        really ended) and None is returned meanwhile. `stats`: the crawl's final stats
+        (from its ended event), the job's for good."""
         at = self.store.now()
         ended: list[Job | None] = []
-        # The crawl's last stats (written at its close) become the job's for good; a
-        # job that never ran has no file (one failed open, no read).
-        stats = read_stats(self.data_dir, job_id)
 
         def write() -> Job | None:
             return self.store.finish(
@@ -550,8 +588,7 @@ class JobsService(Service):
         except StoreFull:
             return  # forgetting old jobs can wait for the next end
         for job_id in purged:
-            for kind in ("out", "err"):
-                self.launcher.log_path(job_id, kind).unlink(missing_ok=True)
+            self.executor.forget(job_id)
 
 
 def _nothing() -> None:

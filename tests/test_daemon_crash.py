@@ -17,13 +17,16 @@ import pytest
 from twisted.internet.task import Clock
 
 from daemon.config import LocalProject
-from daemon.domain import PENDING, RUNNING, SUCCESSFUL, USER
+from daemon.domain import PENDING, RUNNING, USER
 from daemon.events import EventBus
+from daemon.executor import LeftRunning
 from daemon.job_store import Job, Store
 from daemon.jobs import JobsService
 from daemon.launcher import Crawl, Launcher, Outcome, process_start_time
+from daemon.local_executor import LocalExecutor
+from daemon.local_handle import format_handle
 from daemon.projects import ProjectStore
-from daemon.recovery import Ended, Reattach, survey, time_left
+from daemon.recovery import left_running, time_left
 from tests.daemon_support import DaemonFactory, pid_alive, write_toy_project
 from tests.waiting import wait_until
 
@@ -163,11 +166,13 @@ def _recovering(tmp_path: Path, clock: Clock, **job: object) -> tuple[JobsServic
     toy = write_toy_project(tmp_path / "toy")
     projects = ProjectStore(tmp_path / "projects", {"toy": LocalProject(toy, {})}, reactor=clock)
     launcher = Launcher(clock, tmp_path / "data", tmp_path / "logs", cancel_grace=1)
+    bus = EventBus()
     jobs = JobsService(
         store,
-        launcher,
+        LocalExecutor(launcher, bus),
         projects,
-        EventBus(),
+        bus,
+        reactor=clock,
         slots=1,
         data_dir=tmp_path / "data",
         now=lambda: datetime.fromtimestamp(T0 + clock.seconds(), UTC),
@@ -193,7 +198,7 @@ def test_crawl_that_ended_while_the_daemon_was_down_is_judged_by_its_job_json(
     gone = _sleeper()
     gone.kill()
     gone.wait()
-    store.record_process(job_id, gone.pid, T0)
+    store.record_handle(job_id, format_handle(gone.pid, T0), "local")
     if manifest is not None:
         folder = tmp_path / "data" / job_id
         folder.mkdir(parents=True)
@@ -208,7 +213,9 @@ def test_followed_crawl_keeps_the_rest_of_its_max_runtime(tmp_path: Path) -> Non
     jobs, store, job_id = _recovering(tmp_path, clock, max_runtime=150.0)
     crawl = _sleeper(start_new_session=True)
     try:
-        store.record_process(job_id, crawl.pid, process_start_time(crawl.pid))
+        store.record_handle(
+            job_id, format_handle(crawl.pid, process_start_time(crawl.pid)), "local"
+        )
         clock.advance(100)  # the daemon comes back 100 s after the crawl started
         jobs.recover()
         assert store.get(job_id).status == RUNNING
@@ -224,21 +231,14 @@ def test_followed_crawl_keeps_the_rest_of_its_max_runtime(tmp_path: Path) -> Non
         crawl.wait()
 
 
-def test_survey_reattaches_live_crawls_and_judges_ended_ones(tmp_path: Path) -> None:
+def test_left_running_jobs_carry_their_handle_and_time_left() -> None:
     live = Job("a", RUNNING, USER, "now", "toy", "sleepy", started=T0, max_runtime=150.0)
-    ended = Job("b", RUNNING, USER, "now", "toy", "sleepy", started=T0)
-    (tmp_path / "b").mkdir()
-    (tmp_path / "b" / "job.json").write_text('{"close_reason": "finished"}')
-    found = survey(
-        [live, ended],
-        data_dir=tmp_path,
-        default_max_runtime=0.0,
-        now=T0 + 100,
-        locate=lambda job: (42, T0) if job.id == "a" else None,
-    )
+    live = Job(**{**live.__dict__, "handle": "42:1700000000.0", "node": "local"})
+    unknown = Job("b", RUNNING, USER, "now", "toy", "sleepy", started=T0, version="v2")
+    found = left_running([live, unknown], default_max_runtime=0.0, now=T0 + 100)
     assert found == [
-        Reattach(live, 42, T0, 50.0),
-        Ended(ended, SUCCESSFUL, "finished while the daemon restarted (exit status unknown)"),
+        LeftRunning("a", "toy", None, "sleepy", "42:1700000000.0", "local", 50.0),
+        LeftRunning("b", "toy", "v2", "sleepy", None, None, None),
     ]
 
 

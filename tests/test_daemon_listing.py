@@ -39,8 +39,8 @@ FINISHED = Job(
     exit_code=-9,
     parent="7d1e2c3b-4a59-4687-8b9c-0d1e2f3a4b5c",
     reason="killed by signal SIGKILL \u2014 after 1 h",
-    pid=4242,
-    proc_start=1792888200.5,
+    handle="4242:1792888200.5",
+    node="local",
     timezone="Europe/Berlin",
     leftovers_killed=2,
     stats='{"finish_reason": "finished", "item_scraped_count": 3}',
@@ -76,7 +76,7 @@ FINISHED_JSON = (
     '"reason": "killed by signal SIGKILL \u2014 after 1 h", '
     '"settings": ["AUTOTHROTTLE_ENABLED", "CMC_API_KEY"], "max_runtime": 1.5, '
     '"next_run": null, "last_fire": null, "skipped": 0, "leftovers_killed": 2, '
-    '"stats": {"finish_reason": "finished", "item_scraped_count": 3}}'
+    '"node": "local", "stats": {"finish_reason": "finished", "item_scraped_count": 3}}'
 )
 SCHEDULED_JSON = (
     '{"identifier": "1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9", "status": "SCHEDULED", '
@@ -87,7 +87,7 @@ SCHEDULED_JSON = (
     '"reason": null, "settings": [], "max_runtime": null, '
     '"next_run": "2026-01-01T01:05:00+01:00", '
     '"last_fire": "2026-01-01T00:59:59.500000+01:00", "skipped": 3, '
-    '"leftovers_killed": null, "stats": null}'
+    '"leftovers_killed": null, "node": null, "stats": null}'
 )
 
 
@@ -190,6 +190,7 @@ def reference_dict(job: Job, tz: ZoneInfo) -> dict[str, Any]:
         "last_fire": iso(job.last_fire),
         "skipped": job.skipped,
         "leftovers_killed": job.leftovers_killed,
+        "node": job.node,
         "stats": None if job.stats is None else json.loads(job.stats),
     }
 

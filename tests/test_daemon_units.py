@@ -221,8 +221,12 @@ def test_store_transitions_are_guarded(tmp_path: Path) -> None:
     assert running.status == RUNNING and running.started is not None
     with pytest.raises(StateConflict):
         store.mark_running("a")  # never started twice under one id
-    store.record_process("a", 123, 1.5)
-    assert store.get("a").pid == 123
+    store.record_handle("a", "123:1.5", "local")
+    assert (store.get("a").handle, store.get("a").node, store.get("a").pid) == (
+        "123:1.5",
+        "local",
+        123,
+    )
     done = store.finish("a", SUCCESSFUL, None, 0)
     assert done.status == SUCCESSFUL and done.exit_code == 0 and not done.active
     assert store.finish("a", FAILED) is None  # already final

@@ -16,16 +16,28 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.internet.process import reapAllProcesses
 from twisted.internet.task import Clock, LoopingCall
 from twisted.trial import unittest
 
 from daemon.config import LocalProject
-from daemon.domain import CANCELED, FAILED, PENDING, RUNNING, SCHEDULED, SCHEDULER, SUCCESSFUL
+from daemon.domain import (
+    CANCELED,
+    COMPLETED_STATUSES,
+    FAILED,
+    PENDING,
+    RUNNING,
+    SCHEDULED,
+    SCHEDULER,
+    SUCCESSFUL,
+)
 from daemon.events import JOB_CHANGED, EventBus
+from daemon.executor import CRAWL_ENDED, CrawlEnded
 from daemon.job_store import Job, Store
 from daemon.jobs import JobError, JobsService
 from daemon.launcher import Launcher
+from daemon.local_executor import LocalExecutor
 from daemon.projects import ProjectStore
 from daemon.scheduler import Scheduler
 from tests.daemon_support import write_toy_project
@@ -52,8 +64,18 @@ class JobsServiceTest(unittest.TestCase):
         reaper.start(0.1, now=False)
         self.addCleanup(reaper.stop)
         self.bus = EventBus()
+        # Heard before the jobs service hears it (the bus keeps subscription order).
+        self.before_verdict: list[CrawlEnded] = []
+        self.bus.subscribe(CRAWL_ENDED, self.before_verdict.append)
+        self.executor = LocalExecutor(self.launcher, self.bus)
         self.jobs = JobsService(
-            self.store, self.launcher, projects, self.bus, slots=1, data_dir=self.root / "data"
+            self.store,
+            self.executor,
+            projects,
+            self.bus,
+            reactor=reactor,
+            slots=1,
+            data_dir=self.root / "data",
         )
         self.changes: list[tuple[str, str]] = []
         self.bus.subscribe(JOB_CHANGED, lambda job: self.changes.append((job.id, job.status)))
@@ -68,13 +90,32 @@ class JobsServiceTest(unittest.TestCase):
         assert job is not None
         return job.status
 
-    async def ended(self, job_id: str) -> Job:
-        """The job once its crawl has ended and the service has recorded the end."""
-        crawl = self.launcher.running[job_id]
-        await crawl.ended  # the service's own callbacks (record, dispatch) ran first
+    def announced(self, job_id: str, statuses: tuple[str, ...]) -> Deferred[Job]:
+        """Fires with the job once the service announces it in one of `statuses` (at
+        once when it is in one already). Told on the next reactor turn: the service
+        announces RUNNING before it asks the executor to start the crawl."""
         job = self.store.get(job_id)
         assert job is not None
-        return job
+        if job.status in statuses:
+            d: Deferred[Job] = Deferred()
+            d.callback(job)
+            return d
+        told: Deferred[Job] = Deferred()
+        heard = False
+
+        def hear(changed: Job) -> None:
+            nonlocal heard
+            if changed.id == job_id and changed.status in statuses and not heard:
+                heard = True
+                unsubscribe()
+                reactor.callLater(0, told.callback, changed)
+
+        unsubscribe = self.bus.subscribe(JOB_CHANGED, hear)
+        return told
+
+    async def ended(self, job_id: str) -> Job:
+        """The job once its crawl has ended and the service has recorded the end."""
+        return await self.announced(job_id, COMPLETED_STATUSES)
 
     def gate(self, name: str = "gate") -> tuple[Path, str]:
         """A file that ends a `sleepy` crawl once it exists, and that crawl's payload."""
@@ -90,7 +131,9 @@ class JobsServiceTest(unittest.TestCase):
         self.assertEqual(self.launcher.running, {})
         self.start_service()  # which dispatches what was waiting, at once
         self.assertEqual(self.status(job.id), RUNNING)
-        self.assertIsNotNone(self.store.get(job.id).pid)
+        started = self.store.get(job.id)
+        self.assertEqual(started.node, "local")
+        self.assertEqual(started.pid, self.launcher.running[job.id].pid)
         done = await self.ended(job.id)
         self.assertEqual((done.status, done.reason, done.exit_code), (SUCCESSFUL, None, 0))
         self.assertEqual(self.changes, [(job.id, RUNNING), (job.id, SUCCESSFUL)])
@@ -104,7 +147,9 @@ class JobsServiceTest(unittest.TestCase):
     async def test_the_slot_goes_to_the_next_pending_run_the_moment_it_frees(self) -> None:
         self.start_service()
         failing = self.jobs.submit("toy", "fails")
-        self.assertEqual(failing.status, RUNNING)  # a free slot: started before submit returns
+        # A free slot: started once submit's caller (the request) is done, not before.
+        self.assertEqual(failing.status, PENDING)
+        await self.announced(failing.id, (RUNNING,))
         unknown = self.jobs.submit("gone", "items")
         waiting = self.jobs.submit("toy", "items")
         self.assertEqual((self.status(unknown.id), self.status(waiting.id)), (PENDING, PENDING))
@@ -126,6 +171,7 @@ class JobsServiceTest(unittest.TestCase):
         self.start_service()
         _gate, payload = self.gate()
         running = self.jobs.submit("toy", "sleepy", payload=payload)
+        await self.announced(running.id, (RUNNING,))
         pending = self.jobs.submit("toy", "items")
         job = await self.jobs.cancel(pending.id)
         self.assertEqual((job.status, job.reason), (CANCELED, "canceled before it started"))
@@ -148,6 +194,7 @@ class JobsServiceTest(unittest.TestCase):
         self.start_service()
         _gate, payload = self.gate()  # never opened: the crawl runs until stopped
         running = self.jobs.submit("toy", "sleepy", payload=payload)
+        await self.announced(running.id, (RUNNING,))
         await self.jobs.stopService()
         job = self.store.get(running.id)
         self.assertEqual(job.status, FAILED)
@@ -167,6 +214,7 @@ class JobsServiceTest(unittest.TestCase):
         scheduler.listen(self.bus)
         gate, payload = self.gate()
         blocker = self.jobs.submit("toy", "sleepy", payload=payload)  # holds the only slot
+        await self.announced(blocker.id, (RUNNING,))
         parent = self.jobs.submit("toy", "items", plan=self.jobs.plan("every 1 hour"))
         self.assertEqual(parent.status, SCHEDULED)
         self.assertIsNotNone(parent.next_run)

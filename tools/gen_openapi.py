@@ -195,6 +195,11 @@ JOB = obj(
             "description": "processes of the crawl still alive after its main process "
             "ended, killed then (null: not a run, or not ended yet)",
         },
+        "node": {
+            **STRN,
+            "description": 'where the crawl runs or ran ("local": the daemon\'s machine); '
+            "null until it starts",
+        },
         "stats": STATS,
         "events": {
             "type": "array",

@@ -42,6 +42,7 @@ JOB_COLUMNS = (
     "last_fire",
     "skipped",
     "leftovers_killed",
+    "node",
     "stats",
 )
 
@@ -120,6 +121,7 @@ class JobJson:
             last_fire,
             skipped,
             leftovers_killed,
+            node,
             stats,
         ) = row
         tz = self.tz
@@ -172,7 +174,8 @@ class JobJson:
             f'"reason": {_text(reason)}, "settings": {_setting_names(settings)}, '
             f'"max_runtime": {_number(max_runtime)}, "next_run": {_quoted(next_run, tz)}, '
             f'"last_fire": {_quoted(last_fire, tz)}, "skipped": {_number(skipped)}, '
-            f'"leftovers_killed": {_number(leftovers_killed)}, "stats": {stats_j}}}'
+            f'"leftovers_killed": {_number(leftovers_killed)}, "node": {_text(node)}, '
+            f'"stats": {stats_j}}}'
         )
 
     def jobs(self, rows: Iterable[Sequence[Any]]) -> str:
