@@ -26,6 +26,7 @@ import pytest
 
 from tests.cmc_server import CMCServer
 from tests.daemon_support import DaemonFactory
+from tests.cluster_support import WorkerFactory
 from tests.redis_support import RedisServer
 
 CMC_SESSION_COINS = 5000
@@ -75,3 +76,14 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def start_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerFactory]:
+    """Starts `python -m daemon worker` processes (tests/cluster_support.py) for a daemon
+    with `executor: celery`; every one is stopped when the test ends."""
+    factory = WorkerFactory(tmp_path_factory.mktemp)
+    try:
+        yield factory
+    finally:
+        factory.stop_all()
