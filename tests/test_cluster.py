@@ -1,22 +1,157 @@
 """Crawls on worker hosts (executor: celery): a real daemon, a real redis-server and
-real worker processes, all on 127.0.0.1."""
+real worker processes (tests/cluster_support.py), all on 127.0.0.1.
+
+Spiders that must run until the test says so are the toy project's `sleepy` with an
+`until_file` (all processes share this machine's file system, though nothing of the
+cluster relies on that)."""
 
 from __future__ import annotations
 
+import json
+import signal
+from pathlib import Path
 from typing import Any
 
-from tests.cluster_support import celery_config
-from tests.daemon_support import DaemonFactory
-from tests.cluster_support import WorkerFactory
-from tests.redis_support import RedisServer
+import psutil
+
+from tests.cluster_support import WorkerFactory, WorkerProcess, celery_config
+from tests.daemon_support import DaemonFactory, DaemonProcess, pid_alive
+from tests.redis_support import RedisServer, free_port
+from tests.waiting import wait_until
+
+FINAL = ("SUCCESSFUL", "FAILED", "CANCELED")
 
 
-def test_a_job_runs_on_a_worker_and_its_folder_comes_back(
-    start_daemon: DaemonFactory, start_worker: WorkerFactory, redis_server: RedisServer
+def _sleepy(daemon: DaemonProcess, until: Path) -> str:
+    return daemon.schedule("sleepy", payload=json.dumps({"until_file": str(until)}))
+
+
+def _running_on(daemon: DaemonProcess, job_id: str, timeout: float = 60) -> dict[str, Any]:
+    return wait_until(
+        lambda: daemon.job(job_id),
+        timeout,
+        f"job {job_id} to run on a worker",
+        until=lambda job: job["status"] == "RUNNING" and job.get("node") not in (None, "celery"),
+    )
+
+
+def _worker_named(workers: list[WorkerProcess], name: str) -> WorkerProcess:
+    return next(w for w in workers if w.name == name)
+
+
+def _crawls(workers: list[WorkerProcess]) -> list[int]:
+    return [pid for w in workers for pid in w.crawl_pids()]
+
+
+def test_jobs_spread_over_workers_log_live_and_their_folders_come_back(
+    redis_server: RedisServer,
+    start_daemon: DaemonFactory,
+    start_worker: WorkerFactory,
+    tmp_path: Path,
+) -> None:
+    daemon = start_daemon(slots=4, **celery_config(redis_server))
+    start_worker(daemon, redis_server, "w1")
+    start_worker(daemon, redis_server, "w2")
+    until = tmp_path / "go"
+    jobs = [_sleepy(daemon, until) for _ in range(2)]
+    nodes = {_running_on(daemon, job_id)["node"] for job_id in jobs}
+    assert nodes == {"w1", "w2"}  # one slot each: each worker took one
+    for job_id in jobs:
+        # The crawl's stdout, written on the worker, read through the daemon's get-log.
+        daemon.wait_log(job_id, f"START {job_id}", "out", timeout=30)
+        stats = wait_until(
+            lambda job_id=job_id: daemon.job(job_id)["stats"],
+            30,
+            f"live stats of job {job_id}",
+        )
+        assert "start_time" in stats
+    until.touch()
+    for job_id in jobs:
+        job = daemon.wait_status(job_id, FINAL, timeout=60)
+        assert job["status"] == "SUCCESSFUL", (job, daemon.log())
+        manifest = json.loads((daemon.workdir / "data" / job_id / "job.json").read_text())
+        assert manifest["close_reason"] == "finished"
+        assert "CLOSED finished" in daemon.get(f"/get-log/data/{job_id}.out").text
+        assert job["stats"]["finish_reason"] == "finished"
+
+
+def test_a_crashing_spider_fails_with_its_reason(
+    redis_server: RedisServer, start_daemon: DaemonFactory, start_worker: WorkerFactory
 ) -> None:
     daemon = start_daemon(**celery_config(redis_server))
     start_worker(daemon, redis_server, "w1")
-    job_id = daemon.schedule("items")
-    job = daemon.wait_status(job_id, ("SUCCESSFUL", "FAILED"), timeout=60)
-    assert job["status"] == "SUCCESSFUL", (job, daemon.log())
+    job = daemon.wait_status(daemon.schedule("fails"), FINAL, timeout=60)
+    assert job["status"] == "FAILED"
+    assert job["reason"].startswith("exit code 3"), job
     assert job["node"] == "w1"
+
+
+def test_cancel_of_a_queued_and_of_a_running_job_leaves_no_process(
+    redis_server: RedisServer,
+    start_daemon: DaemonFactory,
+    start_worker: WorkerFactory,
+    tmp_path: Path,
+) -> None:
+    daemon = start_daemon(slots=3, cancel_grace=2, **celery_config(redis_server))
+    worker = start_worker(daemon, redis_server, "w1")
+    running = daemon.schedule("stubborn")  # ignores SIGTERM, and so does its child
+    _running_on(daemon, running)
+    child = int(daemon.wait_log(running, "CHILD", "out").split("CHILD ")[1].split()[0])
+    queued = _sleepy(daemon, tmp_path / "never")  # the only worker slot is taken
+    daemon.wait_status(queued, ("RUNNING",))  # handed to the cluster, claimed by none
+    rsp = daemon.post("/cancel-job.json", data={"id": queued})
+    assert rsp.status_code == 200, rsp.text
+    assert daemon.wait_status(queued, FINAL)["status"] == "CANCELED"
+    crawls = worker.crawl_pids()
+    assert crawls and child in crawls
+    rsp = daemon.post("/cancel-job.json", data={"id": running})
+    assert rsp.status_code == 200, rsp.text
+    job = daemon.wait_status(running, FINAL, timeout=60)
+    assert job["status"] == "CANCELED", job
+    assert "killed after the grace period" in job["reason"]
+    wait_until(
+        lambda: [p for p in crawls if pid_alive(p)],
+        30,
+        "no crawl process left",
+        until=lambda left: not left,
+    )
+    # The canceled queued job never ran anywhere.
+    assert f"START {queued}" not in worker.log()
+    assert daemon.job(queued)["node"] is None
+
+
+def test_a_worker_killed_mid_crawl_loses_its_job_to_another_as_attempt_2(
+    redis_server: RedisServer,
+    start_daemon: DaemonFactory,
+    start_worker: WorkerFactory,
+    tmp_path: Path,
+) -> None:
+    daemon = start_daemon(slots=2, **celery_config(redis_server))
+    workers = [start_worker(daemon, redis_server, name) for name in ("w1", "w2")]
+    until = tmp_path / "go"
+    job_id = _sleepy(daemon, until)
+    first = _running_on(daemon, job_id)
+    victim = _worker_named(workers, first["node"])
+    crawls = victim.crawl_pids()
+    assert crawls
+    victim.kill()  # kill -9: no goodbye, its lease just stops being renewed
+    wait_until(
+        lambda: [p for p in crawls if pid_alive(p)],
+        30,
+        "the dead worker's crawl to die with it",
+        until=lambda left: not left,
+    )
+    second = wait_until(
+        lambda: daemon.job(job_id),
+        60,
+        "the job to run again on the other worker",
+        until=lambda job: job["status"] == "RUNNING" and job["node"] not in (None, first["node"]),
+    )
+    assert second["node"] != first["node"]
+    until.touch()
+    job = daemon.wait_status(job_id, FINAL, timeout=60)
+    assert job["status"] == "SUCCESSFUL", (job, daemon.log())
+    out = daemon.get(f"/get-log/data/{job_id}.out").text
+    # Attempt 2's log starts its own file on the daemon? No: attempt 1's lines stay, and
+    # the job ran exactly twice, never at the same time.
+    assert out.count("CLOSED finished") == 1, out

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -36,6 +35,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from daemon.cluster.files import project_files
 from daemon.cluster.gate import WorkerGate
 from daemon.cluster.leases import Lease, Leases, Node
 from daemon.cluster.tasks import celery_app, publish, revoke
@@ -85,16 +85,13 @@ def version_key(project: str, folder: Path) -> str:
     """A name for the project folder's exact content: the same files give the same key
     (so a worker fetches each version once), any change gives another."""
     digest = hashlib.sha1(str(folder.resolve()).encode())
-    for root, dirs, files in sorted(os.walk(folder)):
-        dirs[:] = sorted(d for d in dirs if d not in ("__pycache__", ".git"))
-        for name in sorted(files):
-            path = Path(root, name)
-            try:
-                st = path.stat()
-            except OSError:
-                continue
-            rel = path.relative_to(folder).as_posix()
-            digest.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    for path in project_files(folder):
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        rel = path.relative_to(folder).as_posix()
+        digest.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     safe = "".join(c if c.isalnum() or c in "_.-" else "_" for c in project)[:60]
     return f"{safe}-{digest.hexdigest()[:20]}"
 

@@ -19,8 +19,9 @@ from daemon.errors import DaemonError
 #: Deepest folder nesting accepted in an uploaded job folder.
 MAX_DEPTH = 8
 MAX_NAME = 255
-#: Files of a project folder never shipped to workers (built on their side).
-_SKIPPED_PARTS = {"__pycache__", ".git"}
+#: Folders of a project never shipped to workers: caches (built on their side) and
+#: hidden ones (.git, a virtualenv, tool caches), which a crawl does not import from.
+_SKIPPED_DIRS = {"__pycache__", "node_modules"}
 
 
 class UploadError(DaemonError):
@@ -87,6 +88,22 @@ def _files(folder: Path) -> Iterator[Path]:
                 yield path
 
 
+def project_files(folder: Path) -> list[Path]:
+    """The files of a project folder a worker gets, sorted."""
+    out = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if d not in _SKIPPED_DIRS and not d.startswith(".") and not Path(root, d).is_symlink()
+        )
+        for name in sorted(names):
+            path = Path(root, name)
+            if path.suffix != ".pyc" and path.is_file() and not path.is_symlink():
+                out.append(path)
+    return out
+
+
 def commit_folder(staged: Path, job_dir: Path) -> int:
     """Move every staged file into the job folder (each replaced atomically, so a
     reader sees the old or the new file, never half); returns how many moved."""
@@ -110,11 +127,8 @@ def project_zip(folder: Path, dest: Path) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=".zip-", dir=dest.parent)
     try:
         with os.fdopen(fd, "wb") as out, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
-            for path in sorted(_files(folder)):
-                rel = path.relative_to(folder)
-                if _SKIPPED_PARTS & set(rel.parts) or path.suffix == ".pyc":
-                    continue
-                zf.write(path, rel.as_posix())
+            for path in project_files(folder):
+                zf.write(path, path.relative_to(folder).as_posix())
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(OSError):
