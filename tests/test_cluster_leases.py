@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 
@@ -100,7 +101,7 @@ def test_cancel_of_a_queued_attempt_stops_its_claim(leases: Leases) -> None:
     leases.offer("r", 1)
     assert leases.claim("r", 1, "w1") == "ok"
     assert leases.canceled("r") is None
-    assert leases.cancel("r", 2) == "running"
+    assert leases.cancel("r", signal.SIGINT) == "running"
     assert leases.canceled("r") == 2
     assert leases.cancel("none") == "none"
 

@@ -174,7 +174,7 @@ class Leases:
         attempt was not claimed yet and now cannot be; 'running': a worker holds it and
         will stop it; 'none': neither."""
         keys = [self._k(job_id, k) for k in ("queued", "lease", "cancel")]
-        return str(self._cancel(keys=keys, args=[RETIRED_TTL_MS, sig]))
+        return str(self._cancel(keys=keys, args=[RETIRED_TTL_MS, int(sig)]))
 
     def lease(self, job_id: str) -> Lease | None:
         key = self._k(job_id, "lease")
@@ -223,7 +223,12 @@ class Leases:
     def canceled(self, job_id: str) -> int | None:
         """The signal a cancel asked for (None: no cancel)."""
         value = self.r.get(self._k(job_id, "cancel"))
-        return int(value) if value else None
+        if not value:
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            return 15  # a flag from another version: SIGTERM
 
     def reoffer(self, job_id: str, attempt: int) -> None:
         """After Redis lost its memory: `attempt` is current again (running, not
