@@ -12,8 +12,6 @@ import signal
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from tests.cluster_support import WorkerFactory, WorkerProcess, celery_config
 from tests.daemon_support import DaemonFactory, DaemonProcess, pid_alive
 from tests.redis_support import RedisServer, free_port
@@ -132,6 +130,7 @@ def test_a_worker_killed_mid_crawl_loses_its_job_to_another_as_attempt_2(
     job_id = _sleepy(daemon, until)
     first = _running_on(daemon, job_id)
     victim = _worker_named(workers, first["node"])
+    daemon.wait_log(job_id, f"START {job_id}", "out")  # attempt 1 has logged live
     crawls = victim.crawl_pids()
     assert crawls
     victim.kill()  # kill -9: no goodbye, its lease just stops being renewed
@@ -151,7 +150,111 @@ def test_a_worker_killed_mid_crawl_loses_its_job_to_another_as_attempt_2(
     until.touch()
     job = daemon.wait_status(job_id, FINAL, timeout=60)
     assert job["status"] == "SUCCESSFUL", (job, daemon.log())
+    # Attempt 2's log is the job's log, whole; attempt 1's is kept beside it.
     out = daemon.get(f"/get-log/data/{job_id}.out").text
-    # Attempt 2's log starts its own file on the daemon? No: attempt 1's lines stay, and
-    # the job ran exactly twice, never at the same time.
-    assert out.count("CLOSED finished") == 1, out
+    assert out.startswith(f"START {job_id}") and out.count("CLOSED finished") == 1, out
+    aside = (daemon.workdir / "data" / "logs" / f"{job_id}.out.attempt1").read_text()
+    assert aside.startswith(f"START {job_id}") and "CLOSED" not in aside
+    # The dead worker's attempt never came back to write anything.
+    assert "refused" not in daemon.log()
+
+
+def test_a_frozen_worker_loses_its_job_and_its_late_writes_are_refused(
+    redis_server: RedisServer,
+    start_daemon: DaemonFactory,
+    start_worker: WorkerFactory,
+    tmp_path: Path,
+) -> None:
+    daemon = start_daemon(slots=2, **celery_config(redis_server))
+    workers = [start_worker(daemon, redis_server, name) for name in ("w1", "w2")]
+    until = tmp_path / "go"
+    job_id = _sleepy(daemon, until)
+    first = _running_on(daemon, job_id)
+    frozen = _worker_named(workers, first["node"])
+    crawls = frozen.crawl_pids()
+    frozen.signal(signal.SIGSTOP)  # a partition: it neither renews nor reports
+    try:
+        second = wait_until(
+            lambda: daemon.job(job_id),
+            60,
+            "the reaper to hand the job to the other worker",
+            until=lambda job: (
+                job["status"] == "RUNNING" and job["node"] not in (None, first["node"])
+            ),
+        )
+    finally:
+        frozen.signal(signal.SIGCONT)
+    # Woken up, the frozen worker learns its attempt is over and kills its crawl
+    # rather than run the job twice; whatever it still sends for attempt 1 is refused.
+    stale = daemon.post(
+        f"/cluster/jobs/{job_id}/1/log/out",
+        params={"worker": frozen.name, "offset": 0},
+        data=b"stale bytes",
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert stale.status_code == 409, stale.text
+    assert f"log of job {job_id} attempt 1 from worker {frozen.name}" in daemon.log()
+    wait_until(
+        lambda: [p for p in crawls if pid_alive(p)],
+        30,
+        "the stale crawl to be killed",
+        until=lambda left: not left,
+    )
+    until.touch()
+    job = daemon.wait_status(job_id, FINAL, timeout=60)
+    assert job["status"] == "SUCCESSFUL", (job, daemon.log())
+    assert job["node"] == second["node"]
+    out = daemon.get(f"/get-log/data/{job_id}.out").text
+    assert out.count(f"START {job_id}") == 1 and out.count("CLOSED finished") == 1, out
+    assert "stale bytes" not in out
+
+
+def test_redis_restarted_mid_run_loses_no_job_and_runs_none_twice(
+    redis_server: RedisServer,
+    start_daemon: DaemonFactory,
+    start_worker: WorkerFactory,
+    tmp_path: Path,
+) -> None:
+    daemon = start_daemon(slots=2, **celery_config(redis_server))
+    for name in ("w1", "w2"):
+        start_worker(daemon, redis_server, name)
+    until = tmp_path / "go"
+    job_id = _sleepy(daemon, until)
+    node = _running_on(daemon, job_id)["node"]
+    redis_server.restart()  # persistence off: it comes back empty
+    # A job scheduled after the restart is published to the new Redis and runs.
+    after = daemon.schedule("items")
+    assert daemon.wait_status(after, FINAL, timeout=90)["status"] == "SUCCESSFUL"
+    until.touch()
+    job = daemon.wait_status(job_id, FINAL, timeout=60)
+    assert job["status"] == "SUCCESSFUL", (job, daemon.log())
+    assert job["node"] == node
+    # Still attempt 1: no retry was needed, none ran.
+    assert not list((daemon.workdir / "data" / "logs").glob(f"{job_id}.*.attempt*"))
+
+
+def test_the_daemon_killed_and_restarted_takes_back_its_jobs_on_workers(
+    redis_server: RedisServer,
+    start_daemon: DaemonFactory,
+    start_worker: WorkerFactory,
+    tmp_path: Path,
+) -> None:
+    # A fixed port: the workers know the daemon by its URL.
+    daemon = start_daemon(slots=2, port=free_port(), **celery_config(redis_server))
+    start_worker(daemon, redis_server, "w1", slots=2)
+    until = tmp_path / "go"
+    ends_while_down = _sleepy(daemon, until)
+    goes_on = _sleepy(daemon, tmp_path / "later")
+    for job_id in (ends_while_down, goes_on):
+        _running_on(daemon, job_id)
+    daemon.stop(signal.SIGKILL)
+    until.touch()  # one job ends while the daemon is away: its worker waits to report
+    daemon = start_daemon.restart(daemon)
+    job = daemon.wait_status(ends_while_down, FINAL, timeout=60)
+    assert job["status"] == "SUCCESSFUL", (job, daemon.log())
+    assert (daemon.workdir / "data" / ends_while_down / "job.json").is_file()
+    assert daemon.job(goes_on)["status"] == "RUNNING"
+    (tmp_path / "later").touch()
+    job = daemon.wait_status(goes_on, FINAL, timeout=60)
+    assert job["status"] == "SUCCESSFUL", (job, daemon.log())
+    assert job["node"] == "w1"

@@ -256,6 +256,8 @@ class CeleryExecutor:
     def forget(self, job_id: str) -> None:
         for kind in ("out", "err"):
             self.log_path(job_id, kind).unlink(missing_ok=True)
+            for aside in self.logs_dir.glob(f"{job_id}.{kind}.attempt*"):
+                aside.unlink(missing_ok=True)
 
     # -- what the worker gate asks (daemon.cluster.gate.Attempts) ---------------
 

@@ -14,7 +14,9 @@ never mixes two attempts.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -107,11 +109,22 @@ class WorkerGate:
     # -- writes ---------------------------------------------------------------
 
     def started(self, job_id: str, attempt: int, worker: str, pid: int) -> Deferred[None]:
+        """A later attempt starts its logs afresh (the worker counts offsets from 0):
+        the lost attempt's logs are kept beside them as `<id>.<kind>.attempt<n>`."""
         try:
             self._check(job_id, attempt, worker, "start")
         except UploadError as exc:
             return fail(exc)
-        return self.attempts.on_started(job_id, attempt, worker, pid)
+        if attempt <= 1:
+            return self.attempts.on_started(job_id, attempt, worker, pid)
+        d = deferToThread(self._set_logs_aside, job_id, attempt - 1)
+        return d.addCallback(lambda _: self.attempts.on_started(job_id, attempt, worker, pid))
+
+    def _set_logs_aside(self, job_id: str, attempt: int) -> None:
+        for kind in LOG_KINDS:
+            path = self.logs_dir / f"{job_id}.{kind}"
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(path, path.with_name(f"{path.name}.attempt{attempt}"))
 
     def append_log(
         self, job_id: str, attempt: int, worker: str, kind: str, offset: int, data: bytes

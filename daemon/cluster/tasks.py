@@ -52,9 +52,11 @@ def task_id(job_id: str, attempt: int) -> str:
 
 
 def publish(app: Celery, queue: str, body: dict[str, Any]) -> str:
-    """Send one attempt (blocking: the daemon calls it from a thread)."""
+    """Send one attempt (blocking: the daemon calls it from a thread). Straight into
+    the queue's list (the anonymous exchange), not through an exchange binding: the
+    bindings live in Redis, and a Redis restarted empty would drop the message."""
     tid = task_id(body["job_id"], body["attempt"])
-    app.send_task(TASK_NAME, args=[body], queue=queue, task_id=tid)
+    app.send_task(TASK_NAME, args=[body], exchange="", routing_key=queue, task_id=tid)
     return tid
 
 

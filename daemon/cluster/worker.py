@@ -288,19 +288,15 @@ class Attempt:
         while True:
             code = proc.poll()
             now = time.monotonic()
-            if now - renewed >= self.lease_every:
+            # Ship first: a worker that wakes from a freeze learns from the daemon's
+            # 409 (or from Redis) that its attempt is over, whichever answers first.
+            self.ship()
+            if not self.lost and now - renewed >= self.lease_every:
                 try:
-                    if not self.leases.renew(self.job_id, self.attempt, self.name):
-                        log.warning(
-                            "job %s attempt %s: the lease is another's now; killing the crawl",
-                            self.job_id,
-                            self.attempt,
-                        )
+                    if self.leases.renew(self.job_id, self.attempt, self.name):
+                        renewed = now
+                    else:
                         self.lost = True
-                        self.kill(proc, signal.SIGKILL)
-                        proc.wait()
-                        return {}
-                    renewed = now
                 except Exception as exc:
                     log.warning("job %s: cannot renew its lease: %s", self.job_id, exc)
                 with contextlib.suppress(Exception):
@@ -309,11 +305,19 @@ class Attempt:
                         stop_sig = sig
                         stopping_at = now
                         self.kill(proc, sig)
+            if self.lost:
+                log.warning(
+                    "job %s attempt %s is no longer this worker's; killing the crawl",
+                    self.job_id,
+                    self.attempt,
+                )
+                self.kill(proc, signal.SIGKILL)
+                proc.wait()
+                return {}
             late = stopping_at is not None and now - stopping_at > self.grace
             if late and code is None and not killed:
                 killed = True
                 self.kill(proc, signal.SIGKILL)
-            self.ship()
             if code is not None:
                 # Whatever the crawl left in its process group goes with it.
                 self.kill(proc, signal.SIGKILL)
@@ -486,19 +490,25 @@ def main(argv: list[str]) -> int:
     beat = threading.Thread(target=worker.beat_forever, name="heartbeat", daemon=True)
     beat.start()
     try:
-        app.worker_main(
-            [
-                "worker",
-                "--pool=threads",
-                f"--concurrency={config.slots}",
-                f"--queues={config.queue}",
-                f"--hostname={config.name}@%h",
-                "--prefetch-multiplier=1",
-                "--without-gossip",
-                "--without-mingle",
-                "--loglevel=INFO",
-            ]
-        )
+        while True:
+            celery_worker = app.Worker(
+                hostname=f"{config.name}@%h",
+                pool_cls="threads",
+                concurrency=config.slots,
+                queues=[config.queue],
+                prefetch_multiplier=1,
+                without_gossip=True,
+                without_mingle=True,
+                loglevel="INFO",
+            )
+            celery_worker.start()
+            # Celery's consumer can die of a broker connection lost at the wrong time
+            # ("Unrecoverable error", exit code 1): the crawls it ran went on under
+            # their own supervisors; take tasks again. A requested stop exits 0.
+            if celery_worker.exitcode != 1:
+                break
+            log.warning("the Celery worker failed; starting it again")
+            time.sleep(1.0)
     finally:
         worker.stopped.set()
     return 0
