@@ -216,8 +216,7 @@ def test_redis_restarted_mid_run_loses_no_job_and_runs_none_twice(
     tmp_path: Path,
 ) -> None:
     daemon = start_daemon(slots=2, **celery_config(redis_server))
-    for name in ("w1", "w2"):
-        start_worker(daemon, redis_server, name)
+    workers = [start_worker(daemon, redis_server, name) for name in ("w1", "w2")]
     until = tmp_path / "go"
     job_id = _sleepy(daemon, until)
     node = _running_on(daemon, job_id)["node"]
@@ -229,8 +228,10 @@ def test_redis_restarted_mid_run_loses_no_job_and_runs_none_twice(
     job = daemon.wait_status(job_id, FINAL, timeout=60)
     assert job["status"] == "SUCCESSFUL", (job, daemon.log())
     assert job["node"] == node
-    # Still attempt 1: no retry was needed, none ran.
+    # Still attempt 1: no retry was needed, none was published.
     assert not list((daemon.workdir / "data" / "logs").glob(f"{job_id}.*.attempt*"))
+    for worker in workers:
+        assert f"{job_id}.2]" not in worker.log()
 
 
 def test_the_daemon_killed_and_restarted_takes_back_its_jobs_on_workers(

@@ -111,6 +111,7 @@ class Run:
     stop_reason: str | None = None
     stop_sig: int | None = None
     flag_raised: bool = False
+    missing_since: float | None = None  # when the reaper first found no lease
     waiters: list[Deferred[None]] = field(default_factory=list)
     timers: list[IDelayedCall] = field(default_factory=list)
     ended: bool = False
@@ -330,12 +331,15 @@ class CeleryExecutor:
         body["attempt"] = run.attempt
         attempt = run.attempt
 
-        def send() -> None:
+        def send() -> str:
             self.leases.r.set(self.leases._k(run.job_id, "body"), json.dumps(body))
             self.leases.offer(run.job_id, attempt)
             publish(self.app, self.celery.queue, body)
+            return self.leases.run_id()
 
-        def sent(_: Any) -> None:
+        def sent(run_id: str) -> None:
+            if self._run_id is None:  # the Redis the first attempts were offered in
+                self._run_id = run_id
             if run.attempt == attempt:
                 run.published = True
 
@@ -471,12 +475,20 @@ class CeleryExecutor:
             held = lease is not None and lease.attempt == run.attempt
             if held:
                 run.claimed = True
+                run.missing_since = None
                 continue
             if not run.published and run.body is not None and run.stop_reason is None:
                 self._publish(run)  # an earlier publish failed
             elif run.stop_reason is not None and not run.flag_raised:
                 self._raise_flag(run)
-            if run.claimed and now >= self._judge_after:
+            if not run.claimed or now < self._judge_after:
+                continue
+            # Lost once the lease stays missing for half a lease time more: a worker
+            # renews every third of one, so a live one shows up again by then (after a
+            # Redis restart the reaper may not have seen, say).
+            if run.missing_since is None:
+                run.missing_since = now
+            elif now - run.missing_since >= self.celery.lease / 2:
                 self._lost(run)
 
     def _lost(self, run: Run) -> None:
@@ -490,6 +502,7 @@ class CeleryExecutor:
         if run.body is not None and used < self.celery.retries:
             run.attempt += 1
             run.worker, run.claimed, run.published = None, False, False
+            run.missing_since = None
             log.warn(
                 "job {id}: {w} lost its lease; attempt {n} goes to another worker",
                 id=run.job_id,
