@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.cluster_support import WorkerFactory, WorkerProcess, celery_config
-from tests.daemon_support import DaemonFactory, DaemonProcess, pid_alive
+from tests.cmc_server import CMCServer
+from tests.daemon_support import ROOT, DaemonFactory, DaemonProcess, pid_alive, toy_projects
 from tests.redis_support import RedisServer, free_port
 from tests.waiting import wait_until
 
@@ -54,6 +55,15 @@ def test_jobs_spread_over_workers_log_live_and_their_folders_come_back(
     jobs = [_sleepy(daemon, until) for _ in range(2)]
     nodes = {_running_on(daemon, job_id)["node"] for job_id in jobs}
     assert nodes == {"w1", "w2"}  # one slot each: each worker took one
+    seen = wait_until(
+        lambda: daemon.get("/status.json").json().get("nodes", []),
+        30,
+        "status.json to list both busy workers",
+        until=lambda found: (
+            sorted((n["name"], len(n["running"])) for n in found) == [("w1", 1), ("w2", 1)]
+        ),
+    )
+    assert all(n["state"] == "alive" and n["slots"] == 1 for n in seen), seen
     for job_id in jobs:
         # The crawl's stdout, written on the worker, read through the daemon's get-log.
         daemon.wait_log(job_id, f"START {job_id}", "out", timeout=30)
@@ -134,6 +144,12 @@ def test_a_worker_killed_mid_crawl_loses_its_job_to_another_as_attempt_2(
     crawls = victim.crawl_pids()
     assert crawls
     victim.kill()  # kill -9: no goodbye, its lease just stops being renewed
+    wait_until(
+        lambda: {n["name"]: n["state"] for n in daemon.get("/status.json").json()["nodes"]},
+        30,
+        "status.json to show the dead worker lost",
+        until=lambda states: states.get(victim.name) == "lost",
+    )
     wait_until(
         lambda: [p for p in crawls if pid_alive(p)],
         30,
@@ -259,3 +275,38 @@ def test_the_daemon_killed_and_restarted_takes_back_its_jobs_on_workers(
     job = daemon.wait_status(goes_on, FINAL, timeout=60)
     assert job["status"] == "SUCCESSFUL", (job, daemon.log())
     assert job["node"] == "w1"
+
+
+def test_a_coin_crawl_on_a_worker_is_served_by_the_coin_api(
+    redis_server: RedisServer,
+    start_daemon: DaemonFactory,
+    start_worker: WorkerFactory,
+    cmc: CMCServer,
+) -> None:
+    settings = {**cmc.settings(), "AUTOTHROTTLE_ENABLED": "False", "RETRY_BACKOFF_BASE": "0.05"}
+
+    def projects(work: Path) -> dict[str, Any]:
+        return {**toy_projects(work), "coinspiders": {"path": str(ROOT), "settings": settings}}
+
+    daemon = start_daemon(projects, **celery_config(redis_server))
+    start_worker(daemon, redis_server, "w1")
+    job_id = daemon.schedule(
+        "coin", project="coinspiders", payload=json.dumps({"coins": "duko,bitcoin"})
+    )
+    job = daemon.wait_status(job_id, FINAL, timeout=120)
+    assert job["status"] == "SUCCESSFUL", (
+        job,
+        daemon.get(f"/get-log/data/{job_id}.err").text[-3000:],
+    )
+    assert job["node"] == "w1"
+    data = json.loads((daemon.workdir / "data" / job_id / "data.json").read_text())
+    assert len(data) == 2
+    served = daemon.get(f"/api/jobs/{job_id}/data/")
+    assert served.status_code == 200 and served.headers["X-Job-Data"] == "complete"
+    assert json.loads(served.content) == data
+    slugs = wait_until(
+        lambda: sorted(c["slug"] for c in daemon.get("/api/coins/", params={"job": job_id}).json()),
+        30,
+        "the worker's coins in the daemon's coin index",
+    )
+    assert slugs == ["bitcoin", "duko"]

@@ -156,6 +156,8 @@ class CeleryExecutor:
         self._judge_after = 0.0
         self._looking = False
         self.nodes_seen: list[Node] = []
+        # The reaper also keeps the list of worker hosts fresh for status.json.
+        reactor.callWhenRunning(self._ensure_loop)
 
     # -- IExecutor -------------------------------------------------------------
 
@@ -286,6 +288,18 @@ class CeleryExecutor:
         if run.stop_reason is not None:
             self._raise_flag(run)  # a cancel that came while it was being claimed
         return succeed(None)
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": node.name,
+                "slots": node.slots,
+                "running": node.running,
+                "last-heartbeat": node.seen,
+                "state": "alive" if node.alive else "lost",
+            }
+            for node in self.nodes_seen
+        ]
 
     def on_stats(self, job_id: str, stats: str) -> None:
         self.bus.publish(CRAWL_STATS, CrawlStats(job_id, stats))
@@ -432,7 +446,7 @@ class CeleryExecutor:
             self._loop.start(max(0.25, self.celery.lease / 4), now=False)
 
     def _look(self) -> None:
-        if self._looking or not self.runs:
+        if self._looking:
             return
         self._looking = True
         ids = list(self.runs)

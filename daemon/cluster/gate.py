@@ -52,6 +52,9 @@ class Attempts(Protocol):
 
     def on_stats(self, job_id: str, stats: str) -> None: ...
 
+    def nodes(self) -> list[dict[str, Any]]:
+        """The worker hosts as last seen (no Redis call: read from the reaper's survey)."""
+
     def on_ended(self, job_id: str, attempt: int, worker: str, report: Mapping[str, Any]) -> None:
         """The attempt ended and its folder is in place: `report` holds its outcome."""
 
@@ -80,6 +83,9 @@ class WorkerGate:
         # (job, attempt) -> [bytes, files] staged so far, for the caps.
         self._staged: dict[tuple[str, int], list[int]] = {}
         self.refused = 0
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return self.attempts.nodes()
 
     def staging(self, job_id: str, attempt: int) -> Path:
         return self.cache / "incoming" / f"{job_id}.{attempt}"
