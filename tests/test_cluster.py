@@ -163,6 +163,7 @@ def test_a_worker_killed_mid_crawl_loses_its_job_to_another_as_attempt_2(
         until=lambda job: job["status"] == "RUNNING" and job["node"] not in (None, first["node"]),
     )
     assert second["node"] != first["node"]
+    assert (first["attempt"], second["attempt"]) == (1, 2)
     until.touch()
     job = daemon.wait_status(job_id, FINAL, timeout=60)
     assert job["status"] == "SUCCESSFUL", (job, daemon.log())
@@ -219,7 +220,7 @@ def test_a_frozen_worker_loses_its_job_and_its_late_writes_are_refused(
     until.touch()
     job = daemon.wait_status(job_id, FINAL, timeout=60)
     assert job["status"] == "SUCCESSFUL", (job, daemon.log())
-    assert job["node"] == second["node"]
+    assert job["node"] == second["node"] and job["attempt"] == 2
     out = daemon.get(f"/get-log/data/{job_id}.out").text
     assert out.count(f"START {job_id}") == 1 and out.count("CLOSED finished") == 1, out
     assert "stale bytes" not in out
@@ -243,7 +244,7 @@ def test_redis_restarted_mid_run_loses_no_job_and_runs_none_twice(
     until.touch()
     job = daemon.wait_status(job_id, FINAL, timeout=60)
     assert job["status"] == "SUCCESSFUL", (job, daemon.log())
-    assert job["node"] == node
+    assert job["node"] == node and job["attempt"] == 1
     # Still attempt 1: no retry was needed, none was published.
     assert not list((daemon.workdir / "data" / "logs").glob(f"{job_id}.*.attempt*"))
     for worker in workers:
