@@ -24,9 +24,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.cluster_support import WorkerFactory
 from tests.cmc_server import CMCServer
 from tests.daemon_support import DaemonFactory
-from tests.cluster_support import WorkerFactory
 from tests.redis_support import RedisServer
 
 CMC_SESSION_COINS = 5000
