@@ -311,3 +311,32 @@ def test_a_coin_crawl_on_a_worker_is_served_by_the_coin_api(
         "the worker's coins in the daemon's coin index",
     )
     assert slugs == ["bitcoin", "duko"]
+
+
+def test_a_rolling_restart_of_the_workers_loses_no_job(
+    redis_server: RedisServer,
+    start_daemon: DaemonFactory,
+    start_worker: WorkerFactory,
+    tmp_path: Path,
+) -> None:
+    daemon = start_daemon(slots=4, **celery_config(redis_server))
+    workers = {name: start_worker(daemon, redis_server, name) for name in ("w1", "w2")}
+    until = tmp_path / "go"
+    long_job = _sleepy(daemon, until)
+    first = workers[_running_on(daemon, long_job)["node"]]
+    other = next(w for w in workers.values() if w is not first)
+    first.signal(signal.SIGTERM)  # warm: it takes nothing new and finishes what it runs
+    meanwhile = daemon.schedule("items")
+    job = daemon.wait_status(meanwhile, FINAL, timeout=60)
+    assert (job["status"], job["node"]) == ("SUCCESSFUL", other.name), job
+    until.touch()
+    job = daemon.wait_status(long_job, FINAL, timeout=60)
+    assert (job["status"], job["node"], job["attempt"]) == ("SUCCESSFUL", first.name, 1), job
+    assert first.proc is not None and first.proc.wait(60) == 0
+    # Its replacement comes up; then the other one is restarted the same way.
+    again = start_worker(daemon, redis_server, first.name)
+    other.signal(signal.SIGTERM)
+    assert other.proc is not None and other.proc.wait(60) == 0
+    last = daemon.schedule("items")
+    job = daemon.wait_status(last, FINAL, timeout=60)
+    assert (job["status"], job["node"]) == ("SUCCESSFUL", again.name), job
