@@ -62,6 +62,8 @@ log = Logger()
 #: The stop reason (and the verdict's reason) of a job whose worker was lost for good.
 NODE_LOST = "node lost"
 HANDLE_PREFIX = "celery"
+JOB_FOLDER_MAX_BYTES = 20 * 1024**3
+JOB_FOLDER_MAX_FILES = 500_000
 
 
 def format_handle(attempt: int, worker: str, pid: int) -> str:
@@ -145,8 +147,10 @@ class CeleryExecutor:
             self,
             self.data_dir,
             self.logs_dir,
-            max_job_bytes=config.unpacked_max_bytes,
-            max_job_files=config.unpacked_max_files,
+            # A job folder (items, data.json, a logo per coin) outgrows a project
+            # archive's caps by far; these only stop a runaway worker.
+            max_job_bytes=max(config.unpacked_max_bytes, JOB_FOLDER_MAX_BYTES),
+            max_job_files=max(config.unpacked_max_files, JOB_FOLDER_MAX_FILES),
         )
         self.runs: dict[str, Run] = {}
         self._folders: dict[str, Path] = {}
@@ -436,6 +440,11 @@ class CeleryExecutor:
             if run is not None and run.body is None:
                 run.body = body
                 run.first_attempt = int(body.get("first_attempt", 1))
+                if not run.claimed and run.stop_reason is None:
+                    # Its message may be gone (Redis restarted while the daemon was
+                    # away): published again; a worker that did claim it keeps it (a
+                    # second claim finds its lease and fails).
+                    self._publish(run)
 
     # -- the reaper ------------------------------------------------------------------
 

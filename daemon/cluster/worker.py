@@ -215,6 +215,8 @@ class Attempt:
         self.lease_every = max(0.2, self.leases.lease_ms / 3000.0)
         self.lost = False
         self.stats_mtime = 0.0
+        self.pid = 0
+        self.start_reported = False
 
     def path(self, what: str) -> str:
         return f"/jobs/{self.job_id}/{self.attempt}/{what}"
@@ -256,8 +258,10 @@ class Attempt:
                 stderr=err,
                 preexec_fn=_set_pdeathsig,
             )
+        self.pid = proc.pid
         try:
             self.client.post(self.path("started"), pid=proc.pid)
+            self.start_reported = True
         except Refused as exc:
             log.warning("job %s attempt %s: start refused: %s", self.job_id, self.attempt, exc)
             self.kill(proc, signal.SIGKILL)
@@ -334,6 +338,9 @@ class Attempt:
         """New log bytes and changed stats to the daemon; a failure leaves them for
         the next tick (offsets only move on success)."""
         try:
+            if not self.start_reported:  # the daemon was away when the crawl started
+                self.client.post(self.path("started"), pid=self.pid)
+                self.start_reported = True
             for kind, path in self.logs.items():
                 with contextlib.suppress(FileNotFoundError), path.open("rb") as fh:
                     fh.seek(self.sent[kind])
