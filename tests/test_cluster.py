@@ -340,3 +340,48 @@ def test_a_rolling_restart_of_the_workers_loses_no_job(
     last = daemon.schedule("items")
     job = daemon.wait_status(last, FINAL, timeout=60)
     assert (job["status"], job["node"]) == ("SUCCESSFUL", again.name), job
+
+
+def test_workers_use_the_daemons_auth_and_bad_reports_get_clear_errors(
+    redis_server: RedisServer,
+    start_daemon: DaemonFactory,
+    start_worker: WorkerFactory,
+    tmp_path: Path,
+) -> None:
+    daemon = start_daemon(
+        env={"COINSPIDERS_PASSWORD": "s3cret-pass"},
+        auth={"username": "admin"},
+        **celery_config(redis_server),
+    )
+    daemon.credentials = ("admin", "s3cret-pass")
+    start_worker(daemon, redis_server, "w1")  # given the credentials in its environment
+    done = daemon.wait_status(daemon.schedule("items"), FINAL, timeout=60)
+    assert done["status"] == "SUCCESSFUL", (done, daemon.log())
+    out = daemon.get(f"/get-log/data/{done['identifier']}.out").text
+    assert "SECRET None" in out and "s3cret-pass" not in out  # not in the crawl's env
+    job_id = _sleepy(daemon, tmp_path / "go")
+    _running_on(daemon, job_id)
+    base = f"/cluster/jobs/{job_id}/1"
+    octets = {"Content-Type": "application/octet-stream"}
+    anonymous = daemon.post(f"{base}/log/out", params={"worker": "w1"}, auth=None, data=b"x")
+    assert anonymous.status_code == 401
+    cases = [
+        (f"{base}/files", {"worker": "w1", "name": "../../etc/x"}, 400),
+        (f"{base}/files", {"worker": "w1", "name": "/abs"}, 400),
+        (f"{base}/log/core", {"worker": "w1"}, 400),
+        (f"{base}/log/out", {"worker": "no such/name"}, 400),
+        (f"{base}/log/out", {"worker": "w1", "offset": "x"}, 400),
+        (f"{base}/log/out", {"worker": "w1", "offset": 10**9}, 409),  # a gap
+        (f"{base}/ended", {"worker": "w1"}, 400),  # not JSON
+        (f"/cluster/jobs/{job_id}/7/log/out", {"worker": "w1"}, 409),  # not its attempt
+        (f"{base}/log/out", {"worker": "w2"}, 409),  # not its worker
+    ]
+    for path, params, code in cases:
+        rsp = daemon.post(path, params=params, data=b"not json", headers=octets)
+        assert rsp.status_code == code, (path, params, rsp.text)
+        assert rsp.json()["status"] == "error"
+    assert daemon.get("/cluster/projects/nosuch-0.zip").status_code == 404
+    (tmp_path / "go").touch()
+    job = daemon.wait_status(job_id, FINAL, timeout=60)
+    assert job["status"] == "SUCCESSFUL", (job, daemon.log())
+    assert not (daemon.workdir / "etc").exists()
