@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -385,3 +386,28 @@ def test_workers_use_the_daemons_auth_and_bad_reports_get_clear_errors(
     job = daemon.wait_status(job_id, FINAL, timeout=60)
     assert job["status"] == "SUCCESSFUL", (job, daemon.log())
     assert not (daemon.workdir / "etc").exists()
+
+
+def test_max_runtime_stops_a_crawl_on_its_worker_counting_from_its_start(
+    redis_server: RedisServer,
+    start_daemon: DaemonFactory,
+    start_worker: WorkerFactory,
+    tmp_path: Path,
+) -> None:
+    daemon = start_daemon(slots=2, cancel_grace=2, **celery_config(redis_server))
+    worker = start_worker(daemon, redis_server, "w1")
+    blocker = _sleepy(daemon, tmp_path / "go")
+    _running_on(daemon, blocker)
+    # Queued behind the blocker for longer than its max_runtime: that wait does not count.
+    limited = daemon.schedule(
+        "sleepy", payload=json.dumps({"until_file": str(tmp_path / "never")}), max_runtime=2
+    )
+    daemon.wait_status(limited, ("RUNNING",))
+    time.sleep(3)  # longer than its max_runtime, waiting for the only worker slot
+    assert daemon.job(limited)["node"] is None
+    (tmp_path / "go").touch()
+    assert daemon.wait_status(blocker, FINAL, timeout=60)["status"] == "SUCCESSFUL"
+    job = daemon.wait_status(limited, FINAL, timeout=60)
+    assert (job["status"], job["reason"]) == ("FAILED", "stopped: exceeded its max_runtime"), job
+    assert job["node"] == "w1"  # it did run, and was stopped there
+    wait_until(worker.crawl_pids, 30, "no crawl left on the worker", until=lambda pids: not pids)

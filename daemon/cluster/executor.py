@@ -114,6 +114,7 @@ class Run:
     stop_sig: int | None = None
     flag_raised: bool = False
     missing_since: float | None = None  # when the reaper first found no lease
+    max_runtime: float | None = None  # counted from the first claim, not the queue
     waiters: list[Deferred[None]] = field(default_factory=list)
     timers: list[IDelayedCall] = field(default_factory=list)
     ended: bool = False
@@ -170,8 +171,7 @@ class CeleryExecutor:
         run.started = Deferred()
         self.runs[spec.id] = run
         self._ensure_loop()
-        if spec.max_runtime:
-            run.timers.append(self.reactor.callLater(spec.max_runtime, self._timeout, spec.id))
+        run.max_runtime = spec.max_runtime
 
         def keyed(key: str) -> None:
             self._folders[key] = spec.cwd
@@ -287,6 +287,9 @@ class CeleryExecutor:
         handle = format_handle(attempt, worker, pid)
         log.info("job {id}: attempt {n} runs on {w}", id=job_id, n=attempt, w=worker)
         self.bus.publish(CRAWL_STARTED, CrawlStarted(job_id, handle, worker))
+        if run.max_runtime:  # the time spent waiting for a free worker does not count
+            run.timers.append(self.reactor.callLater(run.max_runtime, self._timeout, job_id))
+            run.max_runtime = None
         if run.started is not None and not run.started.called:
             run.started.callback(handle)
         if run.stop_reason is not None:
