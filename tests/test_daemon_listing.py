@@ -76,7 +76,8 @@ FINISHED_JSON = (
     '"reason": "killed by signal SIGKILL \u2014 after 1 h", '
     '"settings": ["AUTOTHROTTLE_ENABLED", "CMC_API_KEY"], "max_runtime": 1.5, '
     '"next_run": null, "last_fire": null, "skipped": 0, "leftovers_killed": 2, '
-    '"node": "local", "stats": {"finish_reason": "finished", "item_scraped_count": 3}}'
+    '"node": "local", "attempt": 1, '
+    '"stats": {"finish_reason": "finished", "item_scraped_count": 3}}'
 )
 SCHEDULED_JSON = (
     '{"identifier": "1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9", "status": "SCHEDULED", '
@@ -87,7 +88,7 @@ SCHEDULED_JSON = (
     '"reason": null, "settings": [], "max_runtime": null, '
     '"next_run": "2026-01-01T01:05:00+01:00", '
     '"last_fire": "2026-01-01T00:59:59.500000+01:00", "skipped": 3, '
-    '"leftovers_killed": null, "node": null, "stats": null}'
+    '"leftovers_killed": null, "node": null, "attempt": null, "stats": null}'
 )
 
 
@@ -191,8 +192,18 @@ def reference_dict(job: Job, tz: ZoneInfo) -> dict[str, Any]:
         "skipped": job.skipped,
         "leftovers_killed": job.leftovers_killed,
         "node": job.node,
+        "attempt": _attempt(job),
         "stats": None if job.stats is None else json.loads(job.stats),
     }
+
+
+def _attempt(job: Job) -> int | None:
+    """A Celery handle (`celery:<n>:<worker>:<pid>`) names the attempt; a job that
+    started otherwise ran once."""
+    parts = (job.handle or "").split(":")
+    if parts[0] == "celery" and len(parts) > 1 and parts[1].isascii() and parts[1].isdigit():
+        return int(parts[1])
+    return None if job.started is None else 1
 
 
 def store_with(tmp_path: Path, *jobs: Job) -> Store:

@@ -58,8 +58,8 @@ def _attempt(handle: Any, started: Any) -> str:
     before any start."""
     if handle.__class__ is str and handle.startswith("celery:"):
         number = handle.split(":", 2)[1]
-        if number.isdigit():
-            return number
+        if number.isascii() and number.isdigit():
+            return str(int(number))
     return "null" if started is None else "1"
 
 
