@@ -33,6 +33,12 @@ def targets(results: dict[str, Any]) -> list[list[Any]]:
         add("dispatch ->RUNNING p50", run_ms, "< 50 ms", run_ms < 50, f"{run_ms:.1f} ms")
         r = d["done_over_direct"]
         add("dispatch ->SUCCESSFUL / direct crawl", r, "<= 1.10x", r <= 1.10, f"{r:.2f}x")
+    sj = _get(results, "schedule_job", "daemons", OURS)
+    if sj:
+        reply_ms = sj["reply_s"]["median"] * 1000
+        add("schedule-job reply p50", reply_ms, "< 5 ms", reply_ms < 5, f"{reply_ms:.1f} ms")
+        run_ms = sj["to_running_s"]["median"] * 1000
+        add("schedule -> RUNNING p50", run_ms, "< 15 ms", run_ms < 15, f"{run_ms:.1f} ms")
     t = _get(results, "throughput", "daemons") or {}
     for slots, r in (t.get(OURS) or {}).items():
         add(

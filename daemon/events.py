@@ -54,7 +54,8 @@ class EventBus:
 
 # -- the daemon's topics ------------------------------------------------------------------
 # Payloads are typed loosely here (Any) to keep this module free of imports from the
-# services that publish them; each topic's comment names its payload.
+# services that publish them; each topic's comment names its payload. A crawl's own
+# events (crawl.started, crawl.stats, crawl.ended) are typed in daemon.executor.
 
 #: A job's state changed (a run started or ended): payload daemon.job_store.Job.
 JOB_CHANGED: Topic[Any] = Topic("job.changed")

@@ -137,6 +137,7 @@ class JobsService(Service):
         self._pins: dict[str, Callable[[], Any]] = {}
         self._dispatching = False
         self._dispatch_again = False
+        self._recovering = False
         self._soon: IDelayedCall | None = None
         bus.subscribe(CRAWL_STARTED, self._on_started)
         bus.subscribe(CRAWL_ENDED, self._on_ended)
@@ -178,7 +179,13 @@ class JobsService(Service):
                 _cwd, self._pins[job.id] = self.projects.pin(job.project, job.version)
             except Exception as exc:  # the project is gone: nothing to keep
                 log.warn("job {id}: project not pinned: {exc}", id=job.id, exc=exc)
-        self.executor.reattach(left)
+        # An end reported during reattach frees no slot yet: a crawl re-attached after
+        # it may still hold one. Dispatch waits until every left job is settled.
+        self._recovering = True
+        try:
+            self.executor.reattach(left)
+        finally:
+            self._recovering = False
 
     def _notify(self, job: Job | None) -> None:
         """Announce a state change of a run (RUNNING and final) on the bus."""
@@ -433,7 +440,7 @@ class JobsService(Service):
         cancel of the very job that would start) or while the free space under
         data_dir is below min_free_bytes. A dispatch asked for while one runs (a start
         that failed at once) makes the running one look again instead of nesting."""
-        if self._stopping or not self.running:
+        if self._stopping or not self.running or self._recovering:
             return
         if self._dispatching:
             self._dispatch_again = True

@@ -96,8 +96,12 @@ class LocalExecutor:
         return d.addCallbacks(started, failed)
 
     def _settle_start(self, job_id: str) -> None:
-        for waiter in self._starting.pop(job_id, ()):
-            waiter()
+        """The start answered: the job is no longer starting. What waited for that (a
+        cancel) runs on the next turn, after the caller of `start` heard the answer (a
+        start that failed is recorded so before the cancel's reply reads the job)."""
+        waiting = self._starting.pop(job_id, ())
+        if waiting:
+            self.reactor.callLater(0, lambda: [waiter() for waiter in waiting])
 
     def reattach(self, left: Sequence[LeftRunning]) -> None:
         for job in left:

@@ -24,7 +24,7 @@ from daemon.job_store import Job, Store
 from daemon.jobs import JobsService
 from daemon.launcher import Crawl, Launcher, Outcome, process_start_time
 from daemon.local_executor import LocalExecutor
-from daemon.local_handle import format_handle
+from daemon.local_handle import format_handle, parse_handle
 from daemon.projects import ProjectStore
 from daemon.recovery import left_running, time_left
 from tests.daemon_support import DaemonFactory, pid_alive, write_toy_project
@@ -70,6 +70,51 @@ def test_kill_9_restart_follows_live_crawl_and_runs_pending_once(
     job = second.wait_status(pending, ("SUCCESSFUL", "FAILED"), timeout=20)
     assert job["status"] == "SUCCESSFUL"
     assert second.get(f"/get-log/data/{pending}.out").text.count(f"START {pending}") == 1
+
+
+def _back_to_pid_columns(db: Path) -> None:
+    """Rewrite a killed daemon's store as the daemon before the executor seam kept it:
+    bare `pid`/`proc_start` columns, no `handle`/`node`."""
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    conn.execute("ALTER TABLE jobs ADD COLUMN pid INTEGER")
+    conn.execute("ALTER TABLE jobs ADD COLUMN proc_start REAL")
+    for job_id, handle in conn.execute("SELECT id, handle FROM jobs").fetchall():
+        found = parse_handle(handle)
+        if found is not None:
+            conn.execute("UPDATE jobs SET pid = ?, proc_start = ? WHERE id = ?", (*found, job_id))
+    conn.execute("ALTER TABLE jobs DROP COLUMN handle")
+    conn.execute("ALTER TABLE jobs DROP COLUMN node")
+    conn.commit()
+    conn.close()
+
+
+def test_a_store_with_pid_columns_is_migrated_and_its_running_crawl_reattached(
+    start_daemon: DaemonFactory,
+) -> None:
+    first = start_daemon(slots=1, scrapyd={"enabled": True})
+    done = first.schedule("items")
+    first.wait_status(done, ("SUCCESSFUL",))
+    gate = first.workdir / "gate"
+    running = first.schedule("sleepy", payload=json.dumps({"until_file": str(gate)}))
+    first.wait_log(running, "START")
+    pid = crawl_pid(running)
+    first.stop(signal.SIGKILL)
+    _back_to_pid_columns(first.workdir / "data" / "daemon.sqlite")
+
+    second = start_daemon.restart(first)
+    job = second.job(running)
+    assert job["status"] == "RUNNING" and job["node"] == "local", job  # followed
+    assert second.job(done)["node"] == "local"  # an old run ran on this machine
+    listed = second.get("/list-jobs.json", params={"status": "RUNNING"}).json()["jobs"]
+    assert [(j["identifier"], j["node"]) for j in listed] == [(running, "local")]
+    scrapyd = second.get("/scrapyd/listjobs.json", params={"project": "toy"}).json()
+    assert [(j["id"], j["pid"]) for j in scrapyd["running"]] == [(running, pid)]
+    gate.touch()
+    job = second.wait_status(running, ("SUCCESSFUL", "FAILED"), timeout=30)
+    assert job["status"] == "SUCCESSFUL" and "restarted" in job["reason"], job
+    assert not pid_alive(pid)
 
 
 def test_crawl_that_died_while_daemon_was_down_is_failed(start_daemon: DaemonFactory) -> None:
@@ -226,6 +271,32 @@ def test_followed_crawl_keeps_the_rest_of_its_max_runtime(tmp_path: Path) -> Non
         clock.advance(1)  # the next poll of the followed crawl sees it gone
         job = store.get(job_id)
         assert job.status == "FAILED" and "max_runtime" in job.reason, job
+    finally:
+        crawl.kill()
+        crawl.wait()
+
+
+def test_a_crawl_found_gone_at_recovery_frees_no_slot_a_followed_one_holds(
+    tmp_path: Path,
+) -> None:
+    jobs, store, gone_id = _recovering(tmp_path, Clock())  # one slot
+    gone = _sleeper()
+    gone.kill()
+    gone.wait()
+    store.record_handle(gone_id, format_handle(gone.pid, T0), "local")
+    live_id, waiting_id = str(uuid.uuid4()), str(uuid.uuid4())
+    store.insert(Job(live_id, PENDING, USER, "now", "toy", "sleepy"))
+    store.mark_running(live_id)
+    store.insert(Job(waiting_id, PENDING, USER, "now", "toy", "items"))
+    crawl = _sleeper(start_new_session=True)
+    try:
+        handle = format_handle(crawl.pid, process_start_time(crawl.pid))
+        store.record_handle(live_id, handle, "local")
+        jobs.startService()  # recovers (the gone crawl is reported first), then dispatches
+        assert store.get(gone_id).status == "FAILED"
+        assert store.get(live_id).status == RUNNING
+        assert jobs.executor.running_ids() == {live_id}
+        assert store.get(waiting_id).status == PENDING  # the followed crawl has the slot
     finally:
         crawl.kill()
         crawl.wait()

@@ -25,6 +25,7 @@ from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 from twisted.web import http, resource, server
 
+from daemon.api.multipart import fast_form_fields
 from daemon.config import AuthConfig
 from daemon.domain import RequestError
 from daemon.passwords import VerifiedPasswords
@@ -328,6 +329,9 @@ def parse_form(body: bytes, ctype: bytes) -> dict[bytes, list[bytes]]:
     kind = ctype.split(b";", 1)[0].strip().lower()
     if kind == b"application/x-www-form-urlencoded":
         return parse_urlencoded(body)
+    fields = fast_form_fields(body, ctype)  # the plain forms clients send, in microseconds
+    if fields is not None:
+        return fields
     try:
         return dict(http._getMultiPartArgs(body, ctype))
     except Exception as exc:
