@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CONFIG ?= config.yaml
 
-.PHONY: run test lint bench bench-peers clean
+.PHONY: run test lint bench bench-peers bench-cluster clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ bench: $(STAMP)
 
 bench-peers: $(STAMP)
 	$(PY) -m bench.peers
+
+# executor: celery on this machine: dispatch latency, jobs/min with 1-3 workers, failover.
+bench-cluster: $(STAMP)
+	$(PY) -m bench.cluster
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

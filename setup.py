@@ -23,6 +23,9 @@ setup(
         "prometheus-client>=0.20",
         # The dashboard's server-rendered pages (daemon/ui/).
         "jinja2>=3.1",
+        # Many machines (daemon/cluster): Redis holds leases, Celery carries the tasks.
+        "redis>=5.0",
+        "celery[redis]>=5.4",
     ],
     extras_require={
         "test": [

@@ -15,7 +15,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="coinspiders-daemon",
         description="Crawl daemon serving scrapy-do's REST API for Scrapy projects. "
         "`coinspiders-daemon hash-password` reads a password from stdin and prints the "
-        "line for auth.password_hash.",
+        "line for auth.password_hash. `coinspiders-daemon worker --help`: run crawls for a "
+        "daemon on another machine (executor: celery).",
     )
     parser.add_argument(
         "--config",
@@ -43,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         from daemon.passwords import hash_password_main
 
         return hash_password_main()
+    if argv[:1] == ["worker"]:
+        from daemon.cluster.worker import main as worker_main
+
+        return worker_main(argv[1:])
     args = parse_args(argv)
     path = args.config
     if path is None and Path("config.yaml").is_file():

@@ -127,6 +127,10 @@ def _make_executor(config: Config, launcher: Launcher, bus: EventBus) -> IExecut
     """The executor `executor:` names (daemon.config refuses any other name)."""
     if config.executor == "local":
         return LocalExecutor(launcher, bus)
+    if config.executor == "celery":  # crawls on worker hosts (daemon/cluster)
+        from daemon.cluster.executor import CeleryExecutor
+
+        return CeleryExecutor(launcher.reactor, bus, config)
     raise ValueError(f"unknown executor {config.executor!r}")
 
 
@@ -230,6 +234,7 @@ class Daemon:
             metrics=self.metrics,
             webhooks=self.webhooks,
             bus=self.bus,
+            cluster=getattr(self.executor, "gate", None),
         )
         self.apps = make_apps(self.context)
         self.site = scrapyd_listener.main_site(self.apps.resource(), config)

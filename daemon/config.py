@@ -155,6 +155,21 @@ class AnomalyConfig:
     min_history: int = 1
 
 
+class CeleryConfig:
+    """`celery:` with `executor: celery`: crawls run on worker hosts (daemon/cluster)."""
+
+    #: redis://HOST:PORT/DB: Celery's broker and the leases' store.
+    broker: str = ""
+    queue: str = "coinspiders"
+    #: Redis key prefix of the leases (several daemons may share one Redis).
+    prefix: str = "coinspiders"
+    #: Seconds a worker's lease lasts without a renewal: a worker silent this long is
+    #: lost, and its job goes on elsewhere.
+    lease: float = 10.0
+    #: Further attempts of a job whose worker was lost (0: FAILED "node lost" at once).
+    retries: int = 1
+
+
 @dataclass(frozen=True)
 class Config:
     host: str = "127.0.0.1"
@@ -187,6 +202,7 @@ class Config:
     anomalies: AnomalyConfig = field(default_factory=AnomalyConfig)
     #: Where crawls run (daemon.executor): "local" (this machine) is the only one built.
     executor: str = "local"
+    celery: CeleryConfig = field(default_factory=CeleryConfig)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -242,6 +258,7 @@ _SECTIONS = {
     "metrics",
     "webhooks",
     "anomalies",
+    "celery",
 }
 
 
@@ -528,6 +545,29 @@ def _anomalies(raw: Any) -> AnomalyConfig:
     return AnomalyConfig(**values)
 
 
+def _celery(raw: Any) -> CeleryConfig:
+    section = _mapping("celery", raw, {"broker", "queue", "prefix", "lease", "retries"})
+    values: dict[str, Any] = {}
+    for key in ("broker", "queue", "prefix"):
+        if section.get(key) is not None:
+            values[key] = _check_type(f"celery.{key}", section[key], (str,))
+    if section.get("lease") is not None:
+        values["lease"] = float(_check_type("celery.lease", section["lease"], (int, float)))
+    if section.get("retries") is not None:
+        values["retries"] = _check_type("celery.retries", section["retries"], (int,))
+    config = CeleryConfig(**values)
+    if config.broker and not config.broker.startswith(("redis://", "rediss://")):
+        raise ConfigError("config key 'celery.broker': expected a redis:// URL")
+    if not 1.0 <= config.lease <= 3600:
+        raise ConfigError("config key 'celery.lease': between 1 and 3600 seconds")
+    if not 0 <= config.retries <= 100:
+        raise ConfigError("config key 'celery.retries': between 0 and 100")
+    for key in ("queue", "prefix"):
+        if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", getattr(config, key)):
+            raise ConfigError(f"config key 'celery.{key}': letters, digits, _ . - only")
+    return config
+
+
 def load_config(
     path: str | os.PathLike[str] | None,
     overrides: Mapping[str, Any] | None = None,
@@ -594,23 +634,19 @@ def load_config(
     values["metrics"] = _metrics(raw.get("metrics"), environ)
     values["webhooks"] = _webhooks(raw.get("webhooks"), environ)
     values["anomalies"] = _anomalies(raw.get("anomalies"))
+    values["celery"] = _celery(raw.get("celery"))
     config = Config(**values)
     _validate(config)
     return config
 
 
-#: The executors `executor:` may name, and the ones named for later (with why not yet).
-EXECUTORS = ("local",)
-_RESERVED_EXECUTORS = {
-    "celery": "executor 'celery' (crawls on worker hosts) is not available in this version"
-}
+#: The executors `executor:` may name.
+EXECUTORS = ("local", "celery")
 
 
 def _validate(config: Config) -> None:
-    if config.executor in _RESERVED_EXECUTORS:
-        raise ConfigError(
-            f"config key 'executor': {_RESERVED_EXECUTORS[config.executor]}; use 'local'"
-        )
+    if config.executor == "celery" and not config.celery.broker:
+        raise ConfigError("config key 'celery.broker' is required with executor: celery")
     if config.executor not in EXECUTORS:
         raise ConfigError(
             f"config key 'executor': unknown executor {config.executor[:40]!r}; "

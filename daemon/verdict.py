@@ -76,6 +76,8 @@ def verdict(
         return FAILED, "stopped: exceeded its max_runtime"
     if outcome.stop_reason == "shutdown":
         return FAILED, "interrupted: the daemon was stopped while the crawl ran"
+    if outcome.stop_reason == "node lost":  # its worker host stopped renewing its lease
+        return FAILED, "node lost"
     close_reason = (manifest or {}).get("close_reason")
     if outcome.orphan:
         # Not our child: its exit status is unknown, only its manifest can vouch for it.

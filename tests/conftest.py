@@ -12,6 +12,10 @@ stopped when the test ends
 (`start_module_daemon`: when the module ends, for the daemon a whole test module shares).
 `start_daemon.restart(daemon)` starts the same config and data folder again after the
 test stopped or killed it.
+
+Redis (tests/redis_support.py): `redis_server` is a real `redis-server` of the test's own
+on a free port, persistence off, stopped by pid; `redis_server.restart()` brings it back
+empty on the same port.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.cluster_support import WorkerFactory
 from tests.cmc_server import CMCServer
 from tests.daemon_support import DaemonFactory
+from tests.redis_support import RedisServer
 
 CMC_SESSION_COINS = 5000
 
@@ -60,3 +66,24 @@ def start_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonFac
 @pytest.fixture(scope="module")
 def start_module_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonFactory]:
     yield from _daemons(tmp_path_factory)
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server of this test's own (tests/redis_support.py), stopped by pid."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def start_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerFactory]:
+    """Starts `python -m daemon worker` processes (tests/cluster_support.py) for a daemon
+    with `executor: celery`; every one is stopped when the test ends."""
+    factory = WorkerFactory(tmp_path_factory.mktemp)
+    try:
+        yield factory
+    finally:
+        factory.stop_all()

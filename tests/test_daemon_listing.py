@@ -77,7 +77,8 @@ FINISHED_JSON = (
     '"reason": "killed by signal SIGKILL \u2014 after 1 h", '
     '"settings": ["AUTOTHROTTLE_ENABLED", "CMC_API_KEY"], "max_runtime": 1.5, '
     '"next_run": null, "last_fire": null, "skipped": 0, "leftovers_killed": 2, '
-    '"node": "local", "stats": {"finish_reason": "finished", "item_scraped_count": 3}, '
+    '"node": "local", "attempt": 1, '
+    '"stats": {"finish_reason": "finished", "item_scraped_count": 3}, '
     '"paused": false, "misfires": 0, "last_run": null, '
     '"anomalies": {"compared_with": 2, "findings": [{"what": "items", "expected": 9, "seen": 3}]}}'
 )
@@ -90,8 +91,8 @@ SCHEDULED_JSON = (
     '"reason": null, "settings": [], "max_runtime": null, '
     '"next_run": "2026-01-01T01:05:00+01:00", '
     '"last_fire": "2026-01-01T00:59:59.500000+01:00", "skipped": 3, '
-    '"leftovers_killed": null, "node": null, "stats": null, "paused": false, "misfires": 0, '
-    '"last_run": null, "anomalies": null}'
+    '"leftovers_killed": null, "node": null, "attempt": null, "stats": null, "paused": false, '
+    '"misfires": 0, "last_run": null, "anomalies": null}'
 )
 
 
@@ -195,12 +196,22 @@ def reference_dict(job: Job, tz: ZoneInfo) -> dict[str, Any]:
         "skipped": job.skipped,
         "leftovers_killed": job.leftovers_killed,
         "node": job.node,
+        "attempt": _attempt(job),
         "stats": None if job.stats is None else json.loads(job.stats),
         "paused": job.paused,
         "misfires": job.misfires,
         "last_run": None,
         "anomalies": None if job.anomalies is None else json.loads(job.anomalies),
     }
+
+
+def _attempt(job: Job) -> int | None:
+    """A Celery handle (`celery:<n>:<worker>:<pid>`) names the attempt; a job that
+    started otherwise ran once."""
+    parts = (job.handle or "").split(":")
+    if parts[0] == "celery" and len(parts) > 1 and parts[1].isascii() and parts[1].isdigit():
+        return int(parts[1])
+    return None if job.started is None else 1
 
 
 def store_with(tmp_path: Path, *jobs: Job) -> Store:

@@ -265,6 +265,12 @@ JOB = obj(
             "description": 'where the crawl runs or ran ("local": the daemon\'s machine); '
             "null until it starts",
         },
+        "attempt": {
+            **INTN,
+            "description": "which attempt of the job runs or ran (with executor: celery a "
+            "job whose worker host was lost runs again as attempt 2, ...); null until it "
+            "starts",
+        },
         "stats": STATS,
         "paused": {
             "type": "boolean",

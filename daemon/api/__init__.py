@@ -9,6 +9,7 @@
   at the root of a second listener when `scrapyd.port` is set (app.py);
 - the dashboard's HTML pages under `/ui/` (daemon/ui/), where `/` redirects. Pages are
   not API routes: they are mounted beside the APIs but not described in openapi.json.
+- what workers call under `/cluster/` with `executor: celery` (daemon/api/cluster.py).
 
 A new endpoint is a route in the app of its API. A new API is a module with
 `make_app(ctx) -> Klein` (built with `routing.new_app(envelope)`) added to `MOUNTED`.
@@ -23,7 +24,7 @@ from collections.abc import Callable
 
 from klein import Klein
 
-from daemon.api import coins, metrics, openapi, scrapydo, webhooks
+from daemon.api import cluster, coins, metrics, openapi, scrapydo, webhooks
 from daemon.api.context import ApiContext
 from daemon.api.routing import Mounts
 from daemon.api.scrapyd import listener as scrapyd_listener
@@ -71,6 +72,8 @@ def make_apps(ctx: ApiContext) -> Apps:
     mounted = {prefix: factory(ctx) for prefix, factory in MOUNTED.items()}
     if ctx.config.scrapyd.enabled:
         mounted["scrapyd"] = scrapyd_listener.mounted_app(ctx)
+    if ctx.cluster is not None:  # the routes workers call (daemon/api/cluster.py)
+        mounted["cluster"] = cluster.make_app(ctx)
     from daemon import ui  # the dashboard imports this package's plumbing
 
     return Apps(root, mounted, {"ui": ui.make_app(ctx)})

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # imported for the annotations only: the services import nothing of api/
+    from daemon.cluster.gate import WorkerGate
     from daemon.coin_service import CoinService
     from daemon.config import Config
     from daemon.events import EventBus
@@ -33,3 +34,4 @@ class ApiContext:
     metrics: Metrics  # /metrics
     webhooks: WebhookService  # /webhooks/
     bus: EventBus | None = None  # what changed, for the dashboard's live updates
+    cluster: WorkerGate | None = None  # what workers call (executor: celery), else None

@@ -43,6 +43,7 @@ JOB_COLUMNS = (
     "skipped",
     "leftovers_killed",
     "node",
+    "handle",
     "stats",
     "paused",
     "misfires",
@@ -53,6 +54,17 @@ JOB_COLUMNS = (
 _fromtimestamp = datetime.fromtimestamp
 _float_repr = float.__repr__
 _int_repr = int.__repr__
+
+
+def _attempt(handle: Any, started: Any) -> str:
+    """Which attempt of the job runs or ran: a Celery handle (`celery:<n>:...`, see
+    daemon.cluster.executor) names it; a job run once locally is at attempt 1; null
+    before any start."""
+    if handle.__class__ is str and handle.startswith("celery:"):
+        number = handle.split(":", 2)[1]
+        if number.isascii() and number.isdigit():
+            return str(int(number))
+    return "null" if started is None else "1"
 
 
 def _text(value: Any) -> str:
@@ -126,6 +138,7 @@ class JobJson:
             skipped,
             leftovers_killed,
             node,
+            handle,
             stats,
             paused,
             misfires,
@@ -185,7 +198,7 @@ class JobJson:
             f'"max_runtime": {_number(max_runtime)}, "next_run": {_quoted(next_run, tz)}, '
             f'"last_fire": {_quoted(last_fire, tz)}, "skipped": {_number(skipped)}, '
             f'"leftovers_killed": {_number(leftovers_killed)}, "node": {_text(node)}, '
-            f'"stats": {stats_j}, '
+            f'"attempt": {_attempt(handle, started)}, "stats": {stats_j}, '
             f'"paused": {"true" if paused else "false"}, "misfires": {_number(misfires)}, '
             f'"last_run": {self._last_run(last_run)}, "anomalies": {anomalies_j}}}'
         )

@@ -256,6 +256,8 @@ def make_app(ctx: ApiContext) -> Klein:
                 "reactor-max-stall-ms": round(stall.max_stall * 1000, 1),
                 "reactor-max-busy-ms": round(stall.max_busy * 1000, 1),
                 "daemon-version": VERSION,
+                # executor: celery: each worker host, its slots, running jobs, last beat.
+                **({"nodes": ctx.cluster.nodes()} if ctx.cluster is not None else {}),
             },
         )
 
