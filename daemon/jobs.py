@@ -23,6 +23,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from daemon.backlog import WriteBacklog
 from daemon.domain import (
@@ -460,7 +461,7 @@ class JobsService(Service):
             cwd, release = self.projects.pin(job.project, job.version)
             settings = {**self.projects.settings(job.project), **job.settings}
             max_runtime = job.max_runtime if job.max_runtime is not None else self.max_runtime
-            crawl: Crawl = self.launcher.start(
+            started = self.launcher.start(
                 job.id,
                 job.spider,
                 cwd,
@@ -470,15 +471,30 @@ class JobsService(Service):
                 project=job.project,
             )
         except Exception as exc:
-            release()
-            message = getattr(exc, "message", None) or str(exc)
-            log.error("job {id} could not start: {msg}", id=job.id, msg=message)
-            self._record_end(job.id, FAILED, f"could not start: {message}", None)
+            self._not_started(job.id, exc, release)
             return True
-        self._record_process(job.id, crawl.pid, crawl.proc_start)
-        crawl.ended.addCallback(self._on_end, job.id)
-        crawl.ended.addBoth(lambda result: (release(), result)[1])
+        started.addCallbacks(
+            self._started,
+            self._failed_to_start,
+            callbackArgs=(job.id, release),
+            errbackArgs=(job.id, release),
+        )
         return True
+
+    def _started(self, crawl: Crawl, job_id: str, release: Callable[[], Any]) -> None:
+        self._record_process(job_id, crawl.pid, crawl.proc_start)
+        crawl.ended.addCallback(self._on_end, job_id)
+        crawl.ended.addBoth(lambda result: (release(), result)[1])
+
+    def _failed_to_start(self, failure: Failure, job_id: str, release: Callable[[], Any]) -> None:
+        self._not_started(job_id, failure.value or Exception("no reason"), release)
+        self.dispatch()
+
+    def _not_started(self, job_id: str, exc: BaseException, release: Callable[[], Any]) -> None:
+        release()
+        message = getattr(exc, "message", None) or str(exc)
+        log.error("job {id} could not start: {msg}", id=job_id, msg=message)
+        self._record_end(job_id, FAILED, f"could not start: {message}", None)
 
     def _record_process(self, job_id: str, pid: int, proc_start: float | None) -> None:
         self.backlog.write(

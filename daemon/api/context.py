@@ -13,6 +13,7 @@ if TYPE_CHECKING:  # imported for the annotations only: the services import noth
     from daemon.projects import ProjectStore
     from daemon.scheduler import Scheduler
     from daemon.stall import StallMonitor
+    from daemon.zygotes import ZygotePool
 
 
 @dataclass(frozen=True)
@@ -27,3 +28,4 @@ class ApiContext:
     coins: CoinService
     stall: StallMonitor
     started: float  # the daemon's start (time.time()), for uptime
+    zygotes: ZygotePool | None = None  # warm starts, for status.json

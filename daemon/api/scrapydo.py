@@ -197,6 +197,8 @@ def make_app(ctx: ApiContext) -> Klein:
                 "reactor-max-stall-ms": round(stall.max_stall * 1000, 1),
                 "reactor-max-busy-ms": round(stall.max_busy * 1000, 1),
                 "daemon-version": VERSION,
+                # Each zygote (warm starts): project, pid, jobs running, rss/pss bytes.
+                "zygotes": ctx.zygotes.status() if ctx.zygotes is not None else [],
             },
         )
 
