@@ -76,6 +76,8 @@ class Zygote:
     #: job id -> the Deferred of a start asked but not confirmed yet
     starting: dict[str, Deferred[Started]] = field(default_factory=dict)
     memory: dict[str, int] = field(default_factory=dict)
+    #: The last line of the error a zygote that failed to boot reported.
+    error: str = ""
 
 
 @implementer(IReadDescriptor)
@@ -269,10 +271,12 @@ class ZygotePool:
             log.info("zygote {pid} of {project} is ready", pid=zygote.pid, project=zygote.project)
         elif event == "failed":
             zygote.failed = True
+            lines = str(message.get("error", "")).strip().splitlines()
+            zygote.error = lines[-1] if lines else "unknown error"
             log.warn(
                 "zygote of {project} failed, its crawls start cold: {error}",
                 project=zygote.project,
-                error=str(message.get("error", "")).strip().splitlines()[-1:],
+                error=zygote.error,
             )
         elif event == "started":
             job_id = str(message.get("job"))
@@ -366,20 +370,25 @@ class ZygotePool:
                 zygote.memory = figures[zygote.pid]
 
     def status(self) -> list[dict[str, Any]]:
-        """For status.json: each live zygote, its crawls and memory (sampled every few
-        seconds in a worker thread: PSS reads /proc/<pid>/smaps_rollup)."""
-        return [
-            {
-                "project": z.project,
-                "pid": z.pid,
-                "ready": z.ready,
-                "retired": z.retired,
-                "jobs": len(z.crawls),
-                **z.memory,
-            }
-            for z in self.zygotes
-            if not z.dead and not z.failed
-        ]
+        """For status.json: each zygote, its crawls and memory (sampled every few
+        seconds in a worker thread: PSS reads /proc/<pid>/smaps_rollup); one that failed
+        to boot says why (its version's crawls start cold)."""
+        out: list[dict[str, Any]] = []
+        for z in self.zygotes:
+            if z.failed:
+                out.append({"project": z.project, "failed": True, "error": z.error})
+            elif not z.dead:
+                out.append(
+                    {
+                        "project": z.project,
+                        "pid": z.pid,
+                        "ready": z.ready,
+                        "retired": z.retired,
+                        "jobs": len(z.crawls),
+                        **z.memory,
+                    }
+                )
+        return out
 
     def stop(self) -> None:
         """The daemon stops: zygotes exit (their crawls were stopped before)."""
