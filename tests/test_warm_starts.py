@@ -224,7 +224,7 @@ def test_exit_codes_and_signals_are_the_crawls_own(mode_daemon: Any, tmp_path: P
     err = daemon.get(f"/get-log/data/{broken}.err").text
     assert "ValueError: told to fail in __init__" in err
 
-    go, payload = until_file(tmp_path)
+    _go, payload = until_file(tmp_path)
     killed = daemon.schedule("probe", project="warmy", payload=payload)
     seen = probe(daemon, killed)
     assert_started_as(daemon, mode, seen, zygote)
@@ -308,8 +308,8 @@ def test_max_runtime_stops_a_crawl(start_daemon: DaemonFactory, tmp_path: Path) 
     for mode in MODES:
         daemon = start_warm_daemon(start_daemon, mode)
         zygote = ready(daemon, mode)
-        go, payload = until_file(tmp_path, mode)
-        job_id = daemon.schedule("probe", project="warmy", payload=payload, max_runtime="2")
+        _go, payload = until_file(tmp_path, mode)
+        job_id = daemon.schedule("probe", project="warmy", payload=payload, max_runtime="15")
         seen = probe(daemon, job_id)
         assert_started_as(daemon, mode, seen, zygote)
         job = daemon.wait_status(job_id, ("SUCCESSFUL", "FAILED", "CANCELED"), 60)
