@@ -299,6 +299,7 @@ class Launcher:
 
         def registered(s: Started) -> Crawl:
             crawl.warm = True
+            log.info("job {id}: started warm, pid {pid}", id=job_id, pid=s.pid)
             self._register(crawl, s.pid, s.start, max_runtime)
             return crawl
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -20,7 +21,9 @@ import psutil
 import pytest
 
 from daemon.launcher import find_crawl_process
+from tests.cmc_server import CMCServer
 from tests.daemon_support import (
+    ROOT,
     DaemonFactory,
     DaemonProcess,
     pid_alive,
@@ -448,3 +451,44 @@ def test_a_spider_that_fails_to_import_shows_the_cold_error(start_daemon: Daemon
     assert errors["warm"] == errors["cold"], errors
     assert errors["cold"][0] == "FAILED", errors
     assert "module_that_is_not_there_at_all" in errors["cold"][2], errors
+
+
+# -- the real spiders: the same data warm and cold ----------------------------------------------
+
+_TIME = re.compile(rb"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d)?")
+
+
+def test_coin_and_cmc_api_write_the_same_data_warm_and_cold(
+    cmc: CMCServer, start_daemon: DaemonFactory
+) -> None:
+    """data.json of both real spiders, byte for byte, but for the times of the crawl."""
+    settings = {**cmc.settings(), "AUTOTHROTTLE_ENABLED": "False", "RETRY_BACKOFF_BASE": "0.05"}
+
+    def projects(work: Path) -> dict[str, Any]:
+        return {"coinspiders": {"path": str(ROOT), "settings": settings}}
+
+    runs = {
+        "coin": json.dumps({"coins": "duko,bitcoin"}),
+        "cmc_api": json.dumps({"limit": "50"}),
+    }
+    data: dict[str, dict[str, bytes]] = {}
+    for mode in MODES:
+        daemon = start_daemon(projects, warm=MODES[mode])
+        first = daemon.schedule("coin", project="coinspiders", payload=runs["coin"])
+        assert daemon.wait_status(first, ("SUCCESSFUL", "FAILED"), 90)["status"] == "SUCCESSFUL"
+        if mode == "warm":
+            zygote_of(daemon, "coinspiders")
+        for spider, payload in runs.items():
+            job_id = daemon.schedule(spider, project="coinspiders", payload=payload)
+            job = daemon.wait_status(job_id, ("SUCCESSFUL", "FAILED"), 90)
+            assert job["status"] == "SUCCESSFUL", job
+            warm = f"job {job_id}: started warm" in daemon.log_path.read_text()
+            assert warm == (mode == "warm"), mode
+            raw = (daemon.workdir / "data" / job_id / "data.json").read_bytes()
+            data.setdefault(spider, {})[mode] = _TIME.sub(
+                b"<time>", raw.replace(job_id.encode(), b"<job>")
+            )
+        daemon.stop()
+    for spider in runs:
+        assert len(data[spider]["cold"]) > 100, data[spider]["cold"][:200]
+        assert data[spider]["warm"] == data[spider]["cold"], spider
