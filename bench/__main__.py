@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import api_load, crawl, dispatch, memory, schedules, throughput
+from bench import api_load, crawl, dispatch, memory, schedules, throughput, warm
 from bench.runner import run_all
 
 
@@ -17,7 +17,7 @@ def main() -> None:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["dispatch", "throughput", "api_load", "memory", "schedules", "crawl"],
+        choices=["dispatch", "throughput", "api_load", "memory", "schedules", "crawl", "warm"],
         help="run only these benchmarks (repeatable)",
     )
     args = parser.parse_args()
@@ -29,6 +29,7 @@ def main() -> None:
         ("memory", lambda env: memory.run(env, ["ours"], q)),
         ("schedules", lambda env: schedules.run(env, ["ours"], q)),
         ("crawl", lambda env: crawl.run(q)),
+        ("warm", lambda env: warm.run(env, q)),
     ]
     if args.only:
         steps = [s for s in steps if s[0] in args.only]

@@ -84,8 +84,12 @@ class Probe(scrapy.Spider):
         print("PROBE", json.dumps(seen), flush=True)
         os.environ["WARM_LEAK"] = "left by a crawl"
         SEEN.append("left by a crawl")
+        n = 0
         if args.get("until_file"):
             while not Path(args["until_file"]).exists():
+                if args.get("stream"):
+                    yield {{"n": n, "name": "" if n % 2 else "coin"}}
+                    n += 1
                 await asyncio.sleep(0.05)
         if args.get("exit"):
             os._exit(int(args["exit"]))
@@ -260,6 +264,33 @@ def test_ps_shows_the_job_id_and_the_job_tag_is_in_the_environment(
     finally:
         go.touch()
     assert daemon.wait_status(job_id, ("SUCCESSFUL", "FAILED"), 60)["status"] == "SUCCESSFUL"
+
+
+def test_live_stats_rise_while_a_crawl_runs_and_stay_after_it(
+    mode_daemon: Any, tmp_path: Path
+) -> None:
+    mode, daemon, zygote = mode_daemon
+    go, _ = until_file(tmp_path)
+    payload = json.dumps({"until_file": str(go), "stream": True})
+    job_id = daemon.schedule("probe", project="warmy", payload=payload)
+    assert_started_as(daemon, mode, probe(daemon, job_id), zygote)
+
+    def items(job: dict[str, Any]) -> int:
+        return int((job.get("stats") or {}).get("item_scraped_count", 0))
+
+    first = wait_until(lambda: daemon.job(job_id), 60, "live stats", until=lambda j: items(j) >= 2)
+    wait_until(
+        lambda: daemon.job(job_id),
+        60,
+        "item_scraped_count to rise",
+        until=lambda j: j["status"] == "RUNNING" and items(j) > items(first),
+    )
+    go.touch()
+    job = daemon.wait_status(job_id, ("SUCCESSFUL", "FAILED"), 60)
+    assert job["status"] == "SUCCESSFUL", job
+    assert job["stats"]["finish_reason"] == "finished"
+    coverage = job["stats"]["field_coverage"]
+    assert set(coverage) == {"n", "name", "version"} and 0 < coverage["name"] < 1, coverage
 
 
 # -- nothing leaks from one crawl to the next -------------------------------------------------
@@ -492,3 +523,51 @@ def test_coin_and_cmc_api_write_the_same_data_warm_and_cold(
     for spider in runs:
         assert len(data[spider]["cold"]) > 100, data[spider]["cold"][:200]
         assert data[spider]["warm"] == data[spider]["cold"], spider
+
+
+# -- configuration and idle zygotes -------------------------------------------------------------
+
+
+def test_config_turns_warm_starts_off_globally_or_per_project(tmp_path: Path) -> None:
+    from daemon.config import ConfigError, load_config
+
+    (tmp_path / "scrapy.cfg").write_text("[settings]\ndefault = x.settings\n")
+
+    def config(text: str) -> Any:
+        path = tmp_path / "config.yaml"
+        path.write_text(text)
+        return load_config(path, euid=0)
+
+    default = config("")
+    assert default.warm_for("any") and default.zygote_idle == 300
+    assert not config("warm: false\n").warm_for("any")
+    some = config("cold_projects: [old]\nprojects:\n  loc:\n    path: .\n    warm: false\n")
+    assert (some.warm_for("old"), some.warm_for("loc"), some.warm_for("new")) == (
+        False,
+        False,
+        True,
+    )
+    for bad, key in (
+        ("warm: 'no'\n", "'warm'"),
+        ("zygote_idle: -1\n", "'zygote_idle'"),
+        ("cold_projects: old\n", "'cold_projects'"),
+        ("projects:\n  loc:\n    path: .\n    warm: 1\n", "'projects.loc.warm'"),
+    ):
+        with pytest.raises(ConfigError, match=key):
+            config(bad)
+
+
+def test_an_idle_zygote_is_stopped_and_its_memory_shown_meanwhile(
+    start_daemon: DaemonFactory,
+) -> None:
+    daemon = start_warm_daemon(start_daemon, "warm", zygote_idle=6)
+    zygote = ready(daemon, "warm")
+    assert zygote is not None
+    shown = wait_until(
+        lambda: zygote_of(daemon, "warmy"), 30, "the zygote's memory", until=lambda z: "pss" in z
+    )
+    assert shown["pss"] > 0 and shown["rss"] >= shown["pss"] and shown["jobs"] == 0
+    wait_until(lambda: not pid_alive(zygote), 60, "the idle zygote to stop")
+    assert all(z["project"] != "warmy" for z in status(daemon)["zygotes"])
+    # The next crawl boots a new one.
+    assert ready(daemon, "warm") != zygote
