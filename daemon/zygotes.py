@@ -269,6 +269,7 @@ class ZygotePool:
         if event == "ready":
             zygote.ready = True
             log.info("zygote {pid} of {project} is ready", pid=zygote.pid, project=zygote.project)
+            deferToThread(_memory, [zygote.pid]).addCallback(self._store_memory)
         elif event == "failed":
             zygote.failed = True
             lines = str(message.get("error", "")).strip().splitlines()

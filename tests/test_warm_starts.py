@@ -30,6 +30,7 @@ from tests.daemon_support import (
     write_scrapy_project,
     zip_project,
 )
+from tests.test_trust_isolation import shared_base  # noqa: F401  (a fixture)
 from tests.waiting import wait_until
 
 WARM_SPIDERS = """
@@ -161,9 +162,11 @@ def warm_projects(work: Path) -> dict[str, dict[str, Any]]:
 MODES = {"warm": True, "cold": False}
 
 
-def start_warm_daemon(start: DaemonFactory, mode: str, **config: Any) -> DaemonProcess:
+def start_warm_daemon(
+    start: DaemonFactory, mode: str, projects: Any = warm_projects, **config: Any
+) -> DaemonProcess:
     settings = {"slots": 3, "cancel_grace": 1, "warm": MODES[mode], **config}
-    return start(warm_projects, **settings)
+    return start(projects, **settings)
 
 
 def status(daemon: DaemonProcess) -> dict[str, Any]:
@@ -560,14 +563,53 @@ def test_config_turns_warm_starts_off_globally_or_per_project(tmp_path: Path) ->
 def test_an_idle_zygote_is_stopped_and_its_memory_shown_meanwhile(
     start_daemon: DaemonFactory,
 ) -> None:
-    daemon = start_warm_daemon(start_daemon, "warm", zygote_idle=6)
+    daemon = start_warm_daemon(start_daemon, "warm", zygote_idle=10)
     zygote = ready(daemon, "warm")
     assert zygote is not None
     shown = wait_until(
-        lambda: zygote_of(daemon, "warmy"), 30, "the zygote's memory", until=lambda z: "pss" in z
-    )
+        lambda: [z for z in status(daemon)["zygotes"] if z.get("pid") == zygote],
+        30,
+        "the zygote's memory",
+        until=lambda found: found and "pss" in found[0],
+    )[0]
     assert shown["pss"] > 0 and shown["rss"] >= shown["pss"] and shown["jobs"] == 0
     wait_until(lambda: not pid_alive(zygote), 60, "the idle zygote to stop")
     assert all(z["project"] != "warmy" for z in status(daemon)["zygotes"])
     # The next crawl boots a new one.
     assert ready(daemon, "warm") != zygote
+
+
+# -- crawl_user: the zygote and its crawls run as the crawl user --------------------------------
+
+
+def test_warm_crawls_run_as_the_crawl_user(shared_base: Path, start_daemon: DaemonFactory) -> None:
+    import pwd
+    import stat
+
+    from tests.test_trust_isolation import _crawl_user, _interpreter_for_crawls
+
+    entry = pwd.getpwnam(_crawl_user())
+    python, python_env = _interpreter_for_crawls()
+    data = shared_base / "data"
+    daemon = start_warm_daemon(
+        start_daemon,
+        "warm",
+        projects=lambda work: warm_projects(shared_base),
+        data_dir=data,
+        python=python,
+        env=python_env,
+        crawl_user=entry.pw_name,
+    )
+    zygote = ready(daemon, "warm")
+    assert zygote is not None
+    assert psutil.Process(zygote).uids().real == entry.pw_uid  # pushed code never runs as root
+    go = shared_base / "go"
+    job_id = daemon.schedule("probe", project="warmy", payload=json.dumps({"until_file": str(go)}))
+    seen = probe(daemon, job_id)
+    assert_started_as(daemon, "warm", seen, zygote)
+    crawl = psutil.Process(seen["pid"])
+    assert (crawl.uids().real, crawl.gids().real) == (entry.pw_uid, entry.pw_gid)
+    assert stat.S_IMODE((data / "logs").stat().st_mode) == 0o700  # logs reached through fds
+    go.touch()
+    assert daemon.wait_status(job_id, ("SUCCESSFUL", "FAILED"), 60)["status"] == "SUCCESSFUL"
+    assert (data / job_id).stat().st_uid == 0  # the job folder went back to root
