@@ -30,7 +30,6 @@ from tests.daemon_support import (
     write_scrapy_project,
     zip_project,
 )
-from tests.test_trust_isolation import shared_base  # noqa: F401  (a fixture)
 from tests.waiting import wait_until
 
 WARM_SPIDERS = """
@@ -580,6 +579,20 @@ def test_an_idle_zygote_is_stopped_and_its_memory_shown_meanwhile(
 
 
 # -- crawl_user: the zygote and its crawls run as the crawl user --------------------------------
+
+
+@pytest.fixture
+def shared_base() -> Iterator[Path]:
+    """A folder the crawl user can enter (pytest's tmp_path is root's, 0700)."""
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="coinspiders-warm-", dir="/tmp"))
+    base.chmod(0o755)
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_warm_crawls_run_as_the_crawl_user(shared_base: Path, start_daemon: DaemonFactory) -> None:
