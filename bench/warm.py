@@ -111,9 +111,28 @@ def jobs_per_min(env: Env, jobs: int, until: Path) -> dict[str, Any]:
         log(f"warm: throughput, {daemon.name}, {jobs} jobs, 3 slots")
         with daemon:
             warm_up(daemon)
-            out[daemon.name] = throughput(daemon, jobs)
+            zygotes = _zygotes(daemon)
+            before = _children_cpu(zygotes)
+            figures = throughput(daemon, jobs)
+            if warm:  # warm crawls are the zygote's children, not the daemon's
+                figures["crawl_cpu_s_per_job"] = (_children_cpu(zygotes) - before) / jobs
+            out[daemon.name] = figures
     out["warm_over_cold"] = ratio(out["warm"]["jobs_per_min"], out["cold"]["jobs_per_min"])
     return out
+
+
+def _zygotes(daemon: Flavour) -> list[psutil.Process]:
+    pids = [z.get("pid") for z in daemon.api.get_json("/status.json")["zygotes"]]
+    return [psutil.Process(pid) for pid in pids if pid]
+
+
+def _children_cpu(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            total += times.children_user + times.children_system
+    return total
 
 
 def _pss(pids: list[int]) -> int:
