@@ -130,13 +130,27 @@ class _ZygoteProtocol(protocol.ProcessProtocol):
 
 
 def code_mark(folder: Path) -> int:
-    """The newest mtime (ns) of the Python files and scrapy.cfg in a project folder: a
-    local project edited in place gets a new zygote, as a pushed version does."""
+    """The newest mtime (ns) of scrapy.cfg and of the Python files of the package its
+    settings module lies in: a local project edited in place gets a new zygote, as a
+    pushed version does. Only that package is walked (a project folder may also hold
+    a virtualenv or a data folder of thousands of files)."""
+    import configparser
+
+    cfg = folder / "scrapy.cfg"
     newest = 0
-    for root, dirs, files in os.walk(folder):
+    with contextlib.suppress(OSError):
+        newest = cfg.stat().st_mtime_ns
+    parser = configparser.ConfigParser()
+    with contextlib.suppress(configparser.Error, OSError, UnicodeDecodeError):
+        parser.read(cfg, encoding="utf-8")
+    module = parser.get("settings", "default", fallback="")
+    package = module.split(".")[0]
+    if not package or package.startswith("."):
+        return newest
+    for root, dirs, files in os.walk(folder / package):
         dirs[:] = [d for d in dirs if not d.startswith(".") and d != "__pycache__"]
         for name in files:
-            if name.endswith(".py") or name == "scrapy.cfg":
+            if name.endswith(".py"):
                 with contextlib.suppress(OSError):
                     newest = max(newest, os.stat(os.path.join(root, name)).st_mtime_ns)
     return newest
@@ -205,7 +219,10 @@ class ZygotePool:
 
     def _current(self, project: str, key: tuple[str, int], cwd: Path) -> Zygote | None:
         """The live zygote of this version, spawned if there is none; older versions of
-        the project are retired."""
+        the project are retired, and failures of its older versions forgotten."""
+        self.zygotes = [
+            z for z in self.zygotes if not (z.project == project and z.failed and z.key != key)
+        ]
         found = None
         for zygote in self.zygotes:
             if zygote.project != project or zygote.retired or zygote.dead:

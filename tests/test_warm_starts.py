@@ -443,6 +443,18 @@ def test_a_pushed_version_retires_the_zygote_running_crawls_keep_their_code(
     wait_until(lambda: not pid_alive(old), 30, "the retired zygote to exit")
 
 
+def test_a_local_project_edited_in_place_gets_a_new_zygote(start_daemon: DaemonFactory) -> None:
+    daemon = start_warm_daemon(start_daemon, "warm")
+    old = ready(daemon, "warm")
+    assert probe(daemon, daemon.schedule("probe", project="warmy"))["version"] == "1"
+    (daemon.workdir / "warmy" / "warmy" / "version.py").write_text("VERSION = '2'\n")
+    assert probe(daemon, daemon.schedule("probe", project="warmy"))["version"] == "2"
+    fresh = zygote_of_other(daemon, "warmy", old)
+    seen = probe(daemon, daemon.schedule("probe", project="warmy"))
+    assert (seen["version"], seen["ppid"]) == ("2", fresh)
+    wait_until(lambda: not pid_alive(old), 30, "the zygote of the old code to exit")
+
+
 def zygote_of_other(daemon: DaemonProcess, project: str, old: int | None) -> int:
     return int(
         wait_until(
