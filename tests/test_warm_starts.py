@@ -295,6 +295,18 @@ def test_live_stats_rise_while_a_crawl_runs_and_stay_after_it(
     assert set(coverage) == {"n", "name", "version"} and 0 < coverage["name"] < 1, coverage
 
 
+def test_a_zygote_has_no_thread_and_no_network_socket(mode_daemon: Any) -> None:
+    """Forks of a process with threads or open connections would inherit their state."""
+    mode, daemon, zygote = mode_daemon
+    if mode == "cold":
+        assert status(daemon)["zygotes"] == []
+        return
+    proc = psutil.Process(zygote)
+    assert proc.num_threads() == 1
+    assert proc.net_connections(kind="inet") == []
+    assert "coinspiders zygote warmy" in " ".join(proc.cmdline())
+
+
 # -- nothing leaks from one crawl to the next -------------------------------------------------
 
 
