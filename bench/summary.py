@@ -103,9 +103,15 @@ def targets(results: dict[str, Any]) -> list[list[Any]]:
         )
     w = _get(results, "warm") or {}
     r = _get(w, "latency", "warm_over_direct")
-    add("warm ->SUCCESSFUL / direct crawl", r, "<= 0.3x", r is not None and r <= 0.3, f"{r}x")
+    add(
+        "warm ->SUCCESSFUL / direct crawl",
+        r,
+        "<= 0.3x",
+        r is not None and r <= 0.3,
+        f"{r:.2f}x" if r is not None else None,
+    )
     r = _get(w, "latency", "cold_over_direct")
-    add("cold ->SUCCESSFUL / direct crawl", r, "(report)", None, f"{r}x")
+    add("cold ->SUCCESSFUL / direct crawl", r, "(report)", None, f"{r:.2f}x" if r else None)
     r = _get(w, "throughput", "warm", "jobs_per_min")
     add(
         "warm trivial jobs/min, 3 slots",
