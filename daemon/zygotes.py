@@ -177,6 +177,8 @@ class ZygotePool:
         #: Folders under it are pushed versions (never change): no mtime walk for them.
         self.immutable_root = immutable_root
         self.python = python
+        #: Seconds a zygote has to confirm a fork before it is taken for stuck.
+        self.start_timeout = 30.0
         self.zygotes: list[Zygote] = []
         #: Called with (job id) when a zygote died with that crawl still running.
         self.on_orphaned: Callable[[str, int], None] = lambda job_id, pid: None
@@ -215,7 +217,29 @@ class ZygotePool:
         zygote.last_used = time.monotonic()
         waiter: Deferred[Started] = Deferred()
         zygote.starting[job_id] = waiter
+        timer = self.reactor.callLater(self.start_timeout, self._too_slow, zygote, job_id)
+        waiter.addBoth(lambda result: (timer.active() and timer.cancel(), result)[1])
         return waiter
+
+    def _too_slow(self, zygote: Zygote, job_id: str) -> None:
+        """A zygote that does not confirm a fork in time is stuck (stopped, swapping):
+        it is killed, so it can never fork that crawl late, and the job starts cold."""
+        if zygote.reader is not None:
+            zygote.reader.doRead()  # a confirmation that came in meanwhile counts
+        waiter = zygote.starting.pop(job_id, None)
+        if waiter is None:
+            return
+        log.error(
+            "zygote {pid} of {project} did not start job {id} within {s} s: killed",
+            pid=zygote.pid,
+            project=zygote.project,
+            id=job_id,
+            s=self.start_timeout,
+        )
+        self.retire(zygote)
+        with contextlib.suppress(Exception):
+            zygote.transport.signalProcess("KILL")
+        waiter.errback(Failure(ZygoteUnavailable("the zygote did not answer")))
 
     def _current(self, project: str, key: tuple[str, int], cwd: Path) -> Zygote | None:
         """The live zygote of this version, spawned if there is none; older versions of
