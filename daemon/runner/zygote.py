@@ -90,8 +90,8 @@ def preload() -> str:
 
     add_live_stats()
     settings = get_project_settings()
-    loader = load_object(settings["SPIDER_LOADER_CLASS"])
-    loader.from_settings(settings.frozencopy())  # imports every spider module
+    loader_class = load_object(settings["SPIDER_LOADER_CLASS"])
+    spiders = loader_class.from_settings(settings.frozencopy())  # imports every spider module
     cmdline._get_commands_dict(settings, True)
     for path in set(_named_objects(settings)):
         try:
@@ -112,9 +112,26 @@ def preload() -> str:
             __import__(module)
         except BaseException:
             continue
+    _rehearse(spiders)
     if "twisted.internet.reactor" in sys.modules:
         raise RuntimeError("importing the project installed a Twisted reactor")
     return str(os.environ.get("SCRAPY_SETTINGS_MODULE", ""))
+
+
+def _rehearse(spiders: Any) -> None:
+    """Fill the caches every crawl fills the same way at its start, so each fork finds
+    them full: platform.platform() (Scrapy logs it), the source lines of the spider
+    modules and tokenize's patterns (Scrapy reads each callback's source to warn of a
+    generator returning a value). Best effort: a failure here costs time, not a crawl."""
+    import inspect
+    import platform
+
+    with contextlib.suppress(Exception):
+        platform.platform()
+    with contextlib.suppress(Exception):
+        for name in spiders.list():
+            with contextlib.suppress(Exception):
+                inspect.getsource(spiders.load(name))
 
 
 def _tag_address() -> int | None:
