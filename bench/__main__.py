@@ -1,6 +1,6 @@
 """`make bench`: every benchmark against our daemon and spiders, one table of targets at the
-end, figures in bench/results.json. Takes about 14 minutes on 2 cores (6 of them warm starts); `--quick` runs
-small samples in about 3 (a smoke run, not figures to quote)."""
+end, figures in bench/results.json. Takes about 14 minutes on 2 cores (6 of them warm
+starts); `--quick` runs small samples in about 5 (a smoke run, not figures to quote)."""
 
 from __future__ import annotations
 
