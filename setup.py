@@ -8,7 +8,10 @@ setup(
     description="CoinMarketCap spiders and the crawl daemon that runs and schedules them",
     python_requires=">=3.11",
     packages=find_packages(include=["coinspiders", "coinspiders.*", "daemon", "daemon.*"]),
-    package_data={"daemon": ["openapi.json"]},
+    package_data={
+        "daemon": ["openapi.json"],
+        "daemon.ui": ["templates/*.html", "static/*", "VENDORED.md"],
+    },
     install_requires=[
         "scrapy>=2.19,<3",
         "twisted>=24.7",
@@ -16,6 +19,10 @@ setup(
         "croniter>=2.0,<8",
         "psutil>=5.9",
         "pyyaml>=6.0",
+        # /metrics in the Prometheus text format (daemon.metrics).
+        "prometheus-client>=0.20",
+        # The dashboard's server-rendered pages (daemon/ui/).
+        "jinja2>=3.1",
     ],
     extras_require={
         "test": [
@@ -36,6 +43,8 @@ setup(
             # scrapyd's own clients, to prove our scrapyd API is a drop-in for scrapyd.
             "python-scrapyd-api==2.1.2",
             "scrapyd-client==2.0.3",
+            # The dashboard's browser tests drive Debian's Chromium (never a downloaded one).
+            "playwright==1.65.2",
         ],
     },
     entry_points={

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import api_load, crawl, dispatch, memory, schedules, throughput, warm
+from bench import api_load, crawl, dispatch, memory, schedule_job, schedules, throughput, ui, warm
 from bench.runner import run_all
 
 
@@ -17,18 +17,30 @@ def main() -> None:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["dispatch", "throughput", "api_load", "memory", "schedules", "crawl", "warm"],
+        choices=[
+            "dispatch",
+            "schedule_job",
+            "throughput",
+            "api_load",
+            "memory",
+            "schedules",
+            "crawl",
+            "ui",
+            "warm",
+        ],
         help="run only these benchmarks (repeatable)",
     )
     args = parser.parse_args()
     q = args.quick
     steps = [
         ("dispatch", lambda env: dispatch.run(env, ["ours"], q)),
+        ("schedule_job", lambda env: schedule_job.run(env, ["ours"], q)),
         ("throughput", lambda env: throughput.run(env, ["ours"], q)),
         ("api_load", lambda env: api_load.run(env, ["ours"], q)),
         ("memory", lambda env: memory.run(env, ["ours"], q)),
         ("schedules", lambda env: schedules.run(env, ["ours"], q)),
         ("crawl", lambda env: crawl.run(q)),
+        ("ui", lambda env: ui.run(env, q)),
         ("warm", lambda env: warm.run(env, q)),
     ]
     if args.only:

@@ -33,6 +33,12 @@ def targets(results: dict[str, Any]) -> list[list[Any]]:
         add("dispatch ->RUNNING p50", run_ms, "< 50 ms", run_ms < 50, f"{run_ms:.1f} ms")
         r = d["done_over_direct"]
         add("dispatch ->SUCCESSFUL / direct crawl", r, "<= 1.10x", r <= 1.10, f"{r:.2f}x")
+    sj = _get(results, "schedule_job", "daemons", OURS)
+    if sj:
+        reply_ms = sj["reply_s"]["median"] * 1000
+        add("schedule-job reply p50", reply_ms, "< 5 ms", reply_ms < 5, f"{reply_ms:.1f} ms")
+        run_ms = sj["to_running_s"]["median"] * 1000
+        add("schedule -> RUNNING p50", run_ms, "< 15 ms", run_ms < 15, f"{run_ms:.1f} ms")
     t = _get(results, "throughput", "daemons") or {}
     for slots, r in (t.get(OURS) or {}).items():
         add(
@@ -139,6 +145,34 @@ def targets(results: dict[str, Any]) -> list[list[Any]]:
         )
         nl = c.get("coin_no_logos_over_bare")
         add("coin spider without logos / bare", nl, "(report)", None, f"{nl:.2f}x" if nl else None)
+    u = _get(results, "ui") or {}
+    for name in ("jobs page", "jobs rows fragment"):
+        ms = _get(u, name, "p50_ms")
+        add(
+            f"dashboard {name} p50, 100,000 jobs",
+            ms,
+            "< 50 ms",
+            ms is not None and ms < 50,
+            f"{ms:.1f} ms" if ms is not None else None,
+        )
+    big = _get(u, "1 GiB log page") or {}
+    if big:
+        grew = big["rss_after_mib"] - big["rss_before_mib"]
+        add(
+            "dashboard 1 GiB log page p50",
+            big["p50_ms"],
+            "< 200 ms, RSS flat",
+            big["p50_ms"] < 200 and grew < 16,
+            f"{big['p50_ms']:.1f} ms, RSS +{grew:.0f} MiB",
+        )
+    p95 = _get(u, "state change to page", "p95_ms")
+    add(
+        "dashboard state change -> Jobs page p95",
+        p95,
+        "< 1 s",
+        p95 is not None and p95 < 1000,
+        f"{p95:.0f} ms" if p95 is not None else None,
+    )
     return rows
 
 

@@ -1,7 +1,7 @@
 """Builds the daemon, the one place where services are made and wired: store, projects,
-launcher, jobs, scheduler, coin service and the web listener, one Twisted service per
-concern, started and stopped in order by one MultiService, and handed to the API apps
-in a typed ApiContext.
+executor (and its launcher), jobs, scheduler, coin service and the web listener, one
+Twisted service per concern, started and stopped in order by one MultiService, and
+handed to the API apps in a typed ApiContext.
 """
 
 from __future__ import annotations
@@ -17,20 +17,27 @@ from typing import Any
 from twisted.application.service import MultiService, Service
 from twisted.logger import Logger
 
+from daemon.anomaly_watch import AnomalyWatch
 from daemon.api import ApiContext, make_apps
 from daemon.api.http import GuardedSite
+from daemon.api.job_json import JobJson, job_row
 from daemon.api.scrapyd import listener as scrapyd_listener
 from daemon.coin_service import CoinService
 from daemon.config import Config
 from daemon.events import EventBus
+from daemon.executor import IExecutor
 from daemon.isolation import secure_data_dir, trust_warnings
 from daemon.job_store import Store, StoreError
 from daemon.jobs import JobsService
 from daemon.launcher import Launcher, crawl_env
 from daemon.leftovers import become_subreaper, reap_orphans
 from daemon.listen import ListenService
+from daemon.local_executor import LocalExecutor
+from daemon.metrics import Metrics
 from daemon.scheduler import Scheduler
 from daemon.stall import StallMonitor
+from daemon.webhook_store import WebhookQueue
+from daemon.webhooks import WebhookService
 from daemon.zygotes import ZygotePool
 
 log = Logger()
@@ -117,6 +124,13 @@ def _make_projects(reactor: Any, config: Config) -> Any:
     )
 
 
+def _make_executor(config: Config, launcher: Launcher, bus: EventBus) -> IExecutor:
+    """The executor `executor:` names (daemon.config refuses any other name)."""
+    if config.executor == "local":
+        return LocalExecutor(launcher, bus)
+    raise ValueError(f"unknown executor {config.executor!r}")
+
+
 def _lock_data_dir(data_dir: Path) -> Any:
     """One daemon per data folder: two would start the same pending job twice. The
     kernel drops the lock when the process dies, even by kill -9."""
@@ -168,11 +182,13 @@ class Daemon:
             zygotes=self.zygotes,
             warm=config.warm_for,
         )
+        self.executor = _make_executor(config, self.launcher, self.bus)
         self.jobs = JobsService(
             self.store,
-            self.launcher,
+            self.executor,
             self.projects,
             self.bus,
+            reactor=reactor,
             slots=config.slots,
             data_dir=config.data_dir,
             timezone=config.timezone,
@@ -189,6 +205,18 @@ class Daemon:
             config.data_dir, self.jobs, self.bus, reactor, reads=self.store, projects=self.projects
         )
         self.stall = StallMonitor(reactor)
+        # Before the listeners of JOB_ENDED (metrics, webhooks): it publishes that event.
+        self.anomalies = AnomalyWatch(self.store, self.bus, config.anomalies)
+        self.metrics = Metrics(self.store, self.jobs, self.bus, self.stall)
+        shaper = JobJson(config.tz)
+        self.webhooks = WebhookService(
+            reactor,
+            WebhookQueue(self.store),
+            config.webhooks,
+            self.bus,
+            job_text=lambda job: shaper.job(job_row(job)),
+            iso=shaper.iso,
+        )
         # Listen first (a busy port stops the start before any crawl is touched); then
         # settle and dispatch jobs, arm the schedules, then the coin service.
         # Stopping runs in reverse order.
@@ -198,7 +226,8 @@ class Daemon:
         if reap_orphans:
             self.launcher.subreaper = True
             services.append(ReaperService(reactor))
-        services += [self.jobs, SchedulerService(scheduler), self.coins]
+        # Webhooks before jobs: the events of the jobs settled at start are sent too.
+        services += [self.webhooks, self.jobs, SchedulerService(scheduler), self.coins]
         for service in services:
             service.setServiceParent(self.services)
         self.context = ApiContext(
@@ -210,6 +239,9 @@ class Daemon:
             coins=self.coins,
             stall=self.stall,
             started=time.time(),
+            metrics=self.metrics,
+            webhooks=self.webhooks,
+            bus=self.bus,
             zygotes=self.zygotes,
         )
         self.apps = make_apps(self.context)

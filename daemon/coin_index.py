@@ -116,6 +116,14 @@ class CoinFilter:
     currency: str | None = DEFAULT_CURRENCY
 
 
+#: The coin list's orders besides market cap rank: name -> the SQL of the figure.
+SORTS = {
+    "price": "r.price",
+    "cap": "r.market_cap",
+    "change": "json_extract(r.doc, '$.price_change')",
+}
+
+
 @dataclass(frozen=True)
 class IngestResult:
     job_id: str
@@ -441,8 +449,11 @@ class CoinIndex:
 
     # -- queries -----------------------------------------------------------------
 
-    def coins(self, filters: CoinFilter, limit: int, offset: int) -> list[dict[str, Any]]:
-        """The latest record of every coin matching `filters`, by market cap rank.
+    def coins(
+        self, filters: CoinFilter, limit: int, offset: int, sort: str = "rank"
+    ) -> list[dict[str, Any]]:
+        """The latest record of every coin matching `filters`, by market cap rank, or
+        by one of SORTS (highest first, coins without the figure last).
 
         With `job`, "latest" means the latest record of each coin within that job.
         """
@@ -485,14 +496,26 @@ class CoinIndex:
                 f"AND p.record_id = {record_col})"
             )
             args.append(filters.platform.strip().casefold())
-        # The page is chosen on the narrow index first; only its rows fetch their documents.
-        sql = (
-            f"SELECT r.job_id, r.currency, r.doc FROM (SELECT {record_col} AS rid, t.rank_key, "
-            "t.coin_id "
-            f"FROM {base} WHERE {' AND '.join(where) or '1'} "
-            "ORDER BY t.rank_key, t.coin_id LIMIT ? OFFSET ?) page "
-            "JOIN records r ON r.id = page.rid ORDER BY page.rank_key, page.coin_id"
-        )
+        if sort != "rank":
+            # By a figure: every matching coin's record is read (no index orders them),
+            # which is a few thousand rows for a whole market.
+            key = SORTS[sort]
+            sql = (
+                f"SELECT r.job_id, r.currency, r.doc FROM {base} "
+                f"JOIN records r ON r.id = {record_col} "
+                f"WHERE {' AND '.join(where) or '1'} "
+                f"ORDER BY {key} IS NULL, {key} DESC, t.coin_id LIMIT ? OFFSET ?"
+            )
+        else:
+            # The page is chosen on the narrow index first; only its rows fetch their
+            # documents.
+            sql = (
+                f"SELECT r.job_id, r.currency, r.doc FROM (SELECT {record_col} AS rid, "
+                "t.rank_key, t.coin_id "
+                f"FROM {base} WHERE {' AND '.join(where) or '1'} "
+                "ORDER BY t.rank_key, t.coin_id LIMIT ? OFFSET ?) page "
+                "JOIN records r ON r.id = page.rid ORDER BY page.rank_key, page.coin_id"
+            )
         args += [limit, offset]
         rows = self._conn().execute(sql, args).fetchall()
         return [_coin_doc(r["job_id"], r["doc"], r["currency"]) for r in rows]

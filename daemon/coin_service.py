@@ -272,14 +272,16 @@ class CoinService(Service):
 
     # -- coin data -----------------------------------------------------------
 
-    def coins(self, filters: CoinFilter, limit: int, offset: int) -> Deferred[list[dict]]:
+    def coins(
+        self, filters: CoinFilter, limit: int, offset: int, sort: str = "rank"
+    ) -> Deferred[list[dict]]:
         active = sorted(self.active)
         if filters.job is not None:
             active.append(filters.job)
 
         def read() -> list[dict[str, Any]]:
             self._refresh(active)
-            return self.index.coins(filters, limit, offset)
+            return self.index.coins(filters, limit, offset, sort)
 
         return self._run(read)
 

@@ -93,6 +93,71 @@ class ScrapydConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """/metrics: same auth as the API, or a bearer token of its own for scrapers (read
+    from the variable `token_env`, so it is not in config.yaml)."""
+
+    token_env: str | None = None
+    token: str | None = field(default=None, repr=False)
+
+
+#: The events a webhook may ask for; `job.finished` is any end of a run.
+WEBHOOK_EVENTS = (
+    "job.started",
+    "job.finished",
+    "job.failed",
+    "job.canceled",
+    "job.anomaly",
+    "schedule.misfired",
+    "node.lost",
+)
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    url: str
+    events: frozenset[str]
+    #: The variable holding the signing secret (hidden from crawls like the password).
+    secret_env: str | None = None
+    secret: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class WebhooksConfig:
+    hooks: tuple[WebhookConfig, ...] = ()
+    #: How long a delivery is retried (seconds) before it is given up.
+    retry_for: float = 24 * 3600.0
+    #: The first wait between attempts (doubles each time, up to `retry_max_delay`).
+    retry_delay: float = 5.0
+    retry_max_delay: float = 600.0
+    #: Seconds to connect, and to wait for the answer once connected.
+    connect_timeout: float = 5.0
+    read_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class AnomalyConfig:
+    """Run-to-run comparison (daemon.anomalies): a job against the median of the same
+    spider's last `history` successful runs with the same arguments."""
+
+    history: int = 5
+    #: Items down by more than this share of the median.
+    items_drop: float = 0.5
+    #: Error (or retry) rate up by more than this (absolute share of requests).
+    error_rate_rise: float = 0.1
+    #: Duration up by more than this factor.
+    duration_factor: float = 3.0
+    #: ...and by at least this many seconds (a 2 s crawl taking 7 s is noise).
+    duration_min_seconds: float = 60.0
+    #: A field filled in at least `coverage_before` of items in the history...
+    coverage_before: float = 0.9
+    #: ...that falls by more than this (absolute share) in the job.
+    coverage_drop: float = 0.5
+    #: Fewer successful runs than this in the history: no comparison ("no history").
+    min_history: int = 1
+
+
+@dataclass(frozen=True)
 class Config:
     host: str = "127.0.0.1"
     port: int = 7654
@@ -119,6 +184,11 @@ class Config:
     #: The config file read (None = built-in defaults), for the start-up warnings.
     source: Path | None = None
     scrapyd: ScrapydConfig = field(default_factory=ScrapydConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    anomalies: AnomalyConfig = field(default_factory=AnomalyConfig)
+    #: Where crawls run (daemon.executor): "local" (this machine) is the only one built.
+    executor: str = "local"
     #: Warm starts (daemon.zygotes): `warm: false` starts every crawl cold.
     warm: bool = True
     #: Projects (local or pushed, by name) whose crawls always start cold.
@@ -141,8 +211,9 @@ class Config:
     def hidden_env(self) -> tuple[str, ...]:
         """Environment variables of the daemon its children must not inherit, beyond
         the ones daemon.children always hides."""
-        var = self.auth.password_env if self.auth else None
-        return (var,) if var else ()
+        names = [self.auth.password_env if self.auth else None, self.metrics.token_env]
+        names += [hook.secret_env for hook in self.webhooks.hooks]
+        return tuple(dict.fromkeys(name for name in names if name))
 
     @property
     def logs_dir(self) -> Path:
@@ -173,6 +244,7 @@ _SCALARS: dict[str, tuple[type, ...]] = {
     "misfire_grace": (int, float),
     "header_timeout": (int, float),
     "min_free_bytes": (int,),
+    "executor": (str,),
     "zygote_idle": (int, float),
 }
 _SECTIONS = {
@@ -183,6 +255,9 @@ _SECTIONS = {
     "crawl_group",
     "crawl_consoles",
     "scrapyd",
+    "metrics",
+    "webhooks",
+    "anomalies",
     "warm",
     "cold_projects",
 }
@@ -380,6 +455,100 @@ def _scrapyd(raw: Any, port_override: int | None) -> ScrapydConfig:
     return ScrapydConfig(**values)
 
 
+def _secret_var(key: str, value: Any, environ: Mapping[str, str]) -> tuple[str, str]:
+    """(variable name, its value): a secret is named in the config, never written there."""
+    name = _check_type(key, value, (str,))
+    secret = environ.get(name)
+    if not secret:
+        raise ConfigError(f"config key '{key}': variable {name} is not set")
+    return name, secret
+
+
+def _metrics(raw: Any, environ: Mapping[str, str]) -> MetricsConfig:
+    section = _mapping("metrics", raw, {"token_env"})
+    if section.get("token_env") is None:
+        return MetricsConfig()
+    name, token = _secret_var("metrics.token_env", section["token_env"], environ)
+    return MetricsConfig(token_env=name, token=token)
+
+
+_WEBHOOK_NUMBERS = (
+    "retry_for",
+    "retry_delay",
+    "retry_max_delay",
+    "connect_timeout",
+    "read_timeout",
+)
+
+
+def _webhooks(raw: Any, environ: Mapping[str, str]) -> WebhooksConfig:
+    """`webhooks:` is a list of hooks, or a mapping with `hooks:` and the delivery
+    settings."""
+    from urllib.parse import urlsplit
+
+    if raw is None:
+        return WebhooksConfig()
+    section = (
+        {"hooks": raw}
+        if isinstance(raw, list)
+        else _mapping("webhooks", raw, {"hooks", *_WEBHOOK_NUMBERS})
+    )
+    values: dict[str, Any] = {}
+    for key in _WEBHOOK_NUMBERS:
+        if section.get(key) is not None:
+            value = _check_type(f"webhooks.{key}", section[key], (int, float))
+            if value <= 0:
+                raise ConfigError(f"config key 'webhooks.{key}': must be positive")
+            values[key] = float(value)
+    hooks_raw = section.get("hooks") or []
+    if not isinstance(hooks_raw, list):
+        raise ConfigError(f"config key 'webhooks': expected a list of hooks, got {hooks_raw!r}")
+    hooks = []
+    for n, item in enumerate(hooks_raw):
+        key = f"webhooks[{n}]"
+        spec = _mapping(key, item, {"url", "events", "secret_env"})
+        url = _check_type(f"{key}.url", spec.get("url"), (str,))
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"config key '{key}.url': not an http(s) URL: {url[:200]!r}")
+        events = spec.get("events")
+        if not isinstance(events, list) or not events:
+            raise ConfigError(
+                f"config key '{key}.events': a list of events, any of {', '.join(WEBHOOK_EVENTS)}"
+            )
+        for event in events:
+            if event not in WEBHOOK_EVENTS:
+                raise ConfigError(
+                    f"config key '{key}.events': unknown event {event!r}; use any of "
+                    f"{', '.join(WEBHOOK_EVENTS)}"
+                )
+        secret_env = secret = None
+        if spec.get("secret_env") is not None:
+            secret_env, secret = _secret_var(f"{key}.secret_env", spec["secret_env"], environ)
+        hooks.append(
+            WebhookConfig(url=url, events=frozenset(events), secret_env=secret_env, secret=secret)
+        )
+    return WebhooksConfig(hooks=tuple(hooks), **values)
+
+
+def _anomalies(raw: Any) -> AnomalyConfig:
+    allowed = set(AnomalyConfig.__dataclass_fields__)
+    section = _mapping("anomalies", raw, allowed)
+    values: dict[str, Any] = {}
+    for key, value in section.items():
+        if value is None:
+            continue
+        if key in ("history", "min_history"):
+            values[key] = _check_type(f"anomalies.{key}", value, (int,))
+            if values[key] < 1:
+                raise ConfigError(f"config key 'anomalies.{key}': at least 1")
+        else:
+            values[key] = float(_check_type(f"anomalies.{key}", value, (int, float)))
+            if values[key] < 0:
+                raise ConfigError(f"config key 'anomalies.{key}': must not be negative")
+    return AnomalyConfig(**values)
+
+
 def load_config(
     path: str | os.PathLike[str] | None,
     overrides: Mapping[str, Any] | None = None,
@@ -448,12 +617,31 @@ def load_config(
     if "projects" in raw:
         values["projects"] = _projects(raw.get("projects"), base)
     values["scrapyd"] = _scrapyd(raw.get("scrapyd"), scrapyd_port)
+    values["metrics"] = _metrics(raw.get("metrics"), environ)
+    values["webhooks"] = _webhooks(raw.get("webhooks"), environ)
+    values["anomalies"] = _anomalies(raw.get("anomalies"))
     config = Config(**values)
     _validate(config)
     return config
 
 
+#: The executors `executor:` may name, and the ones named for later (with why not yet).
+EXECUTORS = ("local",)
+_RESERVED_EXECUTORS = {
+    "celery": "executor 'celery' (crawls on worker hosts) is not available in this version"
+}
+
+
 def _validate(config: Config) -> None:
+    if config.executor in _RESERVED_EXECUTORS:
+        raise ConfigError(
+            f"config key 'executor': {_RESERVED_EXECUTORS[config.executor]}; use 'local'"
+        )
+    if config.executor not in EXECUTORS:
+        raise ConfigError(
+            f"config key 'executor': unknown executor {config.executor[:40]!r}; "
+            f"use one of {', '.join(EXECUTORS)}"
+        )
     if not 0 <= config.port <= 65535:
         raise ConfigError(f"config key 'port': {config.port} is not a TCP port")
     if config.slots < 1:

@@ -54,11 +54,29 @@ class EventBus:
 
 # -- the daemon's topics ------------------------------------------------------------------
 # Payloads are typed loosely here (Any) to keep this module free of imports from the
-# services that publish them; each topic's comment names its payload.
+# services that publish them; each topic's comment names its payload. A crawl's own
+# events (crawl.started, crawl.stats, crawl.ended) are typed in daemon.executor.
 
-#: A job's state changed (a run started or ended): payload daemon.job_store.Job.
+#: A job's state changed (a run started or ended; a schedule was paused, resumed or
+#: edited): payload daemon.job_store.Job.
 JOB_CHANGED: Topic[Any] = Topic("job.changed")
+#: A run was recorded PENDING (submitted for now, or fired by a schedule): payload its
+#: job id. The dashboard lists it before it starts.
+JOB_ADDED: Topic[str] = Topic("job.added")
 #: A recurring or timed job was recorded: payload (job id, daemon.triggers.When).
 SCHEDULE_ADDED: Topic[tuple[str, Any]] = Topic("schedule.added")
-#: A scheduled job stops firing (canceled): payload its job id.
+#: A scheduled job is armed again from a given fire time (resumed, or its `when`
+#: edited): payload (job id, daemon.triggers.When, the next fire time as a datetime).
+SCHEDULE_ARMED: Topic[tuple[str, Any, Any]] = Topic("schedule.armed")
+#: A scheduled job stops firing (canceled or paused): payload its job id.
 SCHEDULE_REMOVED: Topic[str] = Topic("schedule.removed")
+#: A run's end was recorded and the run compared with its history (daemon.anomaly_watch):
+#: payload the daemon.job_store.Job as stored then, `anomalies` set (None when it was not
+#: compared: canceled, or never started). Published right after JOB_CHANGED's final one.
+JOB_ENDED: Topic[Any] = Topic("job.ended")
+#: One attempt to deliver a webhook: payload (the webhook's number in the config,
+#: "delivered", "failed" or "given_up").
+WEBHOOK_ATTEMPTED: Topic[tuple[int, str]] = Topic("webhook.attempted")
+#: A scheduled job's firing was skipped, missed beyond `misfire_grace`: payload (its job
+#: id, the text recorded in its history).
+SCHEDULE_MISFIRED: Topic[tuple[str, str]] = Topic("schedule.misfired")

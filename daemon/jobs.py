@@ -1,12 +1,13 @@
 """The jobs service: the job state machine and dispatch (submit, cancel, fill free
 slots, record how each crawl ended).
 
-It decides job states (the store records them, the launcher runs processes); how a
-crawl ended is judged by daemon.verdict, which crawls a dead daemon left running by
-daemon.recovery. Reads of jobs do not pass through here: callers read the store's
-JobReads face. It is the scheduler's host (daemon.scheduler.SchedulerHost) and never
-calls the scheduler: it announces schedules added and removed on the event bus, where
-the scheduler listens.
+It decides job states (the store records them); crawls run behind the executor seam
+(daemon.executor), whose events say when a crawl started and how it ended; how it ended
+is judged by daemon.verdict from what the ended event carries, so nothing here knows
+pids, log files or job folders. Reads of jobs do not pass through here: callers read
+the store's JobReads face. It is the scheduler's host (daemon.scheduler.SchedulerHost)
+and never calls the scheduler: it announces schedules added and removed on the event
+bus, where the scheduler listens.
 """
 
 from __future__ import annotations
@@ -38,14 +39,27 @@ from daemon.domain import (
     USER,
 )
 from daemon.errors import DaemonError
-from daemon.events import JOB_CHANGED, SCHEDULE_ADDED, SCHEDULE_REMOVED, EventBus
+from daemon.events import (
+    JOB_ADDED,
+    JOB_CHANGED,
+    SCHEDULE_ADDED,
+    SCHEDULE_ARMED,
+    SCHEDULE_REMOVED,
+    EventBus,
+)
+from daemon.executor import (
+    CRAWL_ENDED,
+    CRAWL_STARTED,
+    CrawlEnded,
+    CrawlStarted,
+    IExecutor,
+    JobSpec,
+)
 from daemon.job_store import COUNTERS, Job, StateConflict, Store, StoreFull
-from daemon.launcher import Crawl, Launcher, Outcome
-from daemon.live_stats import read_stats
-from daemon.recovery import Ended, Reattach, survey
+from daemon.recovery import left_running
 from daemon.scheduler import ScheduledJob
 from daemon.triggers import ScheduleError, parse_when
-from daemon.verdict import close_reason_from_log, read_log_tail, read_manifest, verdict
+from daemon.verdict import verdict
 
 log = Logger()
 
@@ -94,10 +108,11 @@ class JobsService(Service):
     def __init__(
         self,
         store: Store,
-        launcher: Launcher,
+        executor: IExecutor,
         projects: ProjectsLike,
         bus: EventBus,
         *,
+        reactor: Any,
         slots: int,
         data_dir: Path,
         timezone: str = "UTC",
@@ -108,7 +123,8 @@ class JobsService(Service):
         disk_free: Callable[[], int] | None = None,
     ) -> None:
         self.store = store
-        self.launcher = launcher
+        self.executor = executor
+        self.reactor = reactor
         self.projects = projects
         self.slots = slots
         self.data_dir = Path(data_dir).resolve()
@@ -121,9 +137,17 @@ class JobsService(Service):
         self.min_free_bytes = min_free_bytes
         self.disk_free = disk_free or (lambda: free_bytes(self.data_dir))
         # State changes that found the disk full: written, in order, once space is back.
-        self.backlog = WriteBacklog(launcher.reactor, on_drained=self.dispatch)
+        self.backlog = WriteBacklog(reactor, on_drained=self.dispatch)
         self._recheck: IDelayedCall | None = None
         self._held_for_disk = False
+        # Each running crawl's project folder stays pinned until the crawl's end.
+        self._pins: dict[str, Callable[[], Any]] = {}
+        self._dispatching = False
+        self._dispatch_again = False
+        self._recovering = False
+        self._soon: IDelayedCall | None = None
+        bus.subscribe(CRAWL_STARTED, self._on_started)
+        bus.subscribe(CRAWL_ENDED, self._on_ended)
 
     # -- service life --------------------------------------------------------
 
@@ -136,52 +160,39 @@ class JobsService(Service):
         """Stop every crawl (SIGTERM, SIGKILL after the grace) and record it FAILED."""
         super().stopService()
         self._stopping = True
-        if self._recheck is not None and self._recheck.active():
-            self._recheck.cancel()
+        for call in (self._recheck, self._soon):
+            if call is not None and call.active():
+                call.cancel()
 
         def settled(result: Any) -> Any:
             self.backlog.cancel()
             return result
 
-        d = self.launcher.stop_all("shutdown")
+        d = self.executor.stop_all("shutdown")
         d.addBoth(settled)
         return d.addCallback(lambda _: None)
 
     def recover(self) -> None:
-        """Settle jobs left RUNNING by a daemon that died (daemon.recovery decides):
-        follow live crawls (with their max_runtime left and their project folder
-        pinned), record ended ones as judged by their job.json."""
-        found = survey(
+        """Hand the jobs a dead daemon left RUNNING back to the executor, which follows
+        the live ones (with their max_runtime left and their project folder pinned) and
+        reports the ended ones ended (judged then by their job.json alone)."""
+        left = left_running(
             self.store.jobs_in(RUNNING),
-            data_dir=self.data_dir,
             default_max_runtime=self.max_runtime,
             now=self.now().timestamp(),
         )
-        for decision in found:
-            if isinstance(decision, Ended):
-                self._record_end(decision.job.id, decision.status, decision.reason, None)
-            else:
-                self._reattach(decision)
-
-    def _reattach(self, crawl: Reattach) -> None:
-        job = crawl.job
-        if job.pid != crawl.pid:
-            self._record_process(job.id, crawl.pid, crawl.proc_start)
-        log.info(
-            "following crawl {job} (pid {pid}) started by an earlier daemon",
-            job=job.id,
-            pid=crawl.pid,
-        )
-        release: Callable[[], Any] = _nothing
+        for job in left:
+            try:
+                _cwd, self._pins[job.id] = self.projects.pin(job.project, job.version)
+            except Exception as exc:  # the project is gone: nothing to keep
+                log.warn("job {id}: project not pinned: {exc}", id=job.id, exc=exc)
+        # An end reported during reattach frees no slot yet: a crawl re-attached after
+        # it may still hold one. Dispatch waits until every left job is settled.
+        self._recovering = True
         try:
-            _cwd, release = self.projects.pin(job.project, job.version)
-        except Exception as exc:  # the project is gone: nothing to keep
-            log.warn("job {id}: project not pinned: {exc}", id=job.id, exc=exc)
-        followed = self.launcher.follow(
-            job.id, crawl.pid, crawl.proc_start, max_runtime=crawl.time_left
-        )
-        followed.ended.addCallback(self._on_end, job.id)
-        followed.ended.addBoth(lambda result: (release(), result)[1])
+            self.executor.reattach(left)
+        finally:
+            self._recovering = False
 
     def _notify(self, job: Job | None) -> None:
         """Announce a state change of a run (RUNNING and final) on the bus."""
@@ -192,14 +203,14 @@ class JobsService(Service):
 
     def log_path(self, job_id: str, kind: str = "err") -> Path:
         """The crawl's `.out` or `.err` log (`.err` is Scrapy's own log)."""
-        return self.launcher.log_path(job_id, kind)
+        return self.executor.log_path(job_id, kind)
 
     def figures(self) -> dict[str, int | None]:
         counts = self.store.figures()
         return {
             **{name: counts[name] for name in COUNTERS},
             "slots": self.slots,
-            "running": len(self.launcher.running),
+            "running": self.executor.running_count(),
             "pending": counts["pending"],
             "jobs-scheduled": counts["jobs-scheduled"],
             "disk-free-bytes": self._free_bytes(),
@@ -286,8 +297,9 @@ class JobsService(Service):
         if recurring:
             self.bus.publish(SCHEDULE_ADDED, (job.id, plan.when))
         else:
-            self.dispatch()
-        return self.store.get(job.id) or job
+            self.bus.publish(JOB_ADDED, job.id)
+            self.dispatch_soon()
+        return job
 
     # -- guards for the project store ----------------------------------------
 
@@ -318,7 +330,7 @@ class JobsService(Service):
         job = self.store.get(job_id)
         if job is None:
             return _fail(JobError(f"Unknown job: {job_id}", 404))
-        ended = job_id not in self.launcher.running and self.backlog.holds(job_id)
+        ended = job_id not in self.executor.running_ids() and self.backlog.holds(job_id)
         if job.status == RUNNING and ended:  # the disk has not let us record its end yet
             return _fail(JobError(f"Job {job_id} is not active", 400))
         if job.status == SCHEDULED:
@@ -330,7 +342,7 @@ class JobsService(Service):
         if job.status == PENDING:
             return succeed(self._record_end(job_id, CANCELED, "canceled before it started", None))
         if job.status == RUNNING:
-            waiter = self.launcher.stop(job_id, "cancel", sig)
+            waiter = self.executor.cancel(job_id, "cancel", sig)
             if waiter is None:  # RUNNING in the store, no process: settle it now
                 return succeed(self._record_end(job_id, CANCELED, "canceled", None))
             return waiter.addCallback(lambda _: self.store.get(job_id))
@@ -339,15 +351,18 @@ class JobsService(Service):
     # -- scheduler host protocol ---------------------------------------------
 
     def scheduled_jobs(self) -> list[ScheduledJob]:
+        """The unpaused schedules, each from the start its spec was parsed with (an
+        edit's), with nothing due before its last resume or edit (`not_before`)."""
         return [
             ScheduledJob(
                 id=j.id,
                 spec=j.schedule,
                 timezone=j.timezone or self.timezone,
-                last_fire=_ts(j.last_fire),
-                created=_ts(j.created) or self.now(),
+                last_fire=_ts(_latest(j.last_fire, j.not_before)),
+                created=_ts(j.spec_start or j.created) or self.now(),
             )
             for j in self.store.jobs_in(SCHEDULED)
+            if not j.paused
         ]
 
     def fire(
@@ -381,6 +396,7 @@ class JobsService(Service):
                 self.record_event(job_id, text)
                 return
             fired.append(inserted.id)
+            self.bus.publish(JOB_ADDED, inserted.id)
             self.dispatch()
 
         # A firing that finds the disk full is written (with its own fire time) later.
@@ -406,11 +422,226 @@ class JobsService(Service):
             job_id, f"event of job {job_id}", lambda: self.store.add_event(job_id, text, at)
         )
 
+    def record_misfires(self, job_id: str, count: int) -> None:
+        self.backlog.write(
+            job_id,
+            f"misfires of job {job_id}",
+            lambda: self.store.add_misfires(job_id, count),
+        )
+
+    # -- schedule and job actions (pause, resume, edit, run now, re-run, bulk cancel) --
+
+    def _schedule_of(self, job_id: str) -> Job:
+        job = self.store.get(job_id)
+        if job is None:
+            raise JobError(f"Unknown job: {job_id}", 404)
+        if job.status != SCHEDULED:
+            raise JobError(f"Job {job_id} is not an active scheduled job (it is {job.status})", 409)
+        return job
+
+    def _changed(self, job_id: str, job: Job | None, text: str) -> Job:
+        """After a schedule's row changed: its history line, and JOB_CHANGED for
+        listeners (a dashboard); a row that changed meanwhile (canceled) is a 409."""
+        if job is None:
+            raise JobError(f"Job {job_id} changed meanwhile; it is not scheduled any more", 409)
+        log.info("job {id}: {text}", id=job_id, text=text)
+        self.record_event(job_id, text)
+        self._notify(job)
+        return job
+
+    def pause(self, job_id: str) -> Job:
+        """Stop a schedule's firings until it is resumed (kept across restarts); its
+        pending or running run is left alone. Pausing a paused schedule changes nothing."""
+        job = self._schedule_of(job_id)
+        if job.paused:
+            return job
+        updated = self.store.set_paused(job_id, True, None)
+        if updated is not None:
+            self.bus.publish(SCHEDULE_REMOVED, job_id)
+        return self._changed(job_id, updated, "paused")
+
+    def resume(self, job_id: str) -> Job:
+        """Arm a paused schedule again at its first fire time after now: fire times that
+        fell in the pause are not run (they are neither caught up nor counted as
+        misfires). A one-shot schedule whose times all passed meanwhile is complete."""
+        job = self._schedule_of(job_id)
+        if not job.paused:
+            return job
+        start = _ts(job.spec_start or job.created) or self.now()
+        try:
+            when = parse_when(job.schedule, start, job.timezone or self.timezone)
+        except ScheduleError as exc:
+            raise JobError(f"Job {job_id} cannot resume: its when {exc}", 409) from None
+        now = self.now()
+        last = _ts(job.last_fire)
+        nxt = when.next_after(max(now, last) if last else now)
+        updated = self.store.set_paused(
+            job_id, False, nxt.timestamp() if nxt else None, not_before=now.timestamp()
+        )
+        if updated is not None and nxt is None:
+            reason = "schedule complete: its fire times passed while it was paused"
+            ended = self._record_end(job_id, SUCCESSFUL, reason, None)
+            return ended or updated
+        if updated is not None and nxt is not None:
+            self.bus.publish(SCHEDULE_ARMED, (job_id, when, nxt))
+        next_text = nxt.astimezone(UTC).isoformat() if nxt else "none"
+        return self._changed(
+            job_id, updated, f"resumed; fire times while paused skipped; next run {next_text}"
+        )
+
+    def edit(self, job_id: str, plan: Plan) -> Job:
+        """Replace a schedule's `when` (validated by `plan`) in one write and re-arm it
+        from the new spec's first fire time (a paused schedule stays paused). The new
+        fire times count from now, as for a new schedule: the preview shows them."""
+        if plan.when is None or plan.now is None:
+            raise JobError(
+                "a scheduled job's when cannot be 'now' (run-now.json starts one run of it)"
+            )
+        job = self._schedule_of(job_id)
+        first = plan.next_run
+        updated = self.store.replace_schedule(
+            job_id,
+            plan.spec,
+            self.timezone,
+            plan.now.timestamp(),
+            first.timestamp() if first else None,
+        )
+        if updated is not None and not updated.paused and first is not None:
+            self.bus.publish(SCHEDULE_ARMED, (job_id, plan.when, first))
+        text = f"when changed from {job.schedule!r} to {plan.spec!r}"
+        return self._changed(job_id, updated, text)
+
+    def run_now(self, job_id: str) -> Job:
+        """One run of a schedule now, as a firing makes it (same fields, parent = the
+        schedule) but with actor USER, since a person asked for it; the schedule's
+        fire times do not move. Refused (409) while its last run is still pending or
+        running, the rule a firing follows by skipping. A paused schedule may run now."""
+        parent = self._schedule_of(job_id)
+        run = Job(
+            id=str(uuid.uuid4()),
+            status=PENDING,
+            actor=USER,
+            schedule="now",
+            project=parent.project,
+            spider=parent.spider,
+            description=parent.description,
+            payload=parent.payload,
+            settings=dict(parent.settings),
+            max_runtime=parent.max_runtime,
+            parent=job_id,
+        )
+        try:
+            busy = self.store.add_run(job_id, run)
+        except StateConflict:
+            raise JobError(f"Job {job_id} is not scheduled any more", 409) from None
+        if busy is not None:
+            raise JobError(
+                f"The last run of job {job_id} ({busy}) is still pending or running; "
+                "wait for it to end or cancel it",
+                409,
+            )
+        self.record_event(job_id, f"run {run.id} started on request (run now)")
+        self.dispatch()
+        return self.store.get(run.id) or run
+
+    def rerunnable(self, job_id: str) -> Job:
+        """The finished run `job_id`, or the refusal rerun() would give (404, 409)."""
+        old = self.store.get(job_id)
+        if old is None:
+            raise JobError(f"Unknown job: {job_id}", 404)
+        if old.schedule != "now":
+            raise JobError(
+                f"Job {job_id} is a schedule ({old.schedule!r}), not a run: schedule it "
+                "again with schedule-job.json",
+                409,
+            )
+        if old.active:
+            raise JobError(f"Job {job_id} is {old.status}: only a finished job can be re-run", 409)
+        return old
+
+    def rerun(self, job_id: str) -> Job:
+        """A new PENDING run with the arguments of a finished one: project, spider,
+        payload, settings, max_runtime, priority, description and version (a job pinned
+        to a version runs that version again; one that ran the latest runs the latest
+        now). Not linked to the schedule that fired the original, so that schedule's
+        skip rule does not count it; its history names the original."""
+        old = self.rerunnable(job_id)
+        new = self.store.insert(
+            Job(
+                id=str(uuid.uuid4()),
+                status=PENDING,
+                actor=USER,
+                schedule="now",
+                project=old.project,
+                spider=old.spider,
+                description=old.description,
+                payload=old.payload,
+                settings=dict(old.settings),
+                max_runtime=old.max_runtime,
+                priority=old.priority,
+                version=old.version,
+            )
+        )
+        origin = f" (a run of scheduled job {old.parent})" if old.parent else ""
+        self.record_event(new.id, f"re-run of job {job_id}{origin}")
+        log.info("job {id} PENDING: re-run of {old}", id=new.id, old=job_id)
+        self.dispatch()
+        return self.store.get(new.id) or new
+
+    def cancel_many(self, job_ids: list[str]) -> Deferred[list[dict[str, Any]]]:
+        """Cancel each job as cancel() does, all at once; fires when every one is
+        settled, with one result per id in order: canceled, not active, unknown or
+        error (with its message). One id's refusal never stops the others."""
+        from twisted.internet.defer import gatherResults
+
+        def one(job_id: str) -> Deferred[dict[str, Any]]:
+            def done(job: Job | None) -> dict[str, Any]:
+                current = job or self.store.get(job_id)
+                status = current.status if current else None
+                return {"id": job_id, "result": "canceled", "status": status}
+
+            def refused(failure: Any) -> dict[str, Any]:
+                exc = failure.value
+                code = getattr(exc, "http_status", None)
+                if code == 404:
+                    return {"id": job_id, "result": "unknown", "status": None}
+                current = self.store.get(job_id)
+                status = current.status if current else None
+                if isinstance(exc, JobError) and code == 400:
+                    return {"id": job_id, "result": "not active", "status": status}
+                message = getattr(exc, "message", None) or "internal error; see the daemon log"
+                if not isinstance(exc, DaemonError):
+                    log.failure("cancel of job {id} failed", failure, id=job_id)
+                return {"id": job_id, "result": "error", "status": status, "msg": message}
+
+            try:
+                d = self.cancel(job_id)
+            except Exception as exc:  # a synchronous fault of one id: reported, not raised
+                return _fail(exc).addCallbacks(done, refused)
+            return d.addCallbacks(done, refused)
+
+        return gatherResults([one(job_id) for job_id in job_ids])
+
     def schedule_finished(self, job_id: str) -> None:
         """A schedule with no fire time left (one-shot timestamps, all fired) is over."""
         self._record_end(job_id, SUCCESSFUL, "schedule complete: no fire time left", None)
 
     # -- dispatch and process ends -------------------------------------------
+
+    def dispatch_soon(self) -> None:
+        """Dispatch once the reply that recorded the job has gone out: starting a crawl
+        (a store write and a fork) costs more than the whole request. The job is
+        PENDING in the store already, so nothing is lost if the daemon dies meanwhile,
+        and `mark_running` lets only one dispatch start it.
+
+        Two hops: a reply is written to its socket when the reactor next polls for I/O,
+        which comes after the timed calls that are due; the second hop lands after
+        that poll."""
+        if self._soon is None or not self._soon.active():
+            self._soon = self.reactor.callLater(0, self._dispatch_next)
+
+    def _dispatch_next(self) -> None:
+        self._soon = self.reactor.callLater(0, self.dispatch)
 
     def dispatch(self) -> None:
         """Fill every free slot with the oldest pending job, now (called on every event
@@ -419,10 +650,24 @@ class JobsService(Service):
 
         Nothing starts while state changes wait to be written (one of them may be the
         cancel of the very job that would start) or while the free space under
-        data_dir is below min_free_bytes."""
-        if self._stopping or not self.running:
+        data_dir is below min_free_bytes. A dispatch asked for while one runs (a start
+        that failed at once) makes the running one look again instead of nesting."""
+        if self._stopping or not self.running or self._recovering:
             return
-        while len(self.launcher.running) < self.slots:
+        if self._dispatching:
+            self._dispatch_again = True
+            return
+        self._dispatching = True
+        try:
+            self._dispatch_again = True
+            while self._dispatch_again:
+                self._dispatch_again = False
+                self._fill()
+        finally:
+            self._dispatching = False
+
+    def _fill(self) -> None:
+        while self.executor.running_count() < self.slots:
             if self.backlog:
                 return  # its drain dispatches again
             job = self.store.oldest_pending()
@@ -443,7 +688,7 @@ class JobsService(Service):
                 floor=self.min_free_bytes,
             )
         if self._recheck is None or not self._recheck.active():
-            self._recheck = self.launcher.reactor.callLater(DISK_RECHECK_SECONDS, self.dispatch)
+            self._recheck = self.reactor.callLater(DISK_RECHECK_SECONDS, self.dispatch)
 
     def _start(self, job: Job) -> bool:
         """False when the disk is too full to even record the start (it stays PENDING)."""
@@ -455,68 +700,65 @@ class JobsService(Service):
             return False
         self._held_for_disk = False
         self._notify(job)
-        release: Callable[[], Any] = _nothing
         try:
             # Keeps a pushed project's folder on disk while this crawl runs in it.
             cwd, release = self.projects.pin(job.project, job.version)
-            settings = {**self.projects.settings(job.project), **job.settings}
-            max_runtime = job.max_runtime if job.max_runtime is not None else self.max_runtime
-            started = self.launcher.start(
-                job.id,
-                job.spider,
-                cwd,
-                settings,
-                job.payload,
-                max_runtime or None,
-                project=job.project,
-            )
         except Exception as exc:
-            self._not_started(job.id, exc, release)
+            self._could_not_start(job.id, exc)
             return True
-        started.addCallbacks(
-            self._started,
-            self._failed_to_start,
-            callbackArgs=(job.id, release),
-            errbackArgs=(job.id, release),
+        self._pins[job.id] = release
+        try:
+            settings = {**self.projects.settings(job.project), **job.settings}
+        except Exception as exc:
+            self._could_not_start(job.id, exc)
+            return True
+        max_runtime = job.max_runtime if job.max_runtime is not None else self.max_runtime
+        spec = JobSpec(
+            id=job.id,
+            project=job.project,
+            version=job.version,
+            spider=job.spider,
+            cwd=cwd,
+            settings=settings,
+            payload=job.payload,
+            max_runtime=max_runtime or None,
         )
+        self.executor.start(spec).addErrback(self._start_failed, job.id)
         return True
 
-    def _started(self, crawl: Crawl, job_id: str, release: Callable[[], Any]) -> None:
-        self._record_process(job_id, crawl.pid, crawl.proc_start)
-        crawl.ended.addCallback(self._on_end, job_id)
-        crawl.ended.addBoth(lambda result: (release(), result)[1])
+    def _start_failed(self, failure: Failure, job_id: str) -> None:
+        self._could_not_start(job_id, failure.value or Exception(failure.getErrorMessage()))
 
-    def _failed_to_start(self, failure: Failure, job_id: str, release: Callable[[], Any]) -> None:
-        self._not_started(job_id, failure.value or Exception("no reason"), release)
-        self.dispatch()
-
-    def _not_started(self, job_id: str, exc: BaseException, release: Callable[[], Any]) -> None:
-        release()
+    def _could_not_start(self, job_id: str, exc: BaseException) -> None:
+        self._release(job_id)
         message = getattr(exc, "message", None) or str(exc)
         log.error("job {id} could not start: {msg}", id=job_id, msg=message)
         self._record_end(job_id, FAILED, f"could not start: {message}", None)
+        self.dispatch()
 
-    def _record_process(self, job_id: str, pid: int, proc_start: float | None) -> None:
+    def _release(self, job_id: str) -> None:
+        release = self._pins.pop(job_id, None)
+        if release is not None:
+            release()
+
+    def _on_started(self, event: CrawlStarted) -> None:
         self.backlog.write(
-            job_id,
-            f"process of job {job_id}",
-            lambda: self.store.record_process(job_id, pid, proc_start),
+            event.job_id,
+            f"handle of job {event.job_id}",
+            lambda: self.store.record_handle(event.job_id, event.handle, event.node),
         )
 
-    def _on_end(self, outcome: Outcome, job_id: str) -> Outcome:
-        manifest = read_manifest(self.data_dir / job_id)
-        logged = None
-        if manifest is None:
-            # A 64 KiB tail read on the reactor thread: small enough not to block it.
-            tail = read_log_tail(self.launcher.log_path(job_id, "err"))
-            logged = close_reason_from_log(tail)
-        status, reason = verdict(outcome, manifest, logged)
+    def _on_ended(self, event: CrawlEnded) -> None:
+        self._release(event.job_id)
+        outcome = event.outcome
+        status, reason = verdict(outcome, event.manifest, event.log_close_reason)
         exit_code = outcome.exit_code
         if exit_code is None and outcome.signal is not None:
             exit_code = -outcome.signal  # as subprocess reports a death by signal
-        self._record_end(job_id, status, reason, exit_code, outcome.leftovers_killed)
+        self._record_end(
+            event.job_id, status, reason, exit_code, outcome.leftovers_killed, event.stats
+        )
         self.dispatch()
-        return outcome
 
     def _record_end(
         self,
@@ -525,14 +767,13 @@ class JobsService(Service):
         reason: str | None,
         exit_code: int | None,
         leftovers_killed: int | None = None,
+        stats: str | None = None,
     ) -> Job | None:
         """Record a job's end; on a full disk it is written later (with the time it
-        really ended) and None is returned meanwhile."""
+        really ended) and None is returned meanwhile. `stats`: the crawl's final stats
+        (from its ended event), the job's for good."""
         at = self.store.now()
         ended: list[Job | None] = []
-        # The crawl's last stats (written at its close) become the job's for good; a
-        # job that never ran has no file (one failed open, no read).
-        stats = read_stats(self.data_dir, job_id)
 
         def write() -> Job | None:
             return self.store.finish(
@@ -566,12 +807,16 @@ class JobsService(Service):
         except StoreFull:
             return  # forgetting old jobs can wait for the next end
         for job_id in purged:
-            for kind in ("out", "err"):
-                self.launcher.log_path(job_id, kind).unlink(missing_ok=True)
+            self.executor.forget(job_id)
 
 
 def _nothing() -> None:
     return None
+
+
+def _latest(*values: float | None) -> float | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
 
 
 def _fail(exc: Exception) -> Deferred[Any]:

@@ -1,55 +1,33 @@
-"""Crash recovery: what became of the crawls a daemon that died left RUNNING.
+"""Jobs an earlier daemon left RUNNING, and finding their crawls again.
 
 A crawl survives its daemon (it runs in its own process group), so at start each
 RUNNING job is either still alive, to be re-attached and followed to its end, or gone,
-to be judged by its job.json alone (its exit status went with the dead daemon). This
-module decides which; the jobs service records the decisions and follows the crawls.
+to be judged by its job.json alone (its exit status went with the dead daemon). The jobs
+service turns the store's RUNNING jobs into `LeftRunning` records (`left_running`) and
+hands them to its executor's `reattach`; the local executor finds each crawl's process
+with `locate_crawl`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterable
 
+from daemon.executor import LeftRunning
 from daemon.job_store import Job
-from daemon.launcher import Outcome, find_crawl_process, process_alive
-from daemon.verdict import read_manifest, verdict
+from daemon.launcher import find_crawl_process, process_alive
+from daemon.local_handle import parse_handle
 
-__all__ = ["Ended", "Locate", "Reattach", "locate_crawl", "survey", "time_left"]
-
-#: Finds a job's live crawl process: (pid, process start time), or None when it is gone.
-Locate = Callable[[Job], tuple[int, float | None] | None]
+__all__ = ["left_running", "locate_crawl", "time_left"]
 
 
-@dataclass(frozen=True)
-class Reattach:
-    """A crawl still running: follow process `pid` until it ends."""
-
-    job: Job
-    pid: int
-    proc_start: float | None
-    #: Seconds of its max_runtime left (None: no limit); 0 stops it at once.
-    time_left: float | None
-
-
-@dataclass(frozen=True)
-class Ended:
-    """A crawl that ended while no daemon watched: its final status and why."""
-
-    job: Job
-    status: str
-    reason: str | None
-
-
-def locate_crawl(job: Job) -> tuple[int, float | None] | None:
-    """The live process of a RUNNING job. pid + start time identify the process; without
-    a start time only the command line (JOB_ID=<id>) can tell it from a process that
-    reused the pid."""
-    known = job.pid is not None and job.proc_start is not None
-    if known and job.pid is not None and process_alive(job.pid, job.proc_start):
-        return job.pid, job.proc_start
-    return find_crawl_process(job.id)
+def locate_crawl(job_id: str, handle: str | None) -> tuple[int, float | None] | None:
+    """The live process of a RUNNING local job: (pid, process start time), or None when
+    it is gone. pid + start time (the handle) identify the process; without them only
+    the command line (JOB_ID=<id>) can tell it from a process that reused the pid."""
+    known = parse_handle(handle)
+    if known is not None and known[1] is not None and process_alive(*known):
+        return known
+    return find_crawl_process(job_id)
 
 
 def time_left(job: Job, default_max_runtime: float, now: float) -> float | None:
@@ -62,23 +40,19 @@ def time_left(job: Job, default_max_runtime: float, now: float) -> float | None:
     return max(0.0, max_runtime - ran)
 
 
-def survey(
-    running: Iterable[Job],
-    *,
-    data_dir: Path,
-    default_max_runtime: float,
-    now: float,
-    locate: Locate = locate_crawl,
-) -> list[Reattach | Ended]:
-    """One decision per job left RUNNING, in the order given."""
-    found: list[Reattach | Ended] = []
-    for job in running:
-        alive = locate(job)
-        if alive is None:
-            outcome = Outcome(None, None, None, orphan=True)
-            status, reason = verdict(outcome, read_manifest(data_dir / job.id))
-            found.append(Ended(job, status, reason))
-            continue
-        pid, start = alive
-        found.append(Reattach(job, pid, start, time_left(job, default_max_runtime, now)))
-    return found
+def left_running(
+    running: Iterable[Job], *, default_max_runtime: float, now: float
+) -> list[LeftRunning]:
+    """One record per job left RUNNING, in the order given."""
+    return [
+        LeftRunning(
+            id=job.id,
+            project=job.project,
+            version=job.version,
+            spider=job.spider,
+            handle=job.handle,
+            node=job.node,
+            time_left=time_left(job, default_max_runtime, now),
+        )
+        for job in running
+    ]

@@ -22,7 +22,13 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from daemon.events import SCHEDULE_ADDED, SCHEDULE_REMOVED, EventBus
+from daemon.events import (
+    SCHEDULE_ADDED,
+    SCHEDULE_ARMED,
+    SCHEDULE_MISFIRED,
+    SCHEDULE_REMOVED,
+    EventBus,
+)
 from daemon.triggers import Every, ScheduleError, When, parse_when
 
 __all__ = ["ScheduledJob", "ScheduledJobLike", "Scheduler", "SchedulerHost"]
@@ -79,6 +85,10 @@ class SchedulerHost(Protocol):
     def record_event(self, job_id: str, text: str) -> None:
         """Add a line to the job's history (misfires coalesced or skipped, bad specs)."""
 
+    def record_misfires(self, job_id: str, count: int) -> None:
+        """Count fire times that gave no run because they were missed: skipped beyond
+        misfire_grace, or coalesced into one run with a later one."""
+
     def schedule_finished(self, job_id: str) -> None:
         """The schedule has no fire time left (one-shot timestamps, all fired): the
         SCHEDULED job is over; called after the last `fire` has returned/resolved."""
@@ -111,12 +121,15 @@ class Scheduler:
         self._armed_for: datetime | None = None
         self._holding = False  # True while a batch runs: re-arm once at the end
         self._started_at: datetime | None = None
+        self._bus: EventBus | None = None
 
     # -- public API -------------------------------------------------------------
 
     def listen(self, bus: EventBus) -> None:
         """Arm the schedules the jobs service announces, drop the ones it cancels."""
+        self._bus = bus  # told of misfires (webhooks' schedule.misfired)
         bus.subscribe(SCHEDULE_ADDED, lambda added: self.add(*added))
+        bus.subscribe(SCHEDULE_ARMED, lambda armed: self.add(armed[0], armed[1], at=armed[2]))
         bus.subscribe(SCHEDULE_REMOVED, self.remove)
 
     def now(self) -> datetime:
@@ -146,9 +159,10 @@ class Scheduler:
         self._call = None
         self._armed_for = None
 
-    def add(self, job_id: str, when: When) -> datetime | None:
-        """Arm (or re-arm) a job from its schedule's first fire time; returns it."""
-        first = when.first()
+    def add(self, job_id: str, when: When, at: datetime | None = None) -> datetime | None:
+        """Arm (or re-arm) a job from its schedule's first fire time, or from `at` (a
+        fire time of `when`: a resumed or edited schedule's next one); returns it."""
+        first = at or when.first()
         if first is None:
             self.remove(job_id)
             return None
@@ -287,18 +301,22 @@ class Scheduler:
             else "while the scheduler was held up"
         )
         if late > self.misfire_grace:
-            self._event(
-                job_id,
+            self._misfires(job_id, missed)
+            text = (
                 f"missed {self._plural(missed)} {where} (newest {_iso(newest)}, "
                 f"{int(late.total_seconds())} s late, beyond misfire_grace "
                 f"{int(self.misfire_grace.total_seconds())} s): skipped; "
-                f"next run {_iso(nxt) if nxt else 'none'}",
+                f"next run {_iso(nxt) if nxt else 'none'}"
             )
+            self._event(job_id, text)
+            if self._bus is not None:
+                self._bus.publish(SCHEDULE_MISFIRED, (job_id, text))
             self.host.set_next_run(job_id, nxt)
             if nxt is None:
                 self._finished(job_id)
             return
         if missed > 1:
+            self._misfires(job_id, missed - 1)
             self._event(
                 job_id,
                 f"missed {self._plural(missed)} {where} ({_iso(due)} .. {_iso(newest)}): "
@@ -345,6 +363,12 @@ class Scheduler:
             self.host.record_event(job_id, text)
         except Exception:
             log.failure("scheduler: recording an event of job {id} failed", id=job_id)
+
+    def _misfires(self, job_id: str, count: int) -> None:
+        try:
+            self.host.record_misfires(job_id, count)
+        except Exception:
+            log.failure("scheduler: counting misfires of job {id} failed", id=job_id)
 
     def _finished(self, job_id: str) -> Any:
         log.info("scheduler: job {id} has no fire time left", id=job_id)

@@ -25,6 +25,8 @@ class StallMonitor(Service):
         self.interval = interval
         self.max_stall = 0.0
         self.max_busy = 0.0
+        #: CPU seconds the reactor thread spent in loop iterations since start (/metrics).
+        self.busy_total = 0.0
         self._loop: Any = None
         self._last = 0.0
         self._timed: list[tuple[str, Any]] = []
@@ -50,6 +52,7 @@ class StallMonitor(Service):
                 return inner(*args)
             finally:
                 busy = time.thread_time() - start
+                self.busy_total += busy
                 if busy > self.max_busy:
                     self.max_busy = busy
 

@@ -69,8 +69,9 @@ def resolve_zone(tz: str | tzinfo | None) -> tzinfo:
     if name.upper() in ("UTC", "Z"):
         return UTC
     try:
+        # A name is looked up as a file: an over-long or folder name raises OSError.
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ScheduleError(
             f"unknown timezone {_q(name)} (use an IANA name like Europe/Berlin)"
         ) from None

@@ -56,7 +56,6 @@ def test_outside_api_keeps_the_scrapy_do_envelope(daemon: DaemonProcess) -> None
         ("/api/nope/deeper", True),
         ("/apis/", False),
         ("/nope.json", False),
-        ("/", False),
         ("/x/api/", False),
     ],
 )

@@ -17,13 +17,16 @@ import pytest
 from twisted.internet.task import Clock
 
 from daemon.config import LocalProject
-from daemon.domain import PENDING, RUNNING, SUCCESSFUL, USER
+from daemon.domain import PENDING, RUNNING, USER
 from daemon.events import EventBus
+from daemon.executor import LeftRunning
 from daemon.job_store import Job, Store
 from daemon.jobs import JobsService
 from daemon.launcher import Crawl, Launcher, Outcome, process_start_time
+from daemon.local_executor import LocalExecutor
+from daemon.local_handle import format_handle, parse_handle
 from daemon.projects import ProjectStore
-from daemon.recovery import Ended, Reattach, survey, time_left
+from daemon.recovery import left_running, time_left
 from tests.daemon_support import DaemonFactory, pid_alive, write_toy_project
 from tests.waiting import wait_until
 
@@ -67,6 +70,51 @@ def test_kill_9_restart_follows_live_crawl_and_runs_pending_once(
     job = second.wait_status(pending, ("SUCCESSFUL", "FAILED"), timeout=20)
     assert job["status"] == "SUCCESSFUL"
     assert second.get(f"/get-log/data/{pending}.out").text.count(f"START {pending}") == 1
+
+
+def _back_to_pid_columns(db: Path) -> None:
+    """Rewrite a killed daemon's store as the daemon before the executor seam kept it:
+    bare `pid`/`proc_start` columns, no `handle`/`node`."""
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    conn.execute("ALTER TABLE jobs ADD COLUMN pid INTEGER")
+    conn.execute("ALTER TABLE jobs ADD COLUMN proc_start REAL")
+    for job_id, handle in conn.execute("SELECT id, handle FROM jobs").fetchall():
+        found = parse_handle(handle)
+        if found is not None:
+            conn.execute("UPDATE jobs SET pid = ?, proc_start = ? WHERE id = ?", (*found, job_id))
+    conn.execute("ALTER TABLE jobs DROP COLUMN handle")
+    conn.execute("ALTER TABLE jobs DROP COLUMN node")
+    conn.commit()
+    conn.close()
+
+
+def test_a_store_with_pid_columns_is_migrated_and_its_running_crawl_reattached(
+    start_daemon: DaemonFactory,
+) -> None:
+    first = start_daemon(slots=1, scrapyd={"enabled": True})
+    done = first.schedule("items")
+    first.wait_status(done, ("SUCCESSFUL",))
+    gate = first.workdir / "gate"
+    running = first.schedule("sleepy", payload=json.dumps({"until_file": str(gate)}))
+    first.wait_log(running, "START")
+    pid = crawl_pid(running)
+    first.stop(signal.SIGKILL)
+    _back_to_pid_columns(first.workdir / "data" / "daemon.sqlite")
+
+    second = start_daemon.restart(first)
+    job = second.job(running)
+    assert job["status"] == "RUNNING" and job["node"] == "local", job  # followed
+    assert second.job(done)["node"] == "local"  # an old run ran on this machine
+    listed = second.get("/list-jobs.json", params={"status": "RUNNING"}).json()["jobs"]
+    assert [(j["identifier"], j["node"]) for j in listed] == [(running, "local")]
+    scrapyd = second.get("/scrapyd/listjobs.json", params={"project": "toy"}).json()
+    assert [(j["id"], j["pid"]) for j in scrapyd["running"]] == [(running, pid)]
+    gate.touch()
+    job = second.wait_status(running, ("SUCCESSFUL", "FAILED"), timeout=30)
+    assert job["status"] == "SUCCESSFUL" and "restarted" in job["reason"], job
+    assert not pid_alive(pid)
 
 
 def test_crawl_that_died_while_daemon_was_down_is_failed(start_daemon: DaemonFactory) -> None:
@@ -163,11 +211,13 @@ def _recovering(tmp_path: Path, clock: Clock, **job: object) -> tuple[JobsServic
     toy = write_toy_project(tmp_path / "toy")
     projects = ProjectStore(tmp_path / "projects", {"toy": LocalProject(toy, {})}, reactor=clock)
     launcher = Launcher(clock, tmp_path / "data", tmp_path / "logs", cancel_grace=1)
+    bus = EventBus()
     jobs = JobsService(
         store,
-        launcher,
+        LocalExecutor(launcher, bus),
         projects,
-        EventBus(),
+        bus,
+        reactor=clock,
         slots=1,
         data_dir=tmp_path / "data",
         now=lambda: datetime.fromtimestamp(T0 + clock.seconds(), UTC),
@@ -193,7 +243,7 @@ def test_crawl_that_ended_while_the_daemon_was_down_is_judged_by_its_job_json(
     gone = _sleeper()
     gone.kill()
     gone.wait()
-    store.record_process(job_id, gone.pid, T0)
+    store.record_handle(job_id, format_handle(gone.pid, T0), "local")
     if manifest is not None:
         folder = tmp_path / "data" / job_id
         folder.mkdir(parents=True)
@@ -208,7 +258,9 @@ def test_followed_crawl_keeps_the_rest_of_its_max_runtime(tmp_path: Path) -> Non
     jobs, store, job_id = _recovering(tmp_path, clock, max_runtime=150.0)
     crawl = _sleeper(start_new_session=True)
     try:
-        store.record_process(job_id, crawl.pid, process_start_time(crawl.pid))
+        store.record_handle(
+            job_id, format_handle(crawl.pid, process_start_time(crawl.pid)), "local"
+        )
         clock.advance(100)  # the daemon comes back 100 s after the crawl started
         jobs.recover()
         assert store.get(job_id).status == RUNNING
@@ -224,21 +276,40 @@ def test_followed_crawl_keeps_the_rest_of_its_max_runtime(tmp_path: Path) -> Non
         crawl.wait()
 
 
-def test_survey_reattaches_live_crawls_and_judges_ended_ones(tmp_path: Path) -> None:
+def test_a_crawl_found_gone_at_recovery_frees_no_slot_a_followed_one_holds(
+    tmp_path: Path,
+) -> None:
+    jobs, store, gone_id = _recovering(tmp_path, Clock())  # one slot
+    gone = _sleeper()
+    gone.kill()
+    gone.wait()
+    store.record_handle(gone_id, format_handle(gone.pid, T0), "local")
+    live_id, waiting_id = str(uuid.uuid4()), str(uuid.uuid4())
+    store.insert(Job(live_id, PENDING, USER, "now", "toy", "sleepy"))
+    store.mark_running(live_id)
+    store.insert(Job(waiting_id, PENDING, USER, "now", "toy", "items"))
+    crawl = _sleeper(start_new_session=True)
+    try:
+        handle = format_handle(crawl.pid, process_start_time(crawl.pid))
+        store.record_handle(live_id, handle, "local")
+        jobs.startService()  # recovers (the gone crawl is reported first), then dispatches
+        assert store.get(gone_id).status == "FAILED"
+        assert store.get(live_id).status == RUNNING
+        assert jobs.executor.running_ids() == {live_id}
+        assert store.get(waiting_id).status == PENDING  # the followed crawl has the slot
+    finally:
+        crawl.kill()
+        crawl.wait()
+
+
+def test_left_running_jobs_carry_their_handle_and_time_left() -> None:
     live = Job("a", RUNNING, USER, "now", "toy", "sleepy", started=T0, max_runtime=150.0)
-    ended = Job("b", RUNNING, USER, "now", "toy", "sleepy", started=T0)
-    (tmp_path / "b").mkdir()
-    (tmp_path / "b" / "job.json").write_text('{"close_reason": "finished"}')
-    found = survey(
-        [live, ended],
-        data_dir=tmp_path,
-        default_max_runtime=0.0,
-        now=T0 + 100,
-        locate=lambda job: (42, T0) if job.id == "a" else None,
-    )
+    live = Job(**{**live.__dict__, "handle": "42:1700000000.0", "node": "local"})
+    unknown = Job("b", RUNNING, USER, "now", "toy", "sleepy", started=T0, version="v2")
+    found = left_running([live, unknown], default_max_runtime=0.0, now=T0 + 100)
     assert found == [
-        Reattach(live, 42, T0, 50.0),
-        Ended(ended, SUCCESSFUL, "finished while the daemon restarted (exit status unknown)"),
+        LeftRunning("a", "toy", None, "sleepy", "42:1700000000.0", "local", 50.0),
+        LeftRunning("b", "toy", "v2", "sleepy", None, None, None),
     ]
 
 

@@ -39,11 +39,12 @@ FINISHED = Job(
     exit_code=-9,
     parent="7d1e2c3b-4a59-4687-8b9c-0d1e2f3a4b5c",
     reason="killed by signal SIGKILL \u2014 after 1 h",
-    pid=4242,
-    proc_start=1792888200.5,
+    handle="4242:1792888200.5",
+    node="local",
     timezone="Europe/Berlin",
     leftovers_killed=2,
     stats='{"finish_reason": "finished", "item_scraped_count": 3}',
+    anomalies='{"compared_with": 2, "findings": [{"what": "items", "expected": 9, "seen": 3}]}',
     seq=17,
 )
 # Winter time; microseconds at both ends and one that rounds.
@@ -76,7 +77,9 @@ FINISHED_JSON = (
     '"reason": "killed by signal SIGKILL \u2014 after 1 h", '
     '"settings": ["AUTOTHROTTLE_ENABLED", "CMC_API_KEY"], "max_runtime": 1.5, '
     '"next_run": null, "last_fire": null, "skipped": 0, "leftovers_killed": 2, '
-    '"stats": {"finish_reason": "finished", "item_scraped_count": 3}}'
+    '"node": "local", "stats": {"finish_reason": "finished", "item_scraped_count": 3}, '
+    '"paused": false, "misfires": 0, "last_run": null, '
+    '"anomalies": {"compared_with": 2, "findings": [{"what": "items", "expected": 9, "seen": 3}]}}'
 )
 SCHEDULED_JSON = (
     '{"identifier": "1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9", "status": "SCHEDULED", '
@@ -87,7 +90,8 @@ SCHEDULED_JSON = (
     '"reason": null, "settings": [], "max_runtime": null, '
     '"next_run": "2026-01-01T01:05:00+01:00", '
     '"last_fire": "2026-01-01T00:59:59.500000+01:00", "skipped": 3, '
-    '"leftovers_killed": null, "stats": null}'
+    '"leftovers_killed": null, "node": null, "stats": null, "paused": false, "misfires": 0, '
+    '"last_run": null, "anomalies": null}'
 )
 
 
@@ -190,7 +194,12 @@ def reference_dict(job: Job, tz: ZoneInfo) -> dict[str, Any]:
         "last_fire": iso(job.last_fire),
         "skipped": job.skipped,
         "leftovers_killed": job.leftovers_killed,
+        "node": job.node,
         "stats": None if job.stats is None else json.loads(job.stats),
+        "paused": job.paused,
+        "misfires": job.misfires,
+        "last_run": None,
+        "anomalies": None if job.anomalies is None else json.loads(job.anomalies),
     }
 
 
@@ -320,3 +329,35 @@ def test_a_completed_page_among_many_jobs(tmp_path: Path) -> None:
     assert len(rows) == 100
     expected = [reference_dict(j, BERLIN) for j in reversed(jobs) if j.status != SCHEDULED][5:105]
     assert JobJson(BERLIN).jobs(rows) == json.dumps(expected, ensure_ascii=False)[1:-1]
+
+
+def test_a_schedule_shows_its_newest_run_paused_and_misfires(tmp_path: Path) -> None:
+    """last_run is the schedule's newest run (the store computes it per row); paused and
+    misfires are its own columns; a run has no last_run."""
+    older = dataclasses.replace(
+        FINISHED, id="00000000-0000-4000-8000-000000000001", parent=SCHEDULED_JOB.id
+    )
+    newer = dataclasses.replace(
+        FINISHED,
+        id="00000000-0000-4000-8000-000000000002",
+        parent=SCHEDULED_JOB.id,
+        status=SUCCESSFUL,
+        started=1767226000.0,
+        finished=1767226060.0,
+        updated=1767226060.0,
+    )
+    paused = dataclasses.replace(SCHEDULED_JOB, paused=True, misfires=4)
+    store = store_with(tmp_path, paused, older, newer)
+    rows = store.list_rows(JOB_COLUMNS, None, limit=10)
+    shown = json.loads("[" + JobJson(BERLIN).jobs(rows) + "]")
+    schedule = next(j for j in shown if j["identifier"] == SCHEDULED_JOB.id)
+    assert schedule["paused"] is True and schedule["misfires"] == 4
+    assert schedule["last_run"] == {
+        "identifier": newer.id,
+        "status": "SUCCESSFUL",
+        "created": datetime.fromtimestamp(newer.created, BERLIN).isoformat(),
+        "started": "2026-01-01T01:06:40+01:00",
+        "finished": "2026-01-01T01:07:40+01:00",
+    }
+    assert all(j["last_run"] is None for j in shown if j["identifier"] != SCHEDULED_JOB.id)
+    assert all(j["paused"] is False for j in shown if j["identifier"] != SCHEDULED_JOB.id)

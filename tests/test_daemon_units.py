@@ -30,6 +30,7 @@ from daemon.domain import (
 )
 from daemon.job_store import Job, StateConflict, Store, StoreError
 from daemon.launcher import Outcome, crawl_args, crawl_command, crawl_env
+from daemon.local_handle import format_handle, parse_handle
 from daemon.verdict import verdict
 
 # -- config ---------------------------------------------------------------------------
@@ -96,12 +97,20 @@ def test_the_repo_config_loads() -> None:
         ("cancel_grace: -1\n", "'cancel_grace'"),
         ("- a list\n", "mapping"),
         ("port: [\n", "not valid YAML"),
+        ("executor: remote\n", "'executor': unknown executor 'remote'; use one of local"),
+        ("executor: celery\n", "'executor': executor 'celery' (crawls on worker hosts) is not"),
+        ("executor: 3\n", "'executor'"),
     ],
 )
 def test_config_errors_name_the_key(tmp_path: Path, text: str, words: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, text), environ={})
     assert words in str(info.value)
+
+
+def test_config_executor_is_local_by_default_and_when_named(tmp_path: Path) -> None:
+    assert load_config(None, environ={}).executor == "local"
+    assert load_config(write(tmp_path, "executor: local\n"), environ={}).executor == "local"
 
 
 def test_config_password_from_environment_never_in_repr(tmp_path: Path) -> None:
@@ -214,6 +223,62 @@ def job(job_id: str, status: str = PENDING, **kw) -> Job:
     )
 
 
+def _store_with_pid_columns(path: Path) -> None:
+    """A job store as the daemon wrote it before the executor seam: bare `pid` and
+    `proc_start` columns where `handle` and `node` are now."""
+    import sqlite3
+
+    from daemon.job_store import _SCHEMA, SCHEMA_VERSION
+
+    old_schema = _SCHEMA.replace(
+        "handle TEXT,\n    node TEXT,", "pid INTEGER,\n    proc_start REAL,"
+    )
+    assert old_schema != _SCHEMA
+    old = sqlite3.connect(path)
+    old.executescript(old_schema)
+    old.execute("INSERT INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+    rows = [
+        ("ran", "RUNNING", 1, 1.0, 4242, 1700000000.5),
+        ("nostart", "RUNNING", 1, 1.0, 4243, None),
+        ("waits", "PENDING", 1, None, None, None),
+    ]
+    for job_id, status, active, started, pid, proc_start in rows:
+        old.execute(
+            "INSERT INTO jobs (id, status, active, actor, schedule, project, spider, created,"
+            " updated, started, pid, proc_start)"
+            " VALUES (?, ?, ?, 'USER', 'now', 'p', 's', 1, 1, ?, ?, ?)",
+            (job_id, status, active, started, pid, proc_start),
+        )
+    old.commit()
+    old.close()
+
+
+def test_a_store_with_pid_columns_migrates_them_to_local_handles(tmp_path: Path) -> None:
+    path = tmp_path / "d.sqlite"
+    _store_with_pid_columns(path)
+    for _ in range(2):  # the second open finds nothing left to migrate
+        store = Store(path)
+        ran, nostart, waits = (store.get(i) for i in ("ran", "nostart", "waits"))
+        assert (ran.handle, ran.node, ran.pid) == ("4242:1700000000.5", "local", 4242)
+        assert parse_handle(ran.handle) == (4242, 1700000000.5)
+        assert (nostart.handle, nostart.pid) == ("4243:", 4243)
+        assert parse_handle(nostart.handle) == (4243, None)
+        assert (waits.handle, waits.node, waits.pid) == (None, None, None)
+        store.record_handle("ran", "9:1.5", "local")
+        assert store.get("ran").pid == 9
+        store.record_handle("ran", "4242:1700000000.5", "local")
+        store.close()
+
+
+def test_a_handle_of_another_node_has_no_pid() -> None:
+    remote = job("r", RUNNING, handle="4242:1.0", node="worker-1")
+    assert remote.pid is None
+    assert job("l", RUNNING, handle="4242:1.0", node="local").pid == 4242
+    for bad in ("", "x:1", "-1:2", "12:x", None):
+        assert parse_handle(bad) is None
+    assert format_handle(12, None) == "12:" and format_handle(12, 1.25) == "12:1.25"
+
+
 def test_store_transitions_are_guarded(tmp_path: Path) -> None:
     store = Store(tmp_path / "d.sqlite")
     store.insert(job("a"))
@@ -221,8 +286,12 @@ def test_store_transitions_are_guarded(tmp_path: Path) -> None:
     assert running.status == RUNNING and running.started is not None
     with pytest.raises(StateConflict):
         store.mark_running("a")  # never started twice under one id
-    store.record_process("a", 123, 1.5)
-    assert store.get("a").pid == 123
+    store.record_handle("a", "123:1.5", "local")
+    assert (store.get("a").handle, store.get("a").node, store.get("a").pid) == (
+        "123:1.5",
+        "local",
+        123,
+    )
     done = store.finish("a", SUCCESSFUL, None, 0)
     assert done.status == SUCCESSFUL and done.exit_code == 0 and not done.active
     assert store.finish("a", FAILED) is None  # already final

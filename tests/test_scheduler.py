@@ -38,6 +38,7 @@ class MemoryHost:
         self.runs: list[tuple[str, datetime]] = []
         self.skips: list[tuple[str, datetime]] = []
         self.events: list[tuple[str, str]] = []
+        self.misfires: dict[str, int] = {}
         self.finished: list[tuple[str, float]] = []
         self.next_runs: dict[str, datetime | None] = {}
         self.active: set[str] = set()
@@ -83,6 +84,9 @@ class MemoryHost:
 
     def record_event(self, job_id: str, text: str) -> None:
         self.events.append((job_id, text))
+
+    def record_misfires(self, job_id: str, count: int) -> None:
+        self.misfires[job_id] = self.misfires.get(job_id, 0) + count
 
     def schedule_finished(self, job_id: str) -> None:
         self.finished.append((job_id, self.clock.seconds()))
@@ -170,6 +174,7 @@ def test_a_held_up_reactor_coalesces_the_missed_firings() -> None:
     [(job_id, text)] = host.events
     assert job_id == "a"
     assert "missed 3 firings" in text and "coalesced" in text
+    assert host.misfires == {"a": 2}  # 20 and 30 gave no run; 40 ran
     assert scheduler.next_run("a") == at(50)
     clock.advance(5)
     assert fire_times(host, "a") == [at(10), at(40), at(50)]
@@ -225,6 +230,21 @@ def test_re_adding_a_job_replaces_its_schedule() -> None:
     assert pending_calls(clock) == 1
 
 
+def test_a_job_armed_again_from_a_given_fire_time_fires_from_there() -> None:
+    """A resumed or edited schedule is armed at a fire time after now: the ones before
+    it (a pause) are neither fired nor counted as misfires."""
+    clock, host, scheduler = make()
+    host.schedule("a", "every 10 seconds")
+    clock.advance(10)
+    scheduler.remove("a")  # paused
+    tick(clock, 45)  # 20 .. 50 pass while paused
+    when = parse_when("every 10 seconds", at(0), "UTC")
+    assert scheduler.add("a", when, at=when.next_after(at(55))) == at(60)
+    tick(clock, 15)
+    assert fire_times(host, "a") == [at(10), at(60), at(70)]
+    assert host.misfires == {} and host.events == []
+
+
 # -- one-shot schedules finish ------------------------------------------------------------
 
 
@@ -268,6 +288,7 @@ def test_misfires_while_down_are_coalesced_into_one_run() -> None:
     [(_, text)] = host.events
     assert "missed 30 firings while the daemon was down" in text
     assert "coalesced into one run" in text
+    assert host.misfires == {"a": 29}
     assert scheduler.next_run("a") == at(180 + 31 * 60)  # still on the creation grid
     tick(clock, 35)
     assert fire_times(host, "a")[4:] == [at(180 + 31 * 60)]
@@ -286,6 +307,7 @@ def test_misfires_beyond_the_grace_are_skipped() -> None:
     [(_, text)] = host.events
     assert "missed 2 firings while the daemon was down" in text
     assert "1200 s late, beyond misfire_grace 600 s): skipped" in text
+    assert host.misfires == {"a": 2}
     assert host.next_runs["a"] == at(14400)
     assert scheduler.next_run("a") == at(14400)
     clock.advance(2400)

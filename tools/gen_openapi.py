@@ -167,6 +167,71 @@ STATS: dict[str, Any] = {
 }
 
 
+ANOMALIES: dict[str, Any] = {
+    "anyOf": [
+        obj(
+            {
+                "compared_with": {
+                    **INT,
+                    "description": "how many earlier successful runs of the spider with the "
+                    "same arguments it was compared with (their median)",
+                },
+                "findings": {
+                    "type": "array",
+                    "items": obj(
+                        {
+                            "what": {
+                                "enum": [
+                                    "items",
+                                    "error_rate",
+                                    "retry_rate",
+                                    "duration",
+                                    "field_coverage",
+                                ]
+                            },
+                            "expected": {**NUM, "description": "the history's median"},
+                            "seen": {**NUM, "description": "this run's figure"},
+                            "field": {**STR, "description": "the item field (field_coverage)"},
+                        },
+                        ("what", "expected", "seen"),
+                    ),
+                },
+                "note": {**STR, "description": "no history yet: why nothing was compared"},
+            },
+            ("compared_with", "findings"),
+        ),
+        {"type": "null"},
+    ],
+    "description": "the run compared with its history once it ended (config.yaml "
+    "`anomalies:`); null while active, when canceled or never started, or for runs "
+    "ended before the daemon compared runs",
+}
+
+
+WEBHOOK = obj(
+    {
+        "webhook": INT,
+        "url": STR,
+        "events": {"type": "array", "items": STR},
+        "signed": {"type": "boolean", "description": "whether it has a secret_env"},
+    },
+    ("webhook", "url", "events", "signed"),
+)
+ATTEMPT = obj(
+    {
+        "time": STRN,
+        "status": {**INTN, "description": "the receiver's HTTP status; null: no answer"},
+        "answer": {**STR, "description": "the start of its answer, or why there was none"},
+        "outcome": {"enum": ["delivered", "failed", "given_up"]},
+        "delivery": {**STRN, "description": "the body's delivery id (the same on retries)"},
+        "event": STRN,
+        "job": STRN,
+        "attempts": {**INTN, "description": "attempts of that delivery so far"},
+    },
+    ("time", "status", "answer", "outcome"),
+)
+
+
 JOB = obj(
     {
         "identifier": {"type": "string", "format": "uuid"},
@@ -195,7 +260,38 @@ JOB = obj(
             "description": "processes of the crawl still alive after its main process "
             "ended, killed then (null: not a run, or not ended yet)",
         },
+        "node": {
+            **STRN,
+            "description": 'where the crawl runs or ran ("local": the daemon\'s machine); '
+            "null until it starts",
+        },
         "stats": STATS,
+        "paused": {
+            "type": "boolean",
+            "description": "a scheduled job that does not fire until resumed",
+        },
+        "misfires": {
+            **INT,
+            "description": "fire times of a scheduled job missed (daemon down, reactor held "
+            "up) that gave no run: skipped beyond misfire_grace or coalesced with a later one",
+        },
+        "last_run": {
+            "anyOf": [
+                obj(
+                    {
+                        "identifier": {"type": "string", "format": "uuid"},
+                        "status": {"enum": STATUSES},
+                        "created": STRN,
+                        "started": STRN,
+                        "finished": STRN,
+                    },
+                    ("identifier", "status", "created", "started", "finished"),
+                ),
+                {"type": "null"},
+            ],
+            "description": "a scheduled job's newest run (null: none yet, or not a schedule)",
+        },
+        "anomalies": ANOMALIES,
         "events": {
             "type": "array",
             "description": "the job's history (only when asked by id)",
@@ -271,6 +367,23 @@ JOB_ID_PARAM = path_param(
     "job_id",
     {"type": "string", "format": "uuid"},
     "a job identifier (canonical lower-case UUID; anything else is an unknown job, 404)",
+)
+
+ID_BODY = form_body({"id": STR}, ("id",), {"id": "00000000-0000-4000-8000-000000000000"})
+# In a JSON body: one id, a list of them, or null (left out, as for every field).
+ID_OR_IDS: dict[str, Any] = {
+    "anyOf": [STR, {"type": "array", "items": STR, "maxItems": 1000}, {"type": "null"}],
+}
+SCHEDULE_REPLY = ok_with(
+    {
+        "identifier": {"type": "string", "format": "uuid"},
+        "job_status": {"enum": STATUSES},
+        "schedule": STR,
+        "paused": {"type": "boolean"},
+        "next_run": {**STRN, "description": "null while paused"},
+        "ignored": {"type": "array", "items": STR, "description": "past timestamps left out"},
+    },
+    ("identifier", "job_status", "schedule", "paused", "next_run"),
 )
 
 PATHS: dict[str, Any] = {
@@ -557,6 +670,197 @@ PATHS: dict[str, Any] = {
             },
         }
     },
+    "/pause-schedule.json": {
+        "post": {
+            "summary": "Pause a scheduled job: it does not fire (even after a restart) until "
+            "resumed; its running run goes on. Pausing a paused one changes nothing",
+            "operationId": "pause_schedule",
+            "requestBody": ID_BODY,
+            "responses": {
+                "200": json_response("Paused", SCHEDULE_REPLY),
+                **scrapydo_errors(400, 404, 409, 507, post=True),
+            },
+        }
+    },
+    "/resume-schedule.json": {
+        "post": {
+            "summary": "Resume a paused scheduled job from its first fire time after now: fire "
+            "times that fell in the pause are not run and not counted as misfires (a one-shot "
+            "schedule whose times all passed is then complete, job_status SUCCESSFUL)",
+            "operationId": "resume_schedule",
+            "requestBody": ID_BODY,
+            "responses": {
+                "200": json_response("Resumed", SCHEDULE_REPLY),
+                **scrapydo_errors(400, 404, 409, 507, post=True),
+            },
+        }
+    },
+    "/edit-schedule.json": {
+        "post": {
+            "summary": "Replace a scheduled job's `when` (schedule-job's grammar and 400 "
+            "messages; not `now`); its fire times count from now, as preview-when shows them. "
+            "A paused job stays paused",
+            "operationId": "edit_schedule",
+            "requestBody": form_body(
+                {"id": STR, "when": {**STR, "description": "every ... | cron ... | at ..."}},
+                ("id", "when"),
+                {"id": "00000000-0000-4000-8000-000000000000", "when": "every day at 12:30"},
+            ),
+            "responses": {
+                "200": json_response("Edited", SCHEDULE_REPLY),
+                **scrapydo_errors(400, 404, 409, 507, post=True),
+            },
+        }
+    },
+    "/run-now.json": {
+        "post": {
+            "summary": "Start one run of a scheduled job now (actor USER, parent the schedule; "
+            "its fire times do not move); 409 while its last run is pending or running",
+            "operationId": "run_now",
+            "requestBody": ID_BODY,
+            "responses": {
+                "200": json_response(
+                    "The run, PENDING (started at once when a slot is free)",
+                    ok_with(
+                        {"identifier": {"type": "string", "format": "uuid"}, "parent": STR},
+                        ("identifier", "parent"),
+                    ),
+                ),
+                **scrapydo_errors(400, 404, 409, 507, post=True),
+            },
+        }
+    },
+    "/rerun-job.json": {
+        "post": {
+            "summary": "A new PENDING job with a finished run's project, spider, payload, "
+            "settings, max_runtime, priority, description and version (pinned: the same; "
+            "none: the latest); 409 for an active job, a schedule, or a project, version or "
+            "spider that is gone",
+            "operationId": "rerun_job",
+            "requestBody": ID_BODY,
+            "responses": {
+                "200": json_response(
+                    "Re-run",
+                    ok_with(
+                        {
+                            "identifier": {"type": "string", "format": "uuid"},
+                            "rerun_of": {"type": "string", "format": "uuid"},
+                        },
+                        ("identifier", "rerun_of"),
+                    ),
+                ),
+                **scrapydo_errors(400, 404, 409, 500, 507, post=True),
+            },
+        }
+    },
+    "/cancel-jobs.json": {
+        "post": {
+            "summary": "Cancel many jobs at once (at most 1000 ids; repeated id, or a JSON "
+            'body {"ids": [...]}); answers when all are settled, one result per id (an '
+            "unknown or finished id does not stop the others; a malformed one refuses the "
+            "request, nothing canceled)",
+            "operationId": "cancel_jobs",
+            "requestBody": form_body(
+                {
+                    "id": {"type": "array", "items": STR, "maxItems": 1000},
+                    "ids": {"type": "array", "items": STR, "maxItems": 1000},
+                },
+                (),
+                {"id": ["00000000-0000-4000-8000-000000000000"]},
+                {
+                    "id": ID_OR_IDS,
+                    "ids": ID_OR_IDS,
+                },
+            ),
+            "responses": {
+                "200": json_response(
+                    "One result per id given (a repeated id once)",
+                    ok_with(
+                        {
+                            "results": {
+                                "type": "array",
+                                "items": obj(
+                                    {
+                                        "id": STR,
+                                        "result": {
+                                            "enum": [
+                                                "canceled",
+                                                "not active",
+                                                "unknown",
+                                                "error",
+                                            ]
+                                        },
+                                        "status": {
+                                            **STRN,
+                                            "description": "the job's status after the call",
+                                        },
+                                        "msg": {**STR, "description": "for error"},
+                                    },
+                                    ("id", "result", "status"),
+                                ),
+                            },
+                            "counts": {
+                                "type": "object",
+                                "additionalProperties": INT,
+                            },
+                        },
+                        ("results", "counts"),
+                    ),
+                ),
+                **scrapydo_errors(400, post=True),
+            },
+        }
+    },
+    "/preview-when.json": {
+        "get": {
+            "summary": "Validate a `when` spec as schedule-job would (same 400 messages) and "
+            "show its next fire times and a plain reading; nothing is stored",
+            "operationId": "preview_when",
+            "parameters": [
+                {
+                    **query("when", STR, "the spec", example="every day at 12:30"),
+                    "required": True,
+                },
+                query("count", int_or_empty(1, 20), "how many fire times (default 5)"),
+                query(
+                    "timezone",
+                    STR,
+                    "an IANA zone (e.g. the browser's) to show the times in as well, as "
+                    "`local`; the spec is read in the daemon's zone, as schedule-job reads it",
+                ),
+            ],
+            "responses": {
+                "200": json_response(
+                    "Preview",
+                    ok_with(
+                        {
+                            "when": {**STR, "description": "the spec, normalised"},
+                            "reading": {**STR, "description": 'e.g. "every day at 12:30"'},
+                            "timezone": {**STR, "description": "the daemon's zone"},
+                            "next_runs": {
+                                "type": "array",
+                                "items": obj(
+                                    {
+                                        "time": {**STR, "description": "in the daemon's zone"},
+                                        "utc": STR,
+                                        "local": {**STR, "description": "in `timezone`"},
+                                    },
+                                    ("time", "utc"),
+                                ),
+                            },
+                            "ignored": {
+                                "type": "array",
+                                "items": STR,
+                                "description": "past timestamps left out",
+                            },
+                        },
+                        ("when", "reading", "timezone", "next_runs", "ignored"),
+                    ),
+                ),
+                **scrapydo_errors(400),
+            },
+        }
+    },
     "/remove-project.json": {
         "post": {
             "summary": "Remove a pushed project (refused while it has active jobs)",
@@ -766,6 +1070,62 @@ PATHS: dict[str, Any] = {
             },
         }
     },
+    "/metrics": {
+        "get": {
+            "summary": "The daemon's figures in Prometheus' text format (for a scraper)",
+            "description": "Jobs by status, project and spider; running, pending, slots; "
+            "dispatch latency and run duration histograms; items scraped; webhook delivery "
+            "attempts; anomalies; the reactor's busy time. Same auth as the API, or "
+            "`Authorization: Bearer <token>` with the token of `metrics.token_env` (that "
+            "token opens /metrics only).",
+            "operationId": "metrics",
+            "responses": {
+                "200": {
+                    "description": "Prometheus text format 0.0.4",
+                    "content": {"text/plain": {"schema": STR}},
+                },
+                **scrapydo_errors(400),
+            },
+        }
+    },
+    "/webhooks": {
+        "get": {
+            "summary": "The configured webhooks (config.yaml `webhooks:`), numbered from 0",
+            "operationId": "list_webhooks",
+            "responses": {
+                "200": json_response(
+                    "The webhooks (URL without credentials or query)",
+                    ok_with({"webhooks": {"type": "array", "items": WEBHOOK}}, ("webhooks",)),
+                ),
+                **scrapydo_errors(400),
+            },
+        }
+    },
+    "/webhooks/{number}/deliveries": {
+        "get": {
+            "summary": "A webhook's delivery log: recent attempts, newest first, with the "
+            "receiver's answers, and how many deliveries wait",
+            "operationId": "webhook_deliveries",
+            "parameters": [
+                path_param("number", STR, "the webhook's number (its place in the config, from 0)"),
+                query("limit", int_or_empty(1, 1000), "at most this many attempts (50)"),
+            ],
+            "responses": {
+                "200": json_response(
+                    "The log",
+                    ok_with(
+                        {
+                            **WEBHOOK["properties"],
+                            "pending": {**INT, "description": "deliveries not yet made"},
+                            "attempts": {"type": "array", "items": ATTEMPT},
+                        },
+                        ("webhook", "url", "pending", "attempts"),
+                    ),
+                ),
+                **scrapydo_errors(400, 404),
+            },
+        }
+    },
     "/openapi.json": {
         "get": {
             "summary": "This description",
@@ -803,6 +1163,7 @@ SPEC: dict[str, Any] = {
         "securitySchemes": {
             "basic": {"type": "http", "scheme": "basic"},
             "digest": {"type": "http", "scheme": "digest"},
+            "scrape_token": {"type": "http", "scheme": "bearer"},
         },
         "schemas": {
             "Error": obj({"status": {"const": "error"}, "msg": STR}, ("status", "msg")),

@@ -3,8 +3,12 @@
 - scrapy-do's API at the root (daemon/api/scrapydo.py), with `/openapi.json`
   (daemon/api/openapi.py) describing every app;
 - the coin API under `/api/` (daemon/api/coins.py);
+- Prometheus' scrape endpoint at `/metrics` (daemon/api/metrics.py);
+- the webhooks' delivery log under `/webhooks/` (daemon/api/webhooks.py);
 - scrapyd's API under `/scrapyd/` when `scrapyd.enabled` (daemon/api/scrapyd/), and alone
-  at the root of a second listener when `scrapyd.port` is set (app.py).
+  at the root of a second listener when `scrapyd.port` is set (app.py);
+- the dashboard's HTML pages under `/ui/` (daemon/ui/), where `/` redirects. Pages are
+  not API routes: they are mounted beside the APIs but not described in openapi.json.
 
 A new endpoint is a route in the app of its API. A new API is a module with
 `make_app(ctx) -> Klein` (built with `routing.new_app(envelope)`) added to `MOUNTED`.
@@ -19,7 +23,7 @@ from collections.abc import Callable
 
 from klein import Klein
 
-from daemon.api import coins, openapi, scrapydo
+from daemon.api import coins, metrics, openapi, scrapydo, webhooks
 from daemon.api.context import ApiContext
 from daemon.api.routing import Mounts
 from daemon.api.scrapyd import listener as scrapyd_listener
@@ -27,18 +31,27 @@ from daemon.api.scrapyd import listener as scrapyd_listener
 __all__ = ["MOUNTED", "ApiContext", "Apps", "make_apps"]
 
 #: prefix (first path segment) -> the factory of the app served under it.
-MOUNTED: dict[str, Callable[[ApiContext], Klein]] = {"api": coins.make_app}
+MOUNTED: dict[str, Callable[[ApiContext], Klein]] = {
+    "api": coins.make_app,
+    "metrics": metrics.make_app,
+    "webhooks": webhooks.make_app,
+}
 
 
 class Apps:
-    """The daemon's apps: `root` serves every path no prefix claims."""
+    """The daemon's apps: `root` serves every path no prefix claims; `pages` are the
+    HTML apps (the dashboard), mounted like the APIs but not API routes."""
 
-    def __init__(self, root: Klein, mounted: dict[str, Klein]) -> None:
+    def __init__(
+        self, root: Klein, mounted: dict[str, Klein], pages: dict[str, Klein] | None = None
+    ) -> None:
         self.root = root
         self.mounted = mounted
+        self.pages = pages or {}
 
     def resource(self) -> Mounts:
-        return Mounts(self.root, self.mounted)
+        home = next(iter(self.pages), None)
+        return Mounts(self.root, {**self.mounted, **self.pages}, home=home)
 
     def routes(self) -> list[tuple[str, str, set[str]]]:
         """(prefix, rule, methods) of every route of every app; prefix "" is the root."""
@@ -46,7 +59,9 @@ class Apps:
         for prefix, app in [("", self.root), *self.mounted.items()]:
             base = f"/{prefix}" if prefix else ""
             for rule in app.url_map.iter_rules():
-                out.append((base, rule.rule, set(rule.methods or ())))
+                # A mounted app's own root is its prefix ("/metrics", not "/metrics/").
+                path = "" if base and rule.rule == "/" else rule.rule
+                out.append((base, path, set(rule.methods or ())))
         return out
 
 
@@ -56,4 +71,6 @@ def make_apps(ctx: ApiContext) -> Apps:
     mounted = {prefix: factory(ctx) for prefix, factory in MOUNTED.items()}
     if ctx.config.scrapyd.enabled:
         mounted["scrapyd"] = scrapyd_listener.mounted_app(ctx)
-    return Apps(root, mounted)
+    from daemon import ui  # the dashboard imports this package's plumbing
+
+    return Apps(root, mounted, {"ui": ui.make_app(ctx)})

@@ -8,11 +8,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # imported for the annotations only: the services import nothing of api/
     from daemon.coin_service import CoinService
     from daemon.config import Config
+    from daemon.events import EventBus
     from daemon.job_store import JobReads
     from daemon.jobs import JobsService
+    from daemon.metrics import Metrics
     from daemon.projects import ProjectStore
     from daemon.scheduler import Scheduler
     from daemon.stall import StallMonitor
+    from daemon.webhooks import WebhookService
     from daemon.zygotes import ZygotePool
 
 
@@ -28,4 +31,7 @@ class ApiContext:
     coins: CoinService
     stall: StallMonitor
     started: float  # the daemon's start (time.time()), for uptime
+    metrics: Metrics  # /metrics
+    webhooks: WebhookService  # /webhooks/
+    bus: EventBus | None = None  # what changed, for the dashboard's live updates
     zygotes: ZygotePool | None = None  # warm starts, for status.json

@@ -42,7 +42,12 @@ JOB_COLUMNS = (
     "last_fire",
     "skipped",
     "leftovers_killed",
+    "node",
     "stats",
+    "paused",
+    "misfires",
+    "last_run",
+    "anomalies",
 )
 
 _fromtimestamp = datetime.fromtimestamp
@@ -120,7 +125,12 @@ class JobJson:
             last_fire,
             skipped,
             leftovers_killed,
+            node,
             stats,
+            paused,
+            misfires,
+            last_run,
+            anomalies,
         ) = row
         tz = self.tz
         texts: tuple[str, ...]
@@ -161,6 +171,8 @@ class JobJson:
             stats = self.live(id_)
         # The store's text was checked to be a JSON object when it was written.
         stats_j = stats if stats.__class__ is str else "null"
+        # Written by daemon.anomaly_watch with json.dumps: an object.
+        anomalies_j = anomalies if anomalies.__class__ is str else "null"
         return (
             f'{{"identifier": {id_j}, "status": {status_j}, "actor": {actor_j}, '
             f'"schedule": {schedule_j}, "project": {project_j}, "spider": {spider_j}, '
@@ -172,7 +184,23 @@ class JobJson:
             f'"reason": {_text(reason)}, "settings": {_setting_names(settings)}, '
             f'"max_runtime": {_number(max_runtime)}, "next_run": {_quoted(next_run, tz)}, '
             f'"last_fire": {_quoted(last_fire, tz)}, "skipped": {_number(skipped)}, '
-            f'"leftovers_killed": {_number(leftovers_killed)}, "stats": {stats_j}}}'
+            f'"leftovers_killed": {_number(leftovers_killed)}, "node": {_text(node)}, '
+            f'"stats": {stats_j}, '
+            f'"paused": {"true" if paused else "false"}, "misfires": {_number(misfires)}, '
+            f'"last_run": {self._last_run(last_run)}, "anomalies": {anomalies_j}}}'
+        )
+
+    def _last_run(self, value: Any) -> str:
+        """A schedule's newest run, from the store's [id, status, created, started,
+        finished] (see job_store._DERIVED_COLUMNS); null when it has none."""
+        if value.__class__ is not str:
+            return "null"
+        id_, status, created, started, finished = json.loads(value)
+        tz = self.tz
+        return (
+            f'{{"identifier": {_text(id_)}, "status": {_text(status)}, '
+            f'"created": {_quoted(created, tz)}, "started": {_quoted(started, tz)}, '
+            f'"finished": {_quoted(finished, tz)}}}'
         )
 
     def jobs(self, rows: Iterable[Sequence[Any]]) -> str:
@@ -186,5 +214,6 @@ def _quoted(ts: float | None, tz: ZoneInfo) -> str:
 
 
 def job_row(job: Job) -> tuple[Any, ...]:
-    """A Job as a row of JOB_COLUMNS (for a job already read as a Job)."""
-    return tuple(getattr(job, name) for name in JOB_COLUMNS)
+    """A Job as a row of JOB_COLUMNS (for a job already read as a Job; the columns the
+    store computes, such as last_run, are null)."""
+    return tuple(getattr(job, name, None) for name in JOB_COLUMNS)

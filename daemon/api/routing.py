@@ -71,16 +71,39 @@ def install_error_handlers(app: Klein, envelope: Envelope) -> None:
         return envelope(request, "Internal error; see the daemon log", 500)
 
 
+class HomeRedirect(resource.Resource):
+    """`/`: a relative redirect to the dashboard, so it works under a proxy's sub-path."""
+
+    isLeaf = True
+
+    def __init__(self, target: bytes) -> None:
+        super().__init__()
+        self.target = target
+
+    def render(self, request: Any) -> bytes:
+        if request.method not in (b"GET", b"HEAD"):
+            request.setHeader(b"Allow", b"GET, HEAD")
+            request.setResponseCode(405)
+            request.setHeader(b"Content-Type", b"application/json")
+            return b'{"status": "error", "msg": "Method not allowed"}\n'
+        request.setResponseCode(302)
+        request.setHeader(b"Location", self.target)
+        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        return b"See " + self.target + b"\n"
+
+
 class Mounts(resource.Resource):
     """The site's root: the app mounted under the request's first path segment, else
     the root app with the whole path. Each mounted app sees only the rest of the path
-    (its routes are written relative to its prefix)."""
+    (its routes are written relative to its prefix). With `home`, `/` redirects there."""
 
-    def __init__(self, root: Klein, mounted: Mapping[str, Klein]) -> None:
+    def __init__(self, root: Klein, mounted: Mapping[str, Klein], home: str | None = None) -> None:
         super().__init__()
         self.root = root.resource()
         for prefix, app in mounted.items():
             self.putChild(prefix.encode(), app.resource())
+        if home is not None:
+            self.putChild(b"", HomeRedirect(home.encode() + b"/"))
 
     def getChild(self, path: bytes, request: Any) -> resource.Resource:
         # Not a prefix: give the segment back, the root app routes the whole path.

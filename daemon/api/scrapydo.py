@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import re
 import socket
-from datetime import datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from klein import Klein
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IPushProducer
+from twisted.internet.threads import deferToThread
 from zope.interface import implementer
 
 from daemon.api.context import ApiContext
@@ -31,11 +33,20 @@ from daemon.api.job_json import JOB_COLUMNS, JobJson
 from daemon.api.procstats import ProcessFigures
 from daemon.api.ranges import LogFile
 from daemon.api.routing import new_app
-from daemon.domain import parse_job_id, parse_payload, parse_settings, parse_status
+from daemon.domain import (
+    RequestError,
+    parse_job_id,
+    parse_payload,
+    parse_settings,
+    parse_status,
+)
 from daemon.live_stats import read_stats
+from daemon.triggers import ScheduleError, resolve_zone
+from daemon.when_reading import describe
 
 if TYPE_CHECKING:
     from daemon.job_store import JobReads
+    from daemon.jobs import Plan
 
 VERSION = "0.1.0"
 MAX_DESCRIPTION = 2000
@@ -45,6 +56,11 @@ _TRUE = ("1", "true", "True", "yes")
 _FALSE = ("", "0", "false", "False", "no")
 SCHEDULE_FIELDS = ("project", "spider", "when", "description", "payload", "setting", "max_runtime")
 _PAYLOAD_HINT = 'spider arguments go in payload, a JSON object: payload={"coins": "BTC,ETH"}'
+PREVIEW_DEFAULT = 5
+PREVIEW_MAX = 20
+#: Most ids one cancel-jobs.json request may name.
+BULK_CANCEL_MAX = 1000
+_IDS_HINT = 'repeat id=..., or send a JSON body {"ids": ["<id>", ...]}'
 _LOG_NAME_RE = re.compile(
     r"^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.(out|err)$"
 )
@@ -160,6 +176,49 @@ def _follow(request: Any, path: Any, job_id: str, offset: int, reads: JobReads) 
     loop.clock = reactor
     loop.start(FOLLOW_INTERVAL, now=True)
     return finished
+
+
+def preview(
+    plan_of: Callable[[str], Plan],
+    spec: str,
+    count: int,
+    zone: tzinfo | None,
+    server_zone: tzinfo,
+    server_zone_name: str,
+) -> dict[str, Any]:
+    """preview-when's reply: the spec validated by `plan_of` (schedule-job's parser and
+    messages), its next `count` fire times (in the server's zone, in UTC and, when
+    asked, in `zone`), its plain reading and the past timestamps it leaves out."""
+    plan = plan_of(spec)
+    if plan.when is None:
+        return {
+            "when": "now",
+            "reading": "once, as soon as a slot is free",
+            "timezone": server_zone_name,
+            "next_runs": [],
+            "ignored": [],
+        }
+    times: list[datetime] = []
+    t = plan.next_run
+    while t is not None and len(times) < count:
+        times.append(t)
+        t = plan.when.next_after(t)
+    runs: list[dict[str, str]] = []
+    for t in times:
+        entry = {
+            "time": t.astimezone(server_zone).isoformat(),
+            "utc": t.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        }
+        if zone is not None:
+            entry["local"] = t.astimezone(zone).isoformat()
+        runs.append(entry)
+    return {
+        "when": plan.when.canonical,
+        "reading": describe(plan.when),
+        "timezone": server_zone_name,
+        "next_runs": runs,
+        "ignored": list(plan.ignored),
+    }
 
 
 # -- routes -----------------------------------------------------------------------------
@@ -353,6 +412,113 @@ def make_app(ctx: ApiContext) -> Klein:
     def cancel_job(request: Any) -> Deferred[bytes]:
         job_id = parse_job_id(required(request, "id"))
         return jobs.cancel(job_id).addCallback(lambda _: ok(request))
+
+    # -- schedule and job actions ---------------------------------------------------
+
+    def schedule_reply(request: Any, job: Any, **extra: Any) -> bytes:
+        return ok(
+            request,
+            identifier=job.id,
+            job_status=job.status,
+            schedule=job.schedule,
+            paused=job.paused,
+            next_run=shaper.iso(job.next_run),
+            **extra,
+        )
+
+    @app.route("/pause-schedule.json", methods=["POST"])
+    @accepts("id", json_body=True)
+    def pause_schedule(request: Any) -> bytes:
+        job = jobs.pause(parse_job_id(required(request, "id")))
+        return schedule_reply(request, job)
+
+    @app.route("/resume-schedule.json", methods=["POST"])
+    @accepts("id", json_body=True)
+    def resume_schedule(request: Any) -> bytes:
+        job = jobs.resume(parse_job_id(required(request, "id")))
+        return schedule_reply(request, job)
+
+    @app.route("/edit-schedule.json", methods=["POST"])
+    @accepts("id", "when", json_body=True)
+    def edit_schedule(request: Any) -> bytes:
+        job_id = parse_job_id(required(request, "id"))
+        plan = jobs.plan(required(request, "when"))  # schedule-job's grammar and messages
+        job = jobs.edit(job_id, plan)
+        extra = {"ignored": list(plan.ignored)} if plan.ignored else {}
+        return schedule_reply(request, job, **extra)
+
+    @app.route("/run-now.json", methods=["POST"])
+    @accepts("id", json_body=True)
+    def run_now(request: Any) -> bytes:
+        run = jobs.run_now(parse_job_id(required(request, "id")))
+        return ok(request, identifier=run.id, parent=run.parent)
+
+    @app.route("/rerun-job.json", methods=["POST"])
+    @accepts("id", json_body=True)
+    def rerun_job(request: Any) -> bytes | Deferred[bytes]:
+        job_id = parse_job_id(required(request, "id"))
+        old = jobs.rerunnable(job_id)  # a finished run, or the refusal saying why
+        if old.project not in projects:
+            raise ApiError(f"Job {job_id} cannot be re-run: project {old.project} is gone", 409)
+        if old.version is not None and old.version not in projects.versions(old.project):
+            raise ApiError(
+                f"Job {job_id} cannot be re-run: version {old.version} of project "
+                f"{old.project} is gone",
+                409,
+            )
+
+        def submit(spiders: list[str]) -> bytes:
+            if old.spider not in spiders:
+                raise ApiError(
+                    f"Job {job_id} cannot be re-run: project {old.project} has no spider "
+                    f"{old.spider} any more",
+                    409,
+                )
+            new = jobs.rerun(job_id)
+            return ok(request, identifier=new.id, rerun_of=job_id)
+
+        return maybeDeferred(projects.get_spiders, old.project).addCallback(submit)
+
+    @app.route("/cancel-jobs.json", methods=["POST"])
+    @accepts("id", "ids", hint=_IDS_HINT, json_body=True, lists=("id", "ids"))
+    def cancel_jobs(request: Any) -> Deferred[bytes]:
+        given = arg_list(request, "id") + arg_list(request, "ids")
+        if not given:
+            raise ApiError(f"Missing argument: id ({_IDS_HINT})")
+        if len(given) > BULK_CANCEL_MAX:
+            raise ApiError(f"at most {BULK_CANCEL_MAX} ids per request, got {len(given)}")
+        # A malformed id refuses the whole request before anything is canceled (a list
+        # with a typo is not half applied); unknown and inactive ids are per-id results.
+        try:
+            wanted = [parse_job_id(raw) for raw in given]
+        except RequestError as exc:
+            raise ApiError(f"{exc.message} (nothing was canceled)") from None
+        unique = list(dict.fromkeys(wanted))
+
+        def reply(results: list[dict[str, Any]]) -> bytes:
+            counts = {
+                kind: sum(1 for r in results if r["result"] == kind)
+                for kind in ("canceled", "not active", "unknown", "error")
+            }
+            return ok(request, results=results, counts=counts)
+
+        return jobs.cancel_many(unique).addCallback(reply)
+
+    @app.route("/preview-when.json", methods=["GET"])
+    @accepts("when", "count", "timezone")
+    def preview_when(request: Any) -> Deferred[bytes]:
+        spec = required(request, "when")
+        count = arg_int(request, "count", PREVIEW_DEFAULT, 1, PREVIEW_MAX)
+        zone_name = arg(request, "timezone")
+        try:
+            zone = resolve_zone(zone_name) if zone_name else None
+        except ScheduleError as exc:
+            raise ApiError(f"timezone: {exc}") from None
+        # Parsing and walking a cron spec costs about a millisecond per fire time: done
+        # in a worker thread (the parser is pure), so typing in a form never holds the
+        # reactor.
+        d = deferToThread(preview, jobs.plan, spec, count, zone, tz, config.timezone)
+        return d.addCallback(lambda body: ok(request, **body))
 
     @app.route("/get-log/data/<path:name>", methods=["GET"])
     @accepts("follow", "offset")

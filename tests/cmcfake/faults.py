@@ -23,6 +23,7 @@ FAULT_KINDS = (
     "truncate",  # declare the full Content-Length, send `fraction` of the body, close
     "no_next_data",  # coin page without its __NEXT_DATA__ script
     "changed_next_data",  # __NEXT_DATA__ there, but the coin under detailRes.coinDetail
+    "moved_market_cap",  # the coin page as usual, its marketCap under another key
     "api_error",  # `error_code` with the real HTTP status (or `status`, e.g. 200)
     "drop",  # close the connection without an answer
 )

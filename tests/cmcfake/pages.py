@@ -25,7 +25,7 @@ RECORDED_PAGE = FIXTURES / "page-santiment-2025-08-20.html"
 
 _MARK = "\x00"
 _CUT = "\x01"  # joins two parts of the page while the replacements run over both
-PAGE_VARIANTS = ("full", "no_next_data", "changed_next_data")
+PAGE_VARIANTS = ("full", "no_next_data", "changed_next_data", "moved_market_cap")
 # Where the coin goes in a `changed_next_data` page instead of `detailRes.detail`.
 CHANGED_DETAIL_KEY = '"coinDetail":'
 _SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
@@ -296,8 +296,9 @@ class PageTemplate:
 
     # -- per coin ------------------------------------------------------------------------
 
-    def detail(self, coin: Coin) -> dict[str, Any]:
-        """`props.pageProps.detailRes.detail` for a coin, on the recorded one's shape."""
+    def detail(self, coin: Coin, moved_market_cap: bool = False) -> dict[str, Any]:
+        """`props.pageProps.detailRes.detail` for a coin, on the recorded one's shape;
+        `moved_market_cap`: the market cap under another key (a silent layout change)."""
         base = self.detail_template
         stats = dict(base["statistics"])
         tracked = coin.tracked
@@ -321,6 +322,8 @@ class PageTemplate:
         )
         if coin.max_supply_mode == "absent":
             del stats["maxSupply"]
+        if moved_market_cap:
+            stats["marketCapUsd"] = stats.pop("marketCap")
         detail = dict(base)
         detail.update(
             id=coin.id,
@@ -429,18 +432,24 @@ class PageTemplate:
     def render(self, coin: Coin, variant: str = "full") -> bytes:
         """The page of a coin. Variants: `full`; `no_next_data`, the HTML alone (what a
         block or a failed render looks like); `changed_next_data`, the script is there
-        but the coin sits under another key (the site changed its JSON shape)."""
+        but the coin sits under another key (the site changed its JSON shape);
+        `moved_market_cap`: all there but the market cap, which moved to another key (the
+        page still parses, the field comes out empty: generated coins only, the recorded
+        page is served as it is)."""
         if variant not in PAGE_VARIANTS:
             raise ValueError(f"unknown page variant {variant!r}")
         if coin.recorded:
+            if variant == "moved_market_cap":
+                return self.recorded
             if variant == "no_next_data":
                 return self.recorded_without_next_data
             return self.recorded_changed if variant == "changed_next_data" else self.recorded
         values = self.values(coin)
         parts = [self.head]
         if variant != "no_next_data":
-            values["detail_json"] = next_data_json(self.detail(coin)).encode()
-            parts.append(self.script if variant == "full" else self.script_changed)
+            moved = variant == "moved_market_cap"
+            values["detail_json"] = next_data_json(self.detail(coin, moved)).encode()
+            parts.append(self.script if variant != "changed_next_data" else self.script_changed)
         parts.append(self.tail)
         out: list[bytes] = []
         for chunks in parts:

@@ -117,11 +117,15 @@ def mounted_app(ctx: ApiContext) -> Klein:
 def main_site(root: resource.Resource, config: Config) -> GuardedSite:
     """The main listener's site; scrapyd's early refusals under /scrapyd/ when enabled."""
     args = (root, config.auth, config.upload_max_bytes)
+    site: GuardedSite
     if not config.scrapyd.enabled:
-        return GuardedSite(*args, header_timeout=config.header_timeout)
-    site = ScrapydGuardedSite(*args, header_timeout=config.header_timeout)
-    site.scrapyd_prefix = PREFIX.encode() + b"/"
-    site.scrapyd_options = options_for(config, PREFIX)
+        site = GuardedSite(*args, header_timeout=config.header_timeout)
+    else:
+        site = scrapyd_site = ScrapydGuardedSite(*args, header_timeout=config.header_timeout)
+        scrapyd_site.scrapyd_prefix = PREFIX.encode() + b"/"
+        scrapyd_site.scrapyd_options = options_for(config, PREFIX)
+    if config.metrics.token is not None:
+        site.scrape_token = config.metrics.token.encode("utf-8")
     return site
 
 
