@@ -1,13 +1,13 @@
 """`make bench`: every benchmark against our daemon and spiders, one table of targets at the
-end, figures in bench/results.json. Takes about 8 minutes on 2 cores; `--quick` runs
-small samples in about 3 (a smoke run, not figures to quote)."""
+end, figures in bench/results.json. Takes about 14 minutes on 2 cores (6 of them warm
+starts); `--quick` runs small samples in about 5 (a smoke run, not figures to quote)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from bench import api_load, crawl, dispatch, memory, schedule_job, schedules, throughput, ui
+from bench import api_load, crawl, dispatch, memory, schedule_job, schedules, throughput, ui, warm
 from bench.runner import run_all
 
 
@@ -26,6 +26,7 @@ def main() -> None:
             "schedules",
             "crawl",
             "ui",
+            "warm",
         ],
         help="run only these benchmarks (repeatable)",
     )
@@ -40,6 +41,7 @@ def main() -> None:
         ("schedules", lambda env: schedules.run(env, ["ours"], q)),
         ("crawl", lambda env: crawl.run(q)),
         ("ui", lambda env: ui.run(env, q)),
+        ("warm", lambda env: warm.run(env, q)),
     ]
     if args.only:
         steps = [s for s in steps if s[0] in args.only]

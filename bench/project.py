@@ -53,6 +53,27 @@ class PingSpider(scrapy.Spider):
         yield {"title": response.css("h1::text").get(), "price": response.css(".price::text").get()}
 '''
 
+_IDLE_SPIDER = '''\
+import asyncio
+import os
+
+import scrapy
+
+
+class IdleSpider(scrapy.Spider):
+    """Opens and waits, doing nothing, until the file BENCH_IDLE_UNTIL names appears:
+    an idle crawl, for the memory of crawls that wait on slow sites."""
+
+    name = "idle"
+
+    async def start(self):
+        print("IDLE", flush=True)
+        while not os.path.exists(os.environ.get("BENCH_IDLE_UNTIL", "/")):
+            await asyncio.sleep(0.2)
+        return
+        yield
+'''
+
 _SETUP = """\
 from setuptools import find_packages, setup
 
@@ -78,6 +99,7 @@ def write_project(root: Path, url: str) -> Path:
     (package / "settings.py").write_text(_SETTINGS.format(url=url))
     (package / "spiders" / "__init__.py").write_text("")
     (package / "spiders" / "ping.py").write_text(_SPIDER)
+    (package / "spiders" / "idle.py").write_text(_IDLE_SPIDER)
     return top
 
 

@@ -107,6 +107,33 @@ def targets(results: dict[str, Any]) -> list[list[Any]]:
             None,
             f"{s['idle_cpu_armed_pct']:.2f} % of a core, RSS {s['rss_armed_mib']:.1f} MiB",
         )
+    w = _get(results, "warm") or {}
+    r = _get(w, "latency", "warm_over_direct")
+    add(
+        "warm ->SUCCESSFUL / direct crawl",
+        r,
+        "<= 0.3x",
+        r is not None and r <= 0.3,
+        f"{r:.2f}x" if r is not None else None,
+    )
+    r = _get(w, "latency", "cold_over_direct")
+    add("cold ->SUCCESSFUL / direct crawl", r, "(report)", None, f"{r:.2f}x" if r else None)
+    r = _get(w, "throughput", "warm", "jobs_per_min")
+    add(
+        "warm trivial jobs/min, 3 slots",
+        r,
+        ">= 500",
+        r is not None and r >= 500,
+        f"{r:.0f}/min" if r else None,
+    )
+    r = _get(w, "memory", "warm_saving")
+    add(
+        "PSS of 10 idle crawls, warm below cold",
+        r,
+        ">= 40 %",
+        r is not None and r >= 0.4,
+        f"{r * 100:.0f} %" if r is not None else None,
+    )
     c = _get(results, "crawl", "coin")
     if c:
         add(

@@ -29,7 +29,7 @@ from daemon.executor import IExecutor
 from daemon.isolation import secure_data_dir, trust_warnings
 from daemon.job_store import Store, StoreError
 from daemon.jobs import JobsService
-from daemon.launcher import Launcher
+from daemon.launcher import Launcher, crawl_env
 from daemon.leftovers import become_subreaper, reap_orphans
 from daemon.listen import ListenService
 from daemon.local_executor import LocalExecutor
@@ -38,6 +38,7 @@ from daemon.scheduler import Scheduler
 from daemon.stall import StallMonitor
 from daemon.webhook_store import WebhookQueue
 from daemon.webhooks import WebhookService
+from daemon.zygotes import ZygotePool
 
 log = Logger()
 
@@ -165,6 +166,15 @@ class Daemon:
         self.projects = _make_projects(reactor, config)
         if config.crawl_user is not None:
             secure_data_dir(config.data_dir, config.logs_dir, config.projects_dir)
+        # Warm starts: one zygote per project version in use (daemon.zygotes).
+        self.zygotes = ZygotePool(
+            reactor,
+            config.logs_dir,
+            crawl_env(config.data_dir, hidden=config.hidden_env),
+            crawl_user=config.crawl_user,
+            idle=config.zygote_idle,
+            immutable_root=config.projects_dir.resolve(),
+        )
         self.launcher = Launcher(
             reactor,
             config.data_dir,
@@ -173,6 +183,8 @@ class Daemon:
             hidden_env=config.hidden_env,
             crawl_user=config.crawl_user,
             console_projects=config.crawl_consoles,
+            zygotes=self.zygotes,
+            warm=config.warm_for,
         )
         self.executor = _make_executor(config, self.launcher, self.bus)
         self.jobs = JobsService(
@@ -235,6 +247,7 @@ class Daemon:
             webhooks=self.webhooks,
             bus=self.bus,
             cluster=getattr(self.executor, "gate", None),
+            zygotes=self.zygotes,
         )
         self.apps = make_apps(self.context)
         self.site = scrapyd_listener.main_site(self.apps.resource(), config)

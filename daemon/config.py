@@ -75,6 +75,8 @@ class LocalProject:
 
     path: Path
     settings: Mapping[str, str] = field(default_factory=dict)
+    #: False: its crawls always start cold (`projects.<name>.warm: false`).
+    warm: bool = True
 
 
 @dataclass(frozen=True)
@@ -203,6 +205,19 @@ class Config:
     #: Where crawls run (daemon.executor): "local" (this machine) is the only one built.
     executor: str = "local"
     celery: CeleryConfig = field(default_factory=CeleryConfig)
+    #: Warm starts (daemon.zygotes): `warm: false` starts every crawl cold.
+    warm: bool = True
+    #: Projects (local or pushed, by name) whose crawls always start cold.
+    cold_projects: frozenset[str] = frozenset()
+    #: Seconds a zygote may sit unused before it is stopped.
+    zygote_idle: float = 300.0
+
+    def warm_for(self, project: str | None) -> bool:
+        """Whether crawls of `project` start from a zygote."""
+        if not self.warm or project is None or project in self.cold_projects:
+            return False
+        local = self.projects.get(project)
+        return local is None or local.warm
 
     @property
     def tz(self) -> ZoneInfo:
@@ -246,6 +261,7 @@ _SCALARS: dict[str, tuple[type, ...]] = {
     "header_timeout": (int, float),
     "min_free_bytes": (int,),
     "executor": (str,),
+    "zygote_idle": (int, float),
 }
 _SECTIONS = {
     "auth",
@@ -259,6 +275,8 @@ _SECTIONS = {
     "webhooks",
     "anomalies",
     "celery",
+    "warm",
+    "cold_projects",
 }
 
 
@@ -382,14 +400,14 @@ def _crawl_user(user: Any, group: Any, euid: int) -> CrawlUser | None:
     return CrawlUser(name=user, uid=entry.pw_uid, gid=gid, group=group_name)
 
 
-def _crawl_consoles(raw: Any) -> frozenset[str]:
+def _crawl_consoles(raw: Any, key: str = "crawl_consoles") -> frozenset[str]:
     if raw is None:
         return frozenset()
     if not isinstance(raw, list):
-        raise ConfigError(f"config key 'crawl_consoles': expected a list of names, got {raw!r}")
+        raise ConfigError(f"config key '{key}': expected a list of names, got {raw!r}")
     for name in raw:
         if not _is_project_name(name):
-            raise ConfigError(f"config key 'crawl_consoles': not a project name: {name!r}")
+            raise ConfigError(f"config key '{key}': not a project name: {name!r}")
     return frozenset(raw)
 
 
@@ -416,7 +434,10 @@ def _projects(raw: Any, base: Path) -> dict[str, LocalProject]:
         key = f"projects.{name}"
         if not _is_project_name(name):
             raise ConfigError(f"config key '{key}': not a plain project name")
-        spec = _mapping(key, spec, {"path", "settings"})
+        spec = _mapping(key, spec, {"path", "settings", "warm"})
+        warm = spec.get("warm", True)
+        if not isinstance(warm, bool):
+            raise ConfigError(f"config key '{key}.warm': expected true or false")
         path = base / _check_type(f"{key}.path", spec.get("path", "."), (str,))
         if not (path / "scrapy.cfg").is_file():
             raise ConfigError(f"config key '{key}.path': no scrapy.cfg in {path.resolve()}")
@@ -427,7 +448,7 @@ def _projects(raw: Any, base: Path) -> dict[str, LocalProject]:
             if isinstance(svalue, dict | list) or svalue is None:
                 raise ConfigError(f"config key '{key}.settings.{skey}': expected a scalar")
             settings[skey] = str(svalue).lower() if isinstance(svalue, bool) else str(svalue)
-        projects[name] = LocalProject(path=path.resolve(), settings=settings)
+        projects[name] = LocalProject(path=path.resolve(), settings=settings, warm=warm)
     return projects
 
 
@@ -626,6 +647,11 @@ def load_config(
         raw.get("crawl_user"), raw.get("crawl_group"), os.geteuid() if euid is None else euid
     )
     values["crawl_consoles"] = _crawl_consoles(raw.get("crawl_consoles"))
+    values["cold_projects"] = _crawl_consoles(raw.get("cold_projects"), "cold_projects")
+    if raw.get("warm") is not None:
+        if not isinstance(raw["warm"], bool):
+            raise ConfigError("config key 'warm': expected true or false")
+        values["warm"] = raw["warm"]
     values["source"] = values_source
     values["tls"] = _tls(raw.get("tls"), base)
     if "projects" in raw:
@@ -671,6 +697,7 @@ def _validate(config: Config) -> None:
         "list_spiders_timeout",
         "misfire_grace",
         "header_timeout",
+        "zygote_idle",
     ):
         if getattr(config, key) < 0:
             raise ConfigError(f"config key '{key}': must not be negative")

@@ -1,6 +1,8 @@
 """Crawl processes: spawn, stop, and learn how they ended.
 
-Each crawl is `scrapy crawl` in its own session (so its own process group): a cancel
+A crawl starts warm (forked from its project version's zygote, see daemon.zygotes) or
+cold (a new `python -m daemon.runner.boot crawl ...`); either way it is `scrapy crawl`
+in its own session (so its own process group): a cancel
 reaches every process the spider started, and a signal to the daemon never reaches the
 crawls. stdout/stderr go straight from the child into `<logs>/<id>.out|.err` (no pipe
 through the daemon), so a crawl that outlives a killed daemon keeps logging and a
@@ -20,7 +22,7 @@ from typing import Any
 
 import psutil
 from twisted.internet import protocol
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -33,6 +35,7 @@ from daemon.isolation import close_private_files, open_job_dir, seal_job_dir
 from daemon.leftovers import JOB_ENV, children_of, kill_leftovers
 from daemon.live_stats import live_stats_path
 from daemon.spider_args import crawl_arguments
+from daemon.zygotes import Started, ZygotePool, ZygoteUnavailable
 
 log = Logger()
 
@@ -119,6 +122,8 @@ class Crawl:
     # Descendants seen when the crawl was told to stop: (pid, start time). One that left
     # the crawl's process group (setsid) is not reached by killpg, so it is killed by pid.
     descendants: list[tuple[int, float]] = field(default_factory=list)
+    #: Forked from a zygote (its exit is reported by the zygote, not by SIGCHLD).
+    warm: bool = False
 
 
 def process_start_time(pid: int) -> float | None:
@@ -140,7 +145,9 @@ def process_alive(pid: int, proc_start: float | None) -> bool:
 
 
 def find_crawl_process(job_id: str) -> tuple[int, float] | None:
-    """A live crawl process of `job_id`, found by its command line (crash recovery)."""
+    """A live crawl process of `job_id`, found by its command line (crash recovery):
+    a word of it, in the arguments of a cold crawl and in every crawl's title
+    (daemon.runner.title)."""
     needle = f"JOB_ID={job_id}"
     for proc in psutil.process_iter(["pid", "cmdline", "create_time", "status"]):
         info = proc.info
@@ -231,6 +238,8 @@ class Launcher:
         hidden_env: Iterable[str] = (),
         crawl_user: CrawlUser | None = None,
         console_projects: Iterable[str] = (),
+        zygotes: ZygotePool | None = None,
+        warm: Callable[[str | None], bool] = lambda project: True,
     ) -> None:
         self.reactor = reactor
         self.data_dir = Path(data_dir).resolve()
@@ -245,6 +254,12 @@ class Launcher:
         self.subreaper = False
         self._orphan_poll = orphan_poll
         self._orphan_loop: LoopingCall | None = None
+        #: Warm starts when set, for the projects `warm` says yes to.
+        self.zygotes = zygotes
+        self.warm = warm
+        if zygotes is not None:
+            zygotes.on_ended = self._warm_ended
+            zygotes.on_orphaned = self._warm_orphaned
 
     def log_path(self, job_id: str, kind: str) -> Path:
         return self.logs_dir / f"{job_id}.{kind}"
@@ -258,48 +273,141 @@ class Launcher:
         payload: str | None = None,
         max_runtime: float | None = None,
         project: str | None = None,
-    ) -> Crawl:
-        """Spawn the crawl now; raises OSError when it cannot be started."""
+    ) -> Deferred[Crawl]:
+        """Start the crawl: warm when its project version has a ready zygote, else cold.
+        Fires once its pid is known; fails (OSError) when it cannot be started. Until
+        then the crawl holds its place in `running` (pid 0): a stop asked meanwhile is
+        carried out as soon as the pid is known."""
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         consoles = project is not None and project in self.console_projects
-        argv = crawl_command(crawl_args(spider, job_id, self.data_dir, settings, payload, consoles))
-        ids: dict[str, int] = {}
-        if self.crawl_user is not None:
-            close_private_files(self.data_dir)
-            open_job_dir(self.data_dir / job_id, self.crawl_user)
-            ids = {"uid": self.crawl_user.uid, "gid": self.crawl_user.gid}
+        args = crawl_args(spider, job_id, self.data_dir, settings, payload, consoles)
+        env = crawl_env(self.data_dir, hidden=self.hidden_env, job_id=job_id)
+        crawl = Crawl(job_id=job_id, pid=0, proc_start=None)
+        self.running[job_id] = crawl
+        try:
+            if self.crawl_user is not None:
+                close_private_files(self.data_dir)
+                open_job_dir(self.data_dir / job_id, self.crawl_user)
+            forked = None
+            if self.zygotes is not None and project is not None and self.warm(project):
+                forked = self._fork(job_id, args, env, cwd, project)
+            if forked is None:
+                return succeed(self._start_cold(crawl, args, env, cwd, max_runtime))
+        except Exception:
+            self._not_started(crawl)
+            return fail()
+
+        def registered(s: Started) -> Crawl:
+            crawl.warm = True
+            log.info("job {id}: started warm, pid {pid}", id=job_id, pid=s.pid)
+            self._register(crawl, s.pid, s.start, max_runtime)
+            return crawl
+
+        def cold(failure: Failure) -> Crawl:
+            failure.trap(ZygoteUnavailable)
+            try:
+                return self._start_cold(crawl, args, env, cwd, max_runtime)
+            except Exception:
+                self._not_started(crawl)
+                raise
+
+        return forked.addCallbacks(registered, cold)
+
+    def _fork(
+        self, job_id: str, args: list[str], env: dict[str, str], cwd: Path, project: str
+    ) -> Deferred[Started] | None:
+        """Ask the zygote for the crawl; None when it has no ready zygote."""
+        assert self.zygotes is not None
+        fds = self._open_std(job_id)
+        try:
+            return self.zygotes.start(project, cwd, job_id, args, env, fds)
+        except ZygoteUnavailable:
+            return None
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _not_started(self, crawl: Crawl) -> None:
+        if self.running.get(crawl.job_id) is crawl:
+            del self.running[crawl.job_id]
+        # A stop asked while it was starting is answered: there is nothing to stop.
+        crawl.outcome = Outcome(None, None, crawl.stop_reason)
+        crawl.ended.callback(crawl.outcome)
+        if self.crawl_user is not None:  # no crawl: the folder goes back to root
+            with contextlib.suppress(OSError):
+                seal_job_dir(self.data_dir / crawl.job_id)
+
+    def _open_std(self, job_id: str) -> list[int]:
+        """The crawl's stdin (/dev/null), stdout and stderr (its log files)."""
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-        fds = []
+        fds: list[int] = []
         try:
             fds.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
             fds.append(os.open(self.log_path(job_id, "out"), flags, 0o644))
             fds.append(os.open(self.log_path(job_id, "err"), flags, 0o644))
-            holder: dict[str, Crawl] = {}
-            proto = _CrawlProtocol(lambda reason: self._ended(holder["crawl"], reason))
-            try:
-                transport = self.reactor.spawnProcess(
-                    proto,
-                    argv[0],
-                    argv,
-                    env=crawl_env(self.data_dir, hidden=self.hidden_env, job_id=job_id),
-                    path=str(cwd),
-                    childFDs={0: fds[0], 1: fds[1], 2: fds[2]},
-                    **ids,
-                )
-            except BaseException:
-                if self.crawl_user is not None:  # no crawl: the folder goes back to root
-                    seal_job_dir(self.data_dir / job_id)
-                raise
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        return fds
+
+    def _start_cold(
+        self,
+        crawl: Crawl,
+        args: list[str],
+        env: dict[str, str],
+        cwd: Path,
+        max_runtime: float | None,
+    ) -> Crawl:
+        """Spawn a new Python for the crawl now; raises OSError when it cannot."""
+        argv = crawl_command(args)
+        ids: dict[str, int] = {}
+        if self.crawl_user is not None:
+            ids = {"uid": self.crawl_user.uid, "gid": self.crawl_user.gid}
+        fds = self._open_std(crawl.job_id)
+        try:
+            proto = _CrawlProtocol(lambda reason: self._ended(crawl, reason))
+            transport = self.reactor.spawnProcess(
+                proto,
+                argv[0],
+                argv,
+                env=env,
+                path=str(cwd),
+                childFDs={0: fds[0], 1: fds[1], 2: fds[2]},
+                **ids,
+            )
         finally:
             for fd in fds:
                 os.close(fd)
         pid = transport.pid
-        crawl = Crawl(job_id=job_id, pid=pid, proc_start=process_start_time(pid))
-        holder["crawl"] = crawl
-        self.running[job_id] = crawl
-        if max_runtime:
-            crawl.timers.append(self.reactor.callLater(max_runtime, self.stop, job_id, "timeout"))
+        self._register(crawl, pid, process_start_time(pid), max_runtime)
         return crawl
+
+    def _register(
+        self, crawl: Crawl, pid: int, proc_start: float | None, max_runtime: float | None
+    ) -> None:
+        crawl.pid = pid
+        crawl.proc_start = proc_start
+        self.running[crawl.job_id] = crawl
+        if max_runtime:
+            crawl.timers.append(
+                self.reactor.callLater(max_runtime, self.stop, crawl.job_id, "timeout")
+            )
+        if crawl.stop_reason is not None:  # stopped while it was starting
+            self._signal_stop(crawl, None)
+
+    def _warm_ended(self, job_id: str, exit_code: int | None, sig: int | None) -> None:
+        crawl = self.running.get(job_id)
+        if crawl is not None and crawl.warm and not crawl.orphan:
+            self._finish(crawl, Outcome(exit_code, sig, crawl.stop_reason, crawl.killed))
+
+    def _warm_orphaned(self, job_id: str, pid: int) -> None:
+        """Its zygote died: the crawl, re-parented to the daemon (a subreaper) or to
+        init, is polled until it ends, and its verdict comes from its job.json."""
+        crawl = self.running.get(job_id)
+        if crawl is not None and crawl.pid == pid and crawl.outcome is None:
+            crawl.orphan = True
+            self._poll_orphans_soon()
 
     def follow(
         self, job_id: str, pid: int, proc_start: float | None, max_runtime: float | None = None
@@ -310,14 +418,17 @@ class Launcher:
         self.running[job_id] = crawl
         if max_runtime is not None:
             crawl.timers.append(self.reactor.callLater(max_runtime, self.stop, job_id, "timeout"))
+        self._poll_orphans_soon()
+        return crawl
+
+    def _poll_orphans_soon(self) -> None:
         if self._orphan_loop is None or not self._orphan_loop.running:
             self._orphan_loop = LoopingCall(self._poll_orphans)
             self._orphan_loop.clock = self.reactor
             self._orphan_loop.start(self._orphan_poll, now=False)
-        return crawl
 
     def _poll_orphans(self) -> None:
-        orphans = [c for c in self.running.values() if c.orphan]
+        orphans = [c for c in list(self.running.values()) if c.orphan]
         for crawl in orphans:
             if not process_alive(crawl.pid, crawl.proc_start):
                 self._finish(crawl, Outcome(None, None, crawl.stop_reason, crawl.killed, True))
@@ -334,16 +445,20 @@ class Launcher:
             return None
         if crawl.stop_reason is None:
             crawl.stop_reason = why
-            crawl.descendants = descendants_of(crawl.pid)
-            signal_crawl(crawl, sig or signal.SIGTERM)
-            kill_escaped(crawl.descendants, sig or signal.SIGTERM)
-            crawl.timers.append(self.reactor.callLater(self.cancel_grace, self._kill, crawl))
-        elif sig is not None and crawl.outcome is None:
+            if crawl.pid:
+                self._signal_stop(crawl, sig)
+        elif sig is not None and crawl.outcome is None and crawl.pid:
             signal_crawl(crawl, sig)
         return self._wait(crawl)
 
+    def _signal_stop(self, crawl: Crawl, sig: int | None) -> None:
+        crawl.descendants = descendants_of(crawl.pid)
+        signal_crawl(crawl, sig or signal.SIGTERM)
+        kill_escaped(crawl.descendants, sig or signal.SIGTERM)
+        crawl.timers.append(self.reactor.callLater(self.cancel_grace, self._kill, crawl))
+
     def _kill(self, crawl: Crawl) -> None:
-        if crawl.outcome is None:
+        if crawl.outcome is None and crawl.pid:
             crawl.killed = True
             signal_crawl(crawl, signal.SIGKILL)
             kill_escaped(crawl.descendants, signal.SIGKILL)

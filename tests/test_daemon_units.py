@@ -146,7 +146,7 @@ def test_crawl_args_daemon_settings_last_and_payload_as_one_argument(tmp_path: P
     assert args[-2:] == ["-a", 'payload={"x": 1}']
     assert "-a" not in crawl_args("coin", "ID", tmp_path, None, "{}")
     argv = crawl_command(args, python="/py")
-    assert argv[0] == "/py" and argv[1] == "-c" and "setsid" in argv[2] and argv[3:] == args
+    assert argv[:3] == ["/py", "-m", "daemon.runner.boot"] and argv[3:] == args
     env = crawl_env(tmp_path, {"COINSPIDERS_PASSWORD": "x", "PATH": "/bin"})
     assert env["SPIDER_DATA_DIR"] == str(tmp_path.resolve())
     assert "COINSPIDERS_PASSWORD" not in env and env["PATH"] == "/bin"

@@ -81,7 +81,8 @@ class LauncherTest(unittest.TestCase):
                 os.killpg(crawl.pid, signal.SIGKILL)
 
     def start(self, launcher: Launcher, spider: str, **kwargs: Any) -> Crawl:
-        return launcher.start(f"job-{spider}", spider, self.toy, **kwargs)
+        # A launcher without zygotes starts cold: its Deferred has fired already.
+        return self.successResultOf(launcher.start(f"job-{spider}", spider, self.toy, **kwargs))
 
     def wait_log(self, launcher: Launcher, crawl: Crawl, needle: str) -> str:
         """Blocks the reactor while it waits: the crawl writes its log itself."""

@@ -439,6 +439,27 @@ PATHS: dict[str, Any] = {
                                 "loop iteration (its own stalls, not waiting for a CPU)",
                             },
                             "daemon-version": STR,
+                            "zygotes": {
+                                "type": "array",
+                                "description": "warm starts: one zygote per project version "
+                                "in use (its pid, running jobs, rss/pss bytes), or one that "
+                                "failed to boot (failed, error: that version starts cold)",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "project": STR,
+                                        "pid": INT,
+                                        "ready": {"type": "boolean"},
+                                        "retired": {"type": "boolean"},
+                                        "jobs": INT,
+                                        "rss": INT,
+                                        "pss": INT,
+                                        "failed": {"type": "boolean"},
+                                        "error": STR,
+                                    },
+                                    "required": ["project"],
+                                },
+                            },
                         },
                         (
                             "memory-usage",

@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # imported for the annotations only: the services import noth
     from daemon.scheduler import Scheduler
     from daemon.stall import StallMonitor
     from daemon.webhooks import WebhookService
+    from daemon.zygotes import ZygotePool
 
 
 @dataclass(frozen=True)
@@ -35,3 +36,4 @@ class ApiContext:
     webhooks: WebhookService  # /webhooks/
     bus: EventBus | None = None  # what changed, for the dashboard's live updates
     cluster: WorkerGate | None = None  # what workers call (executor: celery), else None
+    zygotes: ZygotePool | None = None  # warm starts, for status.json

@@ -258,6 +258,8 @@ def make_app(ctx: ApiContext) -> Klein:
                 "daemon-version": VERSION,
                 # executor: celery: each worker host, its slots, running jobs, last beat.
                 **({"nodes": ctx.cluster.nodes()} if ctx.cluster is not None else {}),
+                # Each zygote (warm starts): project, pid, jobs running, rss/pss bytes.
+                "zygotes": ctx.zygotes.status() if ctx.zygotes is not None else [],
             },
         )
 
