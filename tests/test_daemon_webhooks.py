@@ -134,10 +134,13 @@ def test_a_firing_missed_while_the_daemon_was_down_is_sent_as_schedule_misfired(
     with running_receiver() as receiver:
         hooks = [{"url": receiver.url, "events": ["schedule.misfired", "job.started"]}]
         daemon = start_daemon(webhooks=hooks, misfire_grace=1)
-        fire_at = time.time() + 5
+        # Far enough ahead that the daemon is surely stopped before it (a loaded machine
+        # may take seconds to stop it), so the firing is missed, not run.
+        fire_at = time.time() + 15
         when = "at " + datetime.fromtimestamp(fire_at, UTC).isoformat()
         job_id = daemon.schedule("items", when=when)
         daemon.stop()
+        assert time.time() < fire_at, "the daemon took too long to stop to miss the firing"
         wait_until(lambda: time.time() > fire_at + 3, 30, "the firing to be missed")
         daemon = start_daemon.restart(daemon)
         (sent,) = wait_until(receiver.accepted, 60, "the schedule.misfired webhook")
