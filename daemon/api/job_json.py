@@ -48,6 +48,13 @@ JOB_COLUMNS = (
     "misfires",
     "last_run",
     "anomalies",
+    "retries",
+    "attempt",
+    "next_attempt_at",
+    "attempts",
+    "after_job",
+    "after_on",
+    "waiting",
 )
 
 _fromtimestamp = datetime.fromtimestamp
@@ -131,6 +138,13 @@ class JobJson:
             misfires,
             last_run,
             anomalies,
+            retries,
+            attempt,
+            next_attempt_at,
+            attempts,
+            after_job,
+            after_on,
+            waiting,
         ) = row
         tz = self.tz
         texts: tuple[str, ...]
@@ -187,8 +201,31 @@ class JobJson:
             f'"leftovers_killed": {_number(leftovers_killed)}, "node": {_text(node)}, '
             f'"stats": {stats_j}, '
             f'"paused": {"true" if paused else "false"}, "misfires": {_number(misfires)}, '
-            f'"last_run": {self._last_run(last_run)}, "anomalies": {anomalies_j}}}'
+            f'"last_run": {self._last_run(last_run)}, "anomalies": {anomalies_j}, '
+            f'"retries": {_number(retries)}, "attempt": {_number(attempt)}, '
+            f'"next_attempt_at": {_quoted(next_attempt_at, tz)}, '
+            f'"attempts": {self._attempts(attempts)}, "after": {_text(after_job)}, '
+            f'"on": {_text(after_on)}, '
+            f'"waiting_for": {_text(after_job) if waiting else "null"}}}'
         )
+
+    def _attempts(self, value: Any) -> str:
+        """The ended attempts of a job that may retry, from the store's JSON array of
+        [n, started, finished, status, reason, exit_code, stats] (job_store's
+        _DERIVED_COLUMNS); [] when none ended yet, null for a job without retries."""
+        if value.__class__ is not str:
+            return "null"
+        tz = self.tz
+        parts = []
+        for n, started, finished, status, reason, exit_code, stats in json.loads(value):
+            stats_j = "null" if stats is None else json.dumps(stats, ensure_ascii=False)
+            parts.append(
+                f'{{"n": {_number(n)}, "started": {_quoted(started, tz)}, '
+                f'"finished": {_quoted(finished, tz)}, "status": {_text(status)}, '
+                f'"reason": {_text(reason)}, "exit_code": {_number(exit_code)}, '
+                f'"stats": {stats_j}}}'
+            )
+        return "[" + ", ".join(parts) + "]"
 
     def _last_run(self, value: Any) -> str:
         """A schedule's newest run, from the store's [id, status, created, started,
