@@ -79,7 +79,9 @@ FINISHED_JSON = (
     '"next_run": null, "last_fire": null, "skipped": 0, "leftovers_killed": 2, '
     '"node": "local", "stats": {"finish_reason": "finished", "item_scraped_count": 3}, '
     '"paused": false, "misfires": 0, "last_run": null, '
-    '"anomalies": {"compared_with": 2, "findings": [{"what": "items", "expected": 9, "seen": 3}]}}'
+    '"anomalies": {"compared_with": 2, "findings": [{"what": "items", "expected": 9, "seen": 3}]}, '
+    '"retries": 0, "attempt": 1, "next_attempt_at": null, "attempts": null, "after": null, '
+    '"on": null, "waiting_for": null}'
 )
 SCHEDULED_JSON = (
     '{"identifier": "1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9", "status": "SCHEDULED", '
@@ -91,7 +93,8 @@ SCHEDULED_JSON = (
     '"next_run": "2026-01-01T01:05:00+01:00", '
     '"last_fire": "2026-01-01T00:59:59.500000+01:00", "skipped": 3, '
     '"leftovers_killed": null, "node": null, "stats": null, "paused": false, "misfires": 0, '
-    '"last_run": null, "anomalies": null}'
+    '"last_run": null, "anomalies": null, "retries": 0, "attempt": 1, "next_attempt_at": null, '
+    '"attempts": null, "after": null, "on": null, "waiting_for": null}'
 )
 
 
@@ -200,6 +203,13 @@ def reference_dict(job: Job, tz: ZoneInfo) -> dict[str, Any]:
         "misfires": job.misfires,
         "last_run": None,
         "anomalies": None if job.anomalies is None else json.loads(job.anomalies),
+        "retries": job.retries,
+        "attempt": job.attempt,
+        "next_attempt_at": iso(job.next_attempt_at),
+        "attempts": None,
+        "after": job.after_job,
+        "on": job.after_on,
+        "waiting_for": job.after_job if job.waiting else None,
     }
 
 
