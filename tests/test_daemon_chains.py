@@ -90,3 +90,30 @@ def test_bad_links_are_refused(start_daemon: DaemonFactory) -> None:
         data = {"project": "toy", "spider": "items", "when": "now", **fields}
         rsp = daemon.post("/schedule-job.json", data=data)
         assert rsp.status_code == code and needle in rsp.json()["msg"], (fields, rsp.text)
+
+
+def test_a_job_after_a_schedule_waits_for_its_next_run_to_end(
+    start_daemon: DaemonFactory, tmp_path: Path
+) -> None:
+    daemon = start_daemon()
+    go = tmp_path / "go"
+    rsp = daemon.post(
+        "/schedule-job.json",
+        data={
+            "project": "toy",
+            "spider": "sleepy",
+            "when": "every 1 hour",
+            "payload": json.dumps({"until_file": str(go)}),
+        },
+    )
+    schedule = rsp.json()["identifier"]
+    run = daemon.post("/run-now.json", data={"id": schedule}).json()["identifier"]
+    daemon.wait_log(run, "START", timeout=60)
+    waiter = daemon.schedule("items", after=schedule)
+    assert daemon.job(waiter)["waiting_for"] == schedule
+    go.touch()
+    assert daemon.wait_status(run, ("SUCCESSFUL",), 60)
+    job = daemon.wait_status(waiter, ("SUCCESSFUL", "CANCELED", "FAILED"), 60)
+    assert job["status"] == "SUCCESSFUL" and job["after"] == schedule
+    texts = [e["text"] for e in job["events"]]
+    assert f"job {run} ended SUCCESSFUL: released (success)" in texts, texts

@@ -13,6 +13,7 @@ from typing import Any
 
 from tests.daemon_support import TOY_SPIDERS, DaemonFactory, DaemonProcess, write_scrapy_project
 from tests.waiting import wait_until
+from tests.webhook_receiver import running_receiver
 
 FLAKY = """
 import json
@@ -157,3 +158,38 @@ def test_the_retry_wait_survives_a_restart_with_the_project_default(
     due = datetime.fromisoformat(waiting["next_attempt_at"])
     assert datetime.fromisoformat(job["attempts"][1]["started"]) >= due
     assert time.time() >= due.timestamp()
+
+
+def test_webhooks_hear_each_attempt_start_and_only_the_final_end(
+    start_daemon: DaemonFactory, tmp_path: Path
+) -> None:
+    """A failed attempt that retries is not an end: no job.failed or job.finished for
+    it; job.started comes per attempt; a job that fails for good sends job.failed once."""
+    events = ["job.started", "job.finished", "job.failed"]
+    with running_receiver() as receiver:
+        daemon = start_daemon(projects_with(), webhooks=[{"url": receiver.url, "events": events}])
+        recovers = flaky(daemon, tmp_path, fail=1, retries=1)
+        daemon.wait_status(recovers, ("SUCCESSFUL", "FAILED"), timeout=90)
+        (tmp_path / "sub").mkdir()
+        gives_up = flaky(daemon, tmp_path / "sub", fail=9, retries=1)
+        daemon.wait_status(gives_up, ("SUCCESSFUL", "FAILED"), timeout=90)
+
+        def heard(job_id: str) -> list[tuple[str, str, int]]:
+            return [
+                (r.json["event"], r.json["job"]["status"], r.json["job"]["attempt"])
+                for r in receiver.accepted()
+                if r.json["job"]["identifier"] == job_id
+            ]
+
+        wait_until(lambda: heard(gives_up), 60, "the webhooks", until=lambda h: len(h) >= 4)
+        assert heard(recovers) == [
+            ("job.started", "RUNNING", 1),
+            ("job.started", "RUNNING", 2),
+            ("job.finished", "SUCCESSFUL", 2),
+        ]
+        assert heard(gives_up) == [
+            ("job.started", "RUNNING", 1),
+            ("job.started", "RUNNING", 2),
+            ("job.finished", "FAILED", 2),
+            ("job.failed", "FAILED", 2),
+        ]
