@@ -121,11 +121,11 @@ def test_cancel_and_max_runtime_are_never_retried(start_daemon: DaemonFactory) -
 def test_bad_retry_values_are_refused(start_daemon: DaemonFactory) -> None:
     daemon = start_daemon(projects_with())
     for fields, needle in (
-        ({"retries": "11"}, "retries"),
-        ({"retries": "-1"}, "retries"),
-        ({"retries": "two"}, "retries"),
-        ({"retry_delay": "7200"}, "retry_delay"),
-        ({"retry_delay": "soon"}, "retry_delay"),
+        ({"retries": "11"}, "retries must be a whole number from 0 to 10"),
+        ({"retries": "-1"}, "retries must be a whole number from 0 to 10"),
+        ({"retries": "two"}, "retries must be a whole number from 0 to 10"),
+        ({"retry_delay": "7200"}, "retry_delay must be between 0 and 3600 seconds"),
+        ({"retry_delay": "soon"}, "retry_delay must be a number of seconds"),
     ):
         data = {"project": "toy", "spider": "items", "when": "now", **fields}
         rsp = daemon.post("/schedule-job.json", data=data)
