@@ -4,6 +4,7 @@ tested directly."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -12,6 +13,7 @@ import pytest
 
 from daemon.api.job_json import JOB_COLUMNS, JobJson
 from daemon.chains import ChainError, find_cycle, parse_on, refusal, satisfies
+from daemon.config import ConfigError, load_config
 from daemon.domain import CANCELED, FAILED, PENDING, RUNNING, SUCCESSFUL
 from daemon.job_store import Job, Store
 from daemon.retries import MAX_RETRY_DELAY, next_delay, retry_verdict, retryable
@@ -130,3 +132,23 @@ def test_a_waiting_job_is_not_dispatched_until_released(tmp_path: Path) -> None:
     released = store.release("b")
     assert released is not None and not released.waiting
     assert store.oldest_pending().id == "b"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        ("    retries: 11\n", "'projects.p.retries': expected 0 to 10"),
+        ("    retries: yes\n", "'projects.p.retries'"),
+        ("    retry_delay: 4000\n", "'projects.p.retry_delay': expected 0 to 3600 seconds"),
+        ("    retry_delay: soon\n", "'projects.p.retry_delay'"),
+    ],
+)
+def test_a_projects_retry_defaults_are_checked(tmp_path: Path, extra: str, words: str) -> None:
+    (tmp_path / "scrapy.cfg").write_text("")
+    path = tmp_path / "config.yaml"
+    path.write_text(f"projects:\n  p:\n    path: {tmp_path}\n{extra}")
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        load_config(path, environ={})
+    path.write_text(f"projects:\n  p:\n    path: {tmp_path}\n    retries: 3\n    retry_delay: 5\n")
+    project = load_config(path, environ={}).projects["p"]
+    assert (project.retries, project.retry_delay) == (3, 5.0)
