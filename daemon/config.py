@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from daemon.archive import MAX_PROJECT_NAME
+from daemon.retries import MAX_RETRIES, MAX_RETRY_DELAY
 
 PASSWORD_ENV = "COINSPIDERS_PASSWORD"
 # A project name of the config; the longest is the one a push may have (one limit).
@@ -77,6 +78,9 @@ class LocalProject:
     settings: Mapping[str, str] = field(default_factory=dict)
     #: False: its crawls always start cold (`projects.<name>.warm: false`).
     warm: bool = True
+    #: Defaults of schedule-job's `retries` and `retry_delay` for its jobs.
+    retries: int = 0
+    retry_delay: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -435,7 +439,7 @@ def _projects(raw: Any, base: Path) -> dict[str, LocalProject]:
         key = f"projects.{name}"
         if not _is_project_name(name):
             raise ConfigError(f"config key '{key}': not a plain project name")
-        spec = _mapping(key, spec, {"path", "settings", "warm"})
+        spec = _mapping(key, spec, {"path", "settings", "warm", "retries", "retry_delay"})
         warm = spec.get("warm", True)
         if not isinstance(warm, bool):
             raise ConfigError(f"config key '{key}.warm': expected true or false")
@@ -449,7 +453,21 @@ def _projects(raw: Any, base: Path) -> dict[str, LocalProject]:
             if isinstance(svalue, dict | list) or svalue is None:
                 raise ConfigError(f"config key '{key}.settings.{skey}': expected a scalar")
             settings[skey] = str(svalue).lower() if isinstance(svalue, bool) else str(svalue)
-        projects[name] = LocalProject(path=path.resolve(), settings=settings, warm=warm)
+        retries = _check_type(f"{key}.retries", spec.get("retries", 0), (int,))
+        if isinstance(retries, bool) or not 0 <= retries <= MAX_RETRIES:
+            raise ConfigError(f"config key '{key}.retries': expected 0 to {MAX_RETRIES}")
+        delay = _check_type(f"{key}.retry_delay", spec.get("retry_delay", 0), (int, float))
+        if isinstance(delay, bool) or not 0 <= delay <= MAX_RETRY_DELAY:
+            raise ConfigError(
+                f"config key '{key}.retry_delay': expected 0 to {MAX_RETRY_DELAY:g} seconds"
+            )
+        projects[name] = LocalProject(
+            path=path.resolve(),
+            settings=settings,
+            warm=warm,
+            retries=retries,
+            retry_delay=float(delay),
+        )
     return projects
 
 

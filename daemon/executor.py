@@ -150,8 +150,10 @@ class IExecutor(Interface):
     def stop_all(why: str) -> Deferred[Any]:
         """Stop every crawl (as `cancel` with `why`); fires once all have ended."""
 
-    def log_path(job_id: str, kind: str) -> Path:
-        """Where the job's `out` or `err` (Scrapy's) log is read on this machine."""
+    def log_path(job_id: str, kind: str, attempt: int | None = None) -> Path:
+        """Where the job's `out` or `err` (Scrapy's) log is read on this machine: the
+        current (or last) attempt's, or with `attempt` an earlier attempt's (an
+        executor keeps each attempt's logs when it starts the next one)."""
 
     def forget(job_id: str) -> None:
         """The job's record is gone from the store: drop what is kept for it (logs)."""

@@ -90,6 +90,17 @@ CREATE TABLE IF NOT EXISTS job_events (
     text TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS job_events_job ON job_events (job_id, seq);
+CREATE TABLE IF NOT EXISTS job_attempts (
+    job_id TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    started REAL,
+    finished REAL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    exit_code INTEGER,
+    stats TEXT,
+    PRIMARY KEY (job_id, n)
+);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -181,6 +192,19 @@ class Job:
     #: The run compared with its history (JSON text of daemon.anomalies.compare's
     #: report); None until it ended, or when it was not compared.
     anomalies: str | None = None
+    #: More attempts allowed after a failed one, and the wait before the first of them
+    #: (doubling each attempt; daemon.retries).
+    retries: int = 0
+    retry_delay: float = 0.0
+    #: The attempt running or to run next (1-based); earlier ones are in job_attempts.
+    attempt: int = 1
+    #: A PENDING job waiting to retry is not dispatched before this instant.
+    next_attempt_at: float | None = None
+    #: The job (a run or a scheduled job) this one runs after, and on which end of it
+    #: (daemon.chains); `waiting` while that end has not come.
+    after_job: str | None = None
+    after_on: str | None = None
+    waiting: bool = False
     seq: int = 0
 
     @property
@@ -229,6 +253,13 @@ _COLUMNS = [
     "spec_start",
     "not_before",
     "anomalies",
+    "retries",
+    "retry_delay",
+    "attempt",
+    "next_attempt_at",
+    "after_job",
+    "after_on",
+    "waiting",
     "seq",
 ]
 _SELECT = "SELECT " + ", ".join(_COLUMNS) + " FROM jobs"
@@ -239,6 +270,12 @@ _DERIVED_COLUMNS = {
     "last_run": "CASE WHEN schedule = 'now' THEN NULL ELSE (SELECT json_array(r.id, "
     "r.status, r.created, r.started, r.finished) FROM jobs AS r WHERE r.parent = jobs.id "
     "ORDER BY r.seq DESC LIMIT 1) END",
+    # The ended attempts of a job that may retry, oldest first, as a JSON array of
+    # [n, started, finished, status, reason, exit_code, stats] (the primary key's range).
+    "attempts": "CASE WHEN retries = 0 AND attempt = 1 THEN NULL ELSE (SELECT "
+    "json_group_array(json_array(a.n, a.started, a.finished, a.status, a.reason, "
+    "a.exit_code, json(a.stats))) FROM (SELECT * FROM job_attempts AS a0 WHERE "
+    "a0.job_id = jobs.id ORDER BY a0.n) AS a) END",
 }
 _KNOWN_COLUMNS = frozenset(_COLUMNS) | frozenset(_DERIVED_COLUMNS)
 _FIGURES_SQL = (
@@ -287,6 +324,7 @@ def _row_to_job(row: Sequence[Any]) -> Job:
     values = dict(zip(_COLUMNS, row, strict=True))
     values["settings"] = json.loads(values["settings"] or "{}")
     values["paused"] = bool(values["paused"])
+    values["waiting"] = bool(values["waiting"])
     return Job(**values)
 
 
@@ -305,6 +343,13 @@ _ADDED_COLUMNS = (
     ("spec_start", "REAL"),
     ("not_before", "REAL"),
     ("anomalies", "TEXT"),
+    ("retries", "INTEGER NOT NULL DEFAULT 0"),
+    ("retry_delay", "REAL NOT NULL DEFAULT 0"),
+    ("attempt", "INTEGER NOT NULL DEFAULT 1"),
+    ("next_attempt_at", "REAL"),
+    ("after_job", "TEXT"),
+    ("after_on", "TEXT"),
+    ("waiting", "INTEGER NOT NULL DEFAULT 0"),
 )
 
 
@@ -326,6 +371,10 @@ def _add_columns(conn: sqlite3.Connection) -> None:
         "CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished) WHERE finished IS NOT NULL"
     )
     conn.execute("CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created)")
+    # Chains: the jobs waiting for a given job (or scheduled job) to end.
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS jobs_after_waiting ON jobs (after_job) WHERE waiting = 1"
+    )
 
 
 @dataclass(frozen=True)
@@ -722,10 +771,50 @@ class Store:
         return self._conn.execute(_select(columns) + " WHERE id = ?", (job_id,)).fetchone()
 
     def oldest_pending(self) -> Job | None:
+        """The next pending job to start: neither waiting for another job to end nor for
+        its retry time."""
         row = self._conn.execute(
-            _SELECT + " WHERE status = ? ORDER BY priority DESC, seq ASC LIMIT 1", (PENDING,)
+            _SELECT + " WHERE status = ? AND waiting = 0 AND (next_attempt_at IS NULL OR "
+            "next_attempt_at <= ?) ORDER BY priority DESC, seq ASC LIMIT 1",
+            (PENDING, self._clock()),
         ).fetchone()
         return _row_to_job(row) if row else None
+
+    def next_retry_due(self) -> float | None:
+        """The earliest retry time of a pending job still to come (None: none waits)."""
+        row = self._conn.execute(
+            "SELECT MIN(next_attempt_at) FROM jobs WHERE status = ? AND waiting = 0 "
+            "AND next_attempt_at > ?",
+            (PENDING, self._clock()),
+        ).fetchone()
+        return row[0] if row else None
+
+    def waiters(self, after: str | None = None) -> list[Job]:
+        """Pending jobs waiting in a chain: for `after`, or (None) for any job."""
+        params: tuple[str, ...] = ()
+        if after is None:
+            sql = _SELECT + " WHERE waiting = 1 ORDER BY seq"
+        else:
+            sql, params = _SELECT + " WHERE after_job = ? AND waiting = 1 ORDER BY seq", (after,)
+        return [_row_to_job(r) for r in self._conn.execute(sql, params)]
+
+    def first_run_ended(self, parent: str, since: float) -> Job | None:
+        """The first run of scheduled job `parent` that ended at or after `since`."""
+        row = self._conn.execute(
+            _SELECT + " WHERE parent = ? AND active = 0 AND finished >= ? "
+            "ORDER BY finished, seq LIMIT 1",
+            (parent, since),
+        ).fetchone()
+        return _row_to_job(row) if row else None
+
+    def attempts(self, job_id: str) -> list[tuple[Any, ...]]:
+        """A job's ended attempts (n, started, finished, status, reason, exit_code,
+        stats), oldest first."""
+        return self._conn.execute(
+            "SELECT n, started, finished, status, reason, exit_code, stats FROM job_attempts "
+            "WHERE job_id = ? ORDER BY n",
+            (job_id,),
+        ).fetchall()
 
     def jobs_in(self, status: str) -> list[Job]:
         """Every job in one status, oldest first (used at start for RUNNING/SCHEDULED)."""
@@ -818,7 +907,9 @@ class Store:
             )
             if cur.rowcount != 1:
                 raise StateConflict(f"job {job_id} is not pending")
-            self._bump(conn, "jobs-run")
+            first = conn.execute("SELECT attempt FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if first[0] == 1:  # jobs-run counts jobs, not the attempts of one
+                self._bump(conn, "jobs-run")
         job = self.get(job_id)
         assert job is not None
         return job
@@ -852,13 +943,20 @@ class Store:
         now = self._clock() if at is None else at
         marks = ", ".join("?" * len(from_statuses))
         with self.transaction() as conn:
-            row = conn.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = conn.execute(
+                "SELECT status, retries, attempt, started FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
             if row is None or row[0] not in from_statuses:
                 return None
+            if (row[1] or row[2] > 1) and row[0] == RUNNING:  # its last attempt
+                self._add_attempt(
+                    conn, job_id, row[2], row[3], now, status, reason, exit_code, stats
+                )
             conn.execute(
                 f"UPDATE jobs SET status = ?, active = 0, finished = ?, updated = ?, "
                 f"reason = ?, exit_code = ?, leftovers_killed = ?, next_run = NULL, "
-                f"paused = 0, stats = ? WHERE id = ? AND status IN ({marks})",
+                f"paused = 0, waiting = 0, next_attempt_at = NULL, stats = ? "
+                f"WHERE id = ? AND status IN ({marks})",
                 (
                     status,
                     now,
@@ -873,6 +971,64 @@ class Store:
             )
             if row[0] != SCHEDULED:
                 self._bump(conn, _COUNTER_OF[status])
+        return self.get(job_id)
+
+    @staticmethod
+    def _add_attempt(
+        conn: sqlite3.Connection,
+        job_id: str,
+        n: int,
+        started: float | None,
+        finished: float,
+        status: str,
+        reason: str | None,
+        exit_code: int | None,
+        stats: str | None,
+    ) -> None:
+        conn.execute(
+            "INSERT OR REPLACE INTO job_attempts (job_id, n, started, finished, status, "
+            "reason, exit_code, stats) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (job_id, n, started, finished, status, reason, exit_code, stats),
+        )
+
+    def retry(
+        self,
+        job_id: str,
+        reason: str | None,
+        exit_code: int | None,
+        next_attempt_at: float,
+        at: float | None = None,
+        stats: str | None = None,
+    ) -> Job | None:
+        """A failed attempt of a RUNNING job is kept (job_attempts) and the job is
+        PENDING again as its next attempt, due at `next_attempt_at`, in one transaction
+        (a restart finds it waiting with its due time). None when it was not RUNNING."""
+        now = self._clock() if at is None else at
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT status, attempt, started FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+            if row is None or row[0] != RUNNING:
+                return None
+            self._add_attempt(conn, job_id, row[1], row[2], now, FAILED, reason, exit_code, stats)
+            conn.execute(
+                "UPDATE jobs SET status = ?, attempt = attempt + 1, next_attempt_at = ?, "
+                "updated = ?, reason = ?, exit_code = ?, started = NULL, handle = NULL, "
+                "node = NULL, stats = NULL WHERE id = ?",
+                (PENDING, next_attempt_at, now, reason, exit_code, job_id),
+            )
+        return self.get(job_id)
+
+    def release(self, job_id: str) -> Job | None:
+        """A chained job whose predecessor ended as it asked: dispatchable now."""
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE jobs SET waiting = 0, updated = ? WHERE id = ? AND status = ? "
+                "AND waiting = 1",
+                (self._clock(), job_id, PENDING),
+            )
+            if cur.rowcount != 1:
+                return None
         return self.get(job_id)
 
     def add_event(self, job_id: str, text: str, at: float | None = None) -> None:
@@ -1031,6 +1187,7 @@ class Store:
             ]
             conn.executemany("DELETE FROM jobs WHERE id = ?", [(i,) for i in ids])
             conn.executemany("DELETE FROM job_events WHERE job_id = ?", [(i,) for i in ids])
+            conn.executemany("DELETE FROM job_attempts WHERE job_id = ?", [(i,) for i in ids])
         return ids
 
 

@@ -27,6 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from daemon.backlog import WriteBacklog
+from daemon.chains import ChainError, find_cycle, refusal, satisfies
 from daemon.domain import (
     ACTIVE_STATUSES,
     CANCELED,
@@ -57,6 +58,7 @@ from daemon.executor import (
 )
 from daemon.job_store import COUNTERS, Job, StateConflict, Store, StoreFull
 from daemon.recovery import left_running
+from daemon.retries import next_delay, retry_verdict
 from daemon.scheduler import ScheduledJob
 from daemon.triggers import ScheduleError, parse_when
 from daemon.verdict import verdict
@@ -146,6 +148,8 @@ class JobsService(Service):
         self._dispatch_again = False
         self._recovering = False
         self._soon: IDelayedCall | None = None
+        # Wakes dispatch at the earliest retry time of a job waiting to run again.
+        self._retry_timer: IDelayedCall | None = None
         bus.subscribe(CRAWL_STARTED, self._on_started)
         bus.subscribe(CRAWL_ENDED, self._on_ended)
 
@@ -154,13 +158,14 @@ class JobsService(Service):
     def startService(self) -> None:
         super().startService()
         self.recover()
+        self.settle_chains()
         self.dispatch()
 
     def stopService(self) -> Deferred[None]:
         """Stop every crawl (SIGTERM, SIGKILL after the grace) and record it FAILED."""
         super().stopService()
         self._stopping = True
-        for call in (self._recheck, self._soon):
+        for call in (self._recheck, self._soon, self._retry_timer):
             if call is not None and call.active():
                 call.cancel()
 
@@ -201,9 +206,12 @@ class JobsService(Service):
 
     # -- figures -------------------------------------------------------------
 
-    def log_path(self, job_id: str, kind: str = "err") -> Path:
-        """The crawl's `.out` or `.err` log (`.err` is Scrapy's own log)."""
-        return self.executor.log_path(job_id, kind)
+    def log_path(self, job_id: str, kind: str = "err", attempt: int | None = None) -> Path:
+        """The crawl's `.out` or `.err` log (`.err` is Scrapy's own log); with `attempt`,
+        an earlier attempt's."""
+        if attempt is None:
+            return self.executor.log_path(job_id, kind)
+        return self.executor.log_path(job_id, kind, attempt)
 
     def figures(self) -> dict[str, int | None]:
         counts = self.store.figures()
@@ -262,14 +270,28 @@ class JobsService(Service):
         job_id: str | None = None,
         priority: float = 0.0,
         version: str | None = None,
+        retries: int = 0,
+        retry_delay: float = 0.0,
+        after: str | None = None,
+        on: str = "success",
     ) -> Job:
         """Record a job: PENDING (and dispatched at once) for `now`, else SCHEDULED and
         handed to the scheduler with its parsed `when`. `job_id` is a caller's own id
-        (scrapyd's `jobid`), checked by the caller; a new UUID otherwise."""
+        (scrapyd's `jobid`), checked by the caller; a new UUID otherwise. With `after`,
+        a PENDING job waits until that job (a run, or a scheduled job's next run) ends
+        as `on` asks (daemon.chains); a scheduled job's runs each retry as it says."""
         plan = plan or Plan("now", None, None, ())
         recurring = plan.when is not None
+        new_id = job_id or str(uuid.uuid4())
+        if after is not None:
+            self._check_chain(new_id, after, recurring)
         job = Job(
-            id=job_id or str(uuid.uuid4()),
+            id=new_id,
+            retries=retries,
+            retry_delay=retry_delay,
+            after_job=after,
+            after_on=on if after is not None else None,
+            waiting=after is not None,
             priority=priority,
             version=version,
             status=SCHEDULED if recurring else PENDING,
@@ -298,8 +320,28 @@ class JobsService(Service):
             self.bus.publish(SCHEDULE_ADDED, (job.id, plan.when))
         else:
             self.bus.publish(JOB_ADDED, job.id)
+            if after is not None:
+                self.record_event(job.id, f"waits for job {after} to end ({on})")
+                self._settle_waiter(job)  # its predecessor may have ended already
+                job = self.store.get(job.id) or job
             self.dispatch_soon()
         return job
+
+    def _check_chain(self, new_id: str, after: str, recurring: bool) -> None:
+        if recurring:
+            raise JobError("after works with when=now only: a chained job runs once")
+        if self.store.get(after) is None:
+            raise JobError(f"Unknown job in after: {after}", 404)
+        try:
+            loop = find_cycle(new_id, after, self._waits_for)
+        except ChainError as exc:
+            raise JobError(str(exc)) from None
+        if loop is not None:
+            raise JobError("after would close a cycle: " + " -> ".join(loop))
+
+    def _waits_for(self, job_id: str) -> str | None:
+        row = self.store.get_row(job_id, ("after_job",))
+        return row[0] if row else None
 
     # -- guards for the project store ----------------------------------------
 
@@ -386,6 +428,8 @@ class JobsService(Service):
             settings=dict(parent.settings),
             max_runtime=parent.max_runtime,
             parent=job_id,
+            retries=parent.retries,
+            retry_delay=parent.retry_delay,
         )
         fired: list[str] = []
 
@@ -529,6 +573,8 @@ class JobsService(Service):
             settings=dict(parent.settings),
             max_runtime=parent.max_runtime,
             parent=job_id,
+            retries=parent.retries,
+            retry_delay=parent.retry_delay,
         )
         try:
             busy = self.store.add_run(job_id, run)
@@ -580,6 +626,8 @@ class JobsService(Service):
                 max_runtime=old.max_runtime,
                 priority=old.priority,
                 version=old.version,
+                retries=old.retries,
+                retry_delay=old.retry_delay,
             )
         )
         origin = f" (a run of scheduled job {old.parent})" if old.parent else ""
@@ -672,11 +720,26 @@ class JobsService(Service):
                 return  # its drain dispatches again
             job = self.store.oldest_pending()
             if job is None:
+                self._arm_retry_timer()
                 return
             if self.disk_low() or not self._start(job):
                 self._wait_for_disk()
                 return
         self._held_for_disk = False
+
+    def _arm_retry_timer(self) -> None:
+        """Dispatch again when the next job waiting to retry is due (its due time is in
+        the store, so a restart arms the same timer)."""
+        due = self.store.next_retry_due()
+        if due is None:
+            return
+        delay = max(due - self.store.now(), 0.0)
+        timer = self._retry_timer
+        if timer is not None and timer.active():
+            if timer.getTime() <= self.reactor.seconds() + delay:
+                return
+            timer.cancel()
+        self._retry_timer = self.reactor.callLater(delay, self.dispatch)
 
     def _wait_for_disk(self) -> None:
         if not self._held_for_disk:
@@ -722,6 +785,7 @@ class JobsService(Service):
             settings=settings,
             payload=job.payload,
             max_runtime=max_runtime or None,
+            attempt=job.attempt,
         )
         self.executor.start(spec).addErrback(self._start_failed, job.id)
         return True
@@ -733,7 +797,7 @@ class JobsService(Service):
         self._release(job_id)
         message = getattr(exc, "message", None) or str(exc)
         log.error("job {id} could not start: {msg}", id=job_id, msg=message)
-        self._record_end(job_id, FAILED, f"could not start: {message}", None)
+        self._end_attempt(job_id, FAILED, f"could not start: {message}", None, None)
         self.dispatch()
 
     def _release(self, job_id: str) -> None:
@@ -755,10 +819,123 @@ class JobsService(Service):
         exit_code = outcome.exit_code
         if exit_code is None and outcome.signal is not None:
             exit_code = -outcome.signal  # as subprocess reports a death by signal
-        self._record_end(
-            event.job_id, status, reason, exit_code, outcome.leftovers_killed, event.stats
+        self._end_attempt(
+            event.job_id,
+            status,
+            reason,
+            exit_code,
+            outcome.stop_reason,
+            outcome.leftovers_killed,
+            event.stats,
         )
         self.dispatch()
+
+    def _end_attempt(
+        self,
+        job_id: str,
+        status: str,
+        reason: str | None,
+        exit_code: int | None,
+        stop_reason: str | None,
+        leftovers_killed: int | None = None,
+        stats: str | None = None,
+    ) -> None:
+        """An attempt ended: the job's end, or (a failure with retries left, see
+        daemon.retries) its next attempt, PENDING until its due time. Not a final
+        status, so nothing announces the job ended (webhooks hear the last attempt)."""
+        job = self.store.get(job_id)
+        if job is None or job.status != RUNNING:
+            self._record_end(job_id, status, reason, exit_code, leftovers_killed, stats)
+            return
+        if not retry_verdict(status, stop_reason, job.attempt, job.retries):
+            self._record_end(job_id, status, reason, exit_code, leftovers_killed, stats)
+            return
+        at = self.store.now()
+        due = at + next_delay(job.retry_delay, job.attempt)
+        text = (
+            f"attempt {job.attempt} of {job.retries + 1} failed ({reason}); attempt "
+            f"{job.attempt + 1} at {datetime.fromtimestamp(due, UTC).isoformat()}"
+        )
+
+        def written(updated: Job | None) -> None:
+            if updated is None:
+                return
+            log.info("job {id}: {text}", id=job_id, text=text)
+            self.record_event(job_id, text)
+            self._notify(updated)
+            self._arm_retry_timer()
+
+        self.backlog.write(
+            job_id,
+            f"retry of job {job_id}",
+            lambda: self.store.retry(job_id, reason, exit_code, due, at=at, stats=stats),
+            written,
+        )
+
+    # -- chains --------------------------------------------------------------
+
+    def settle_chains(self) -> None:
+        """At start: every waiting job whose predecessor ended (or went) while the
+        daemon was down is released or canceled, as it would have been then."""
+        for waiter in self.store.waiters():
+            self._settle_waiter(waiter)
+
+    def _settle_waiter(self, waiter: Job) -> None:
+        after = waiter.after_job
+        if after is None:
+            return
+        before = self.store.get(after)
+        if before is None:
+            self._record_end(waiter.id, CANCELED, f"job {after} it waited for is gone", None)
+        elif before.schedule == "now":
+            if not before.active:
+                self._chain_end(waiter, before)
+        else:
+            run = self.store.first_run_ended(before.id, waiter.created)
+            if run is not None:
+                self._chain_end(waiter, run)
+            elif not before.active and not self.store.active_runs_of(before.id):
+                self._chain_end(waiter, before, f"scheduled job {after} ended {before.status}")
+
+    def _chains_after(self, ended: Job) -> None:
+        """A job is final: the jobs waiting for it (or, for a run, for its schedule's
+        next run) run or are canceled."""
+        if ended.schedule == "now":
+            waiting = self.store.waiters(ended.id)
+            if ended.parent is not None:
+                waiting += [
+                    w
+                    for w in self.store.waiters(ended.parent)
+                    if ended.finished is None or ended.finished >= w.created
+                ]
+        else:
+            waiting = self.store.waiters(ended.id)
+        for waiter in waiting:
+            self._settle_waiter(waiter)
+
+    def _chain_end(self, waiter: Job, ended: Job, gone: str | None = None) -> None:
+        on = waiter.after_on or "success"
+        if gone is None and satisfies(ended.status, on):
+            text = f"job {ended.id} ended {ended.status}: released ({on})"
+
+            def written(job: Job | None) -> None:
+                if job is not None:
+                    log.info("job {id}: {text}", id=waiter.id, text=text)
+                    self.record_event(waiter.id, text)
+                    self._notify(job)
+                    self.dispatch_soon()
+
+            self.backlog.write(
+                waiter.id,
+                f"release of job {waiter.id}",
+                lambda: self.store.release(waiter.id),
+                written,
+            )
+            return
+        reason = (
+            (gone + f"; this job waited for {on}") if gone else refusal(ended.id, ended.status, on)
+        )
+        self._record_end(waiter.id, CANCELED, reason, None)
 
     def _record_end(
         self,
@@ -796,6 +973,7 @@ class JobsService(Service):
                     why=f" ({reason})" if reason else "",
                 )
                 self._notify(job)
+                self._chains_after(job)
                 self._purge()
 
         self.backlog.write(job_id, f"end of job {job_id} ({status})", write, written)

@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from coinspiders.jobfolder import MANIFEST_FILE
 from daemon.events import EventBus
 from daemon.executor import (
     CRAWL_ENDED,
@@ -31,7 +32,7 @@ from daemon.executor import (
     Outcome,
 )
 from daemon.launcher import Crawl, Launcher
-from daemon.live_stats import read_stats
+from daemon.live_stats import live_stats_path, read_stats
 from daemon.local_handle import LOCAL_NODE, format_handle
 from daemon.recovery import locate_crawl
 from daemon.verdict import close_reason_from_log, read_log_tail, read_manifest
@@ -72,6 +73,8 @@ class LocalExecutor:
     # -- start / reattach ----------------------------------------------------
 
     def start(self, spec: JobSpec) -> Deferred[str]:
+        if spec.attempt > 1:
+            self._keep_attempt_logs(spec.id, spec.attempt - 1)
         self._starting[spec.id] = []
         d: Deferred[Crawl] = maybeDeferred(
             self.launcher.start,
@@ -176,12 +179,41 @@ class LocalExecutor:
             return len(self.launcher.running)
         return len(self.running_ids())
 
-    def log_path(self, job_id: str, kind: str) -> Any:
-        return self.launcher.log_path(job_id, kind)
+    def log_path(self, job_id: str, kind: str, attempt: int | None = None) -> Any:
+        path = self.launcher.log_path(job_id, kind)
+        if attempt is None:
+            return path
+        return path.with_name(f"{job_id}.{attempt}.{kind}")
+
+    def _keep_attempt_logs(self, job_id: str, attempt: int) -> None:
+        """The logs of the attempt before a retry move aside as <id>.<n>.out|err: the
+        new attempt writes <id>.out|err afresh (what get-log serves by default). Its
+        job.json and live stats move aside too, so the new attempt is never judged by
+        the old one's manifest. (A rename moves a link itself, never its target.)"""
+        folder = self.launcher.data_dir / job_id
+        moves = [
+            (self.launcher.log_path(job_id, kind), self.log_path(job_id, kind, attempt))
+            for kind in ("out", "err")
+        ]
+        for name in (MANIFEST_FILE, live_stats_path(self.launcher.data_dir, job_id).name):
+            stem, dot, ext = name.rpartition(".")
+            moves.append((folder / name, folder / f"{stem}.{attempt}{dot}{ext}"))
+        for current, kept in moves:
+            try:
+                current.replace(kept)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warn(
+                    "job {id}: log of attempt {n} not kept: {exc}", id=job_id, n=attempt, exc=exc
+                )
 
     def forget(self, job_id: str) -> None:
         for kind in ("out", "err"):
-            self.launcher.log_path(job_id, kind).unlink(missing_ok=True)
+            current = self.launcher.log_path(job_id, kind)
+            current.unlink(missing_ok=True)
+            for older in current.parent.glob(f"{job_id}.*.{kind}"):
+                older.unlink(missing_ok=True)
 
     # -- live stats ----------------------------------------------------------
 

@@ -145,6 +145,8 @@ class Metrics:
 
     def job_changed(self, job: Job) -> None:
         if job.status == RUNNING and job.started is not None:
+            if job.attempt > 1:  # a retry waited for its due time, not for a slot
+                return
             self.dispatch_latency.observe(max(job.started - job.created, 0.0))
         elif job.status in COMPLETED_STATUSES and job.started is not None:
             end = job.finished if job.finished is not None else job.updated

@@ -171,7 +171,7 @@ def test_a_worker_killed_mid_crawl_loses_its_job_to_another_as_attempt_2(
     # Attempt 2's log is the job's log, whole; attempt 1's is kept beside it.
     out = daemon.get(f"/get-log/data/{job_id}.out").text
     assert out.startswith(f"START {job_id}") and out.count("CLOSED finished") == 1, out
-    aside = (daemon.workdir / "data" / "logs" / f"{job_id}.out.attempt1").read_text()
+    aside = (daemon.workdir / "data" / "logs" / f"{job_id}.1.out").read_text()
     assert aside.startswith(f"START {job_id}") and "CLOSED" not in aside
     # The dead worker's attempt never came back to write anything.
     assert "refused" not in daemon.log()
@@ -247,7 +247,7 @@ def test_redis_restarted_mid_run_loses_no_job_and_runs_none_twice(
     assert job["status"] == "SUCCESSFUL", (job, daemon.log())
     assert job["node"] == node and job["attempt"] == 1
     # Still attempt 1: no retry was needed, none was published.
-    assert not list((daemon.workdir / "data" / "logs").glob(f"{job_id}.*.attempt*"))
+    assert not list((daemon.workdir / "data" / "logs").glob(f"{job_id}.*.*"))
     for worker in workers:
         assert f"{job_id}.2]" not in worker.log()
 

@@ -80,7 +80,9 @@ FINISHED_JSON = (
     '"node": "local", "attempt": 1, '
     '"stats": {"finish_reason": "finished", "item_scraped_count": 3}, '
     '"paused": false, "misfires": 0, "last_run": null, '
-    '"anomalies": {"compared_with": 2, "findings": [{"what": "items", "expected": 9, "seen": 3}]}}'
+    '"anomalies": {"compared_with": 2, "findings": [{"what": "items", "expected": 9, "seen": 3}]}, '
+    '"retries": 0, "next_attempt_at": null, "attempts": null, "after": null, '
+    '"on": null, "waiting_for": null}'
 )
 SCHEDULED_JSON = (
     '{"identifier": "1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9", "status": "SCHEDULED", '
@@ -91,8 +93,9 @@ SCHEDULED_JSON = (
     '"reason": null, "settings": [], "max_runtime": null, '
     '"next_run": "2026-01-01T01:05:00+01:00", '
     '"last_fire": "2026-01-01T00:59:59.500000+01:00", "skipped": 3, '
-    '"leftovers_killed": null, "node": null, "attempt": null, "stats": null, "paused": false, '
-    '"misfires": 0, "last_run": null, "anomalies": null}'
+    '"leftovers_killed": null, "node": null, "attempt": 1, "stats": null, "paused": false, '
+    '"misfires": 0, "last_run": null, "anomalies": null, "retries": 0, "next_attempt_at": null, '
+    '"attempts": null, "after": null, "on": null, "waiting_for": null}'
 )
 
 
@@ -202,16 +205,22 @@ def reference_dict(job: Job, tz: ZoneInfo) -> dict[str, Any]:
         "misfires": job.misfires,
         "last_run": None,
         "anomalies": None if job.anomalies is None else json.loads(job.anomalies),
+        "retries": job.retries,
+        "next_attempt_at": iso(job.next_attempt_at),
+        "attempts": None,
+        "after": job.after_job,
+        "on": job.after_on,
+        "waiting_for": job.after_job if job.waiting else None,
     }
 
 
-def _attempt(job: Job) -> int | None:
-    """A Celery handle (`celery:<n>:<worker>:<pid>`) names the attempt; a job that
-    started otherwise ran once."""
+def _attempt(job: Job) -> int:
+    """The jobs service's attempt, or a Celery handle's (`celery:<n>:<worker>:<pid>`)
+    when it is further on."""
     parts = (job.handle or "").split(":")
     if parts[0] == "celery" and len(parts) > 1 and parts[1].isascii() and parts[1].isdigit():
-        return int(parts[1])
-    return None if job.started is None else 1
+        return max(job.attempt, int(parts[1]))
+    return job.attempt
 
 
 def store_with(tmp_path: Path, *jobs: Job) -> Store:

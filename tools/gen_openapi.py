@@ -266,10 +266,10 @@ JOB = obj(
             "null until it starts",
         },
         "attempt": {
-            **INTN,
-            "description": "which attempt of the job runs or ran (with executor: celery a "
-            "job whose worker host was lost runs again as attempt 2, ...); null until it "
-            "starts",
+            **INT,
+            "description": "the attempt running, or to run next while PENDING, or the last: "
+            "a failed job with retries left runs again as attempt 2, ...; with executor: "
+            "celery so does a job whose worker host was lost",
         },
         "stats": STATS,
         "paused": {
@@ -298,6 +298,40 @@ JOB = obj(
             "description": "a scheduled job's newest run (null: none yet, or not a schedule)",
         },
         "anomalies": ANOMALIES,
+        "retries": {**INTN, "description": "more attempts allowed after a failed one"},
+        "next_attempt_at": {
+            **STRN,
+            "description": "a PENDING job waiting to retry does not start before this time",
+        },
+        "attempts": {
+            "anyOf": [
+                {
+                    "type": "array",
+                    "items": obj(
+                        {
+                            "n": INT,
+                            "started": STRN,
+                            "finished": STRN,
+                            "status": {"enum": ["SUCCESSFUL", "FAILED", "CANCELED"]},
+                            "reason": STRN,
+                            "exit_code": INTN,
+                            "stats": STATS,
+                        },
+                        ("n", "started", "finished", "status", "reason", "exit_code", "stats"),
+                    ),
+                },
+                {"type": "null"},
+            ],
+            "description": "the ended attempts of a job with retries, oldest first (null: "
+            "a job without retries)",
+        },
+        "after": {**STRN, "description": "the job (or scheduled job) this one runs after"},
+        "on": {"enum": ["success", "failure", "always", None], "description": "see after"},
+        "waiting_for": {
+            **STRN,
+            "description": "while PENDING: the job whose end this one waits for (never "
+            "dispatched meanwhile)",
+        },
         "events": {
             "type": "array",
             "description": "the job's history (only when asked by id)",
@@ -571,6 +605,26 @@ PATHS: dict[str, Any] = {
                         "description": "KEY=VALUE Scrapy settings for this job",
                     },
                     "max_runtime": {**STR, "description": "seconds; the crawl is stopped after"},
+                    "retries": {
+                        **STR,
+                        "description": "0-10 more attempts after a failure (default: the "
+                        "project's retries in config.yaml, else 0)",
+                    },
+                    "retry_delay": {
+                        **STR,
+                        "description": "seconds before the first retry (0-3600), doubling "
+                        "each attempt, at most one hour",
+                    },
+                    "after": {
+                        **STR,
+                        "description": "with when=now: wait until this job (or this "
+                        "scheduled job's next run) ends",
+                    },
+                    "on": {
+                        **STR,
+                        "description": "success (default), failure or always: which end of "
+                        "`after` lets this job run; otherwise it is CANCELED",
+                    },
                 },
                 ("project", "spider", "when"),
                 {
@@ -596,6 +650,8 @@ PATHS: dict[str, Any] = {
                         "description": "KEY=VALUE strings, or an object of them",
                     },
                     "max_runtime": {"type": ["number", "string"]},
+                    "retries": {"type": ["integer", "string"]},
+                    "retry_delay": {"type": ["number", "string"]},
                 },
             ),
             "responses": {
@@ -886,6 +942,11 @@ PATHS: dict[str, Any] = {
                 path_param("name", STR, "<job id>.out or <job id>.err"),
                 query("follow", STR, "1: stream until the job ends"),
                 query("offset", int_or_empty(0, 2**62), "with follow: start at this byte"),
+                query(
+                    "attempt",
+                    int_or_empty(1, 1000),
+                    "a job that retried: this attempt's log (default: the current or last)",
+                ),
             ],
             "responses": {
                 "200": {"description": "Log text", "content": {"text/plain": {"schema": STR}}},

@@ -49,6 +49,13 @@ JOB_COLUMNS = (
     "misfires",
     "last_run",
     "anomalies",
+    "retries",
+    "attempt",
+    "next_attempt_at",
+    "attempts",
+    "after_job",
+    "after_on",
+    "waiting",
 )
 
 _fromtimestamp = datetime.fromtimestamp
@@ -56,15 +63,17 @@ _float_repr = float.__repr__
 _int_repr = int.__repr__
 
 
-def _attempt(handle: Any, started: Any) -> str:
-    """Which attempt of the job runs or ran: a Celery handle (`celery:<n>:...`, see
-    daemon.cluster.executor) names it; a job run once locally is at attempt 1; null
-    before any start."""
+def _attempt(handle: Any, attempt: Any) -> str:
+    """Which attempt of the job runs, ran or waits: the jobs service's count (retries,
+    the `attempt` column), or a Celery handle's (`celery:<n>:...`, see
+    daemon.cluster.executor) when it is further on: the Celery executor runs an attempt
+    lost with its node again under the next number by itself."""
+    number = attempt if attempt.__class__ is int else 1
     if handle.__class__ is str and handle.startswith("celery:"):
-        number = handle.split(":", 2)[1]
-        if number.isascii() and number.isdigit():
-            return str(int(number))
-    return "null" if started is None else "1"
+        text = handle.split(":", 2)[1]
+        if text.isascii() and text.isdigit():
+            number = max(number, int(text))
+    return str(number)
 
 
 def _text(value: Any) -> str:
@@ -144,6 +153,13 @@ class JobJson:
             misfires,
             last_run,
             anomalies,
+            retries,
+            attempt,
+            next_attempt_at,
+            attempts,
+            after_job,
+            after_on,
+            waiting,
         ) = row
         tz = self.tz
         texts: tuple[str, ...]
@@ -198,10 +214,33 @@ class JobJson:
             f'"max_runtime": {_number(max_runtime)}, "next_run": {_quoted(next_run, tz)}, '
             f'"last_fire": {_quoted(last_fire, tz)}, "skipped": {_number(skipped)}, '
             f'"leftovers_killed": {_number(leftovers_killed)}, "node": {_text(node)}, '
-            f'"attempt": {_attempt(handle, started)}, "stats": {stats_j}, '
+            f'"attempt": {_attempt(handle, attempt)}, "stats": {stats_j}, '
             f'"paused": {"true" if paused else "false"}, "misfires": {_number(misfires)}, '
-            f'"last_run": {self._last_run(last_run)}, "anomalies": {anomalies_j}}}'
+            f'"last_run": {self._last_run(last_run)}, "anomalies": {anomalies_j}, '
+            f'"retries": {_number(retries)}, '
+            f'"next_attempt_at": {_quoted(next_attempt_at, tz)}, '
+            f'"attempts": {self._attempts(attempts)}, "after": {_text(after_job)}, '
+            f'"on": {_text(after_on)}, '
+            f'"waiting_for": {_text(after_job) if waiting else "null"}}}'
         )
+
+    def _attempts(self, value: Any) -> str:
+        """The ended attempts of a job that may retry, from the store's JSON array of
+        [n, started, finished, status, reason, exit_code, stats] (job_store's
+        _DERIVED_COLUMNS); [] when none ended yet, null for a job without retries."""
+        if value.__class__ is not str:
+            return "null"
+        tz = self.tz
+        parts = []
+        for n, started, finished, status, reason, exit_code, stats in json.loads(value):
+            stats_j = "null" if stats is None else json.dumps(stats, ensure_ascii=False)
+            parts.append(
+                f'{{"n": {_number(n)}, "started": {_quoted(started, tz)}, '
+                f'"finished": {_quoted(finished, tz)}, "status": {_text(status)}, '
+                f'"reason": {_text(reason)}, "exit_code": {_number(exit_code)}, '
+                f'"stats": {stats_j}}}'
+            )
+        return "[" + ", ".join(parts) + "]"
 
     def _last_run(self, value: Any) -> str:
         """A schedule's newest run, from the store's [id, status, created, started,

@@ -33,6 +33,7 @@ from daemon.api.job_json import JOB_COLUMNS, JobJson
 from daemon.api.procstats import ProcessFigures
 from daemon.api.ranges import LogFile
 from daemon.api.routing import new_app
+from daemon.chains import ChainError, parse_on
 from daemon.domain import (
     RequestError,
     parse_job_id,
@@ -41,6 +42,7 @@ from daemon.domain import (
     parse_status,
 )
 from daemon.live_stats import read_stats
+from daemon.retries import MAX_RETRIES, MAX_RETRY_DELAY
 from daemon.triggers import ScheduleError, resolve_zone
 from daemon.when_reading import describe
 
@@ -54,7 +56,19 @@ LIST_LIMIT_DEFAULT = 1000
 LIST_LIMIT_MAX = 10000
 _TRUE = ("1", "true", "True", "yes")
 _FALSE = ("", "0", "false", "False", "no")
-SCHEDULE_FIELDS = ("project", "spider", "when", "description", "payload", "setting", "max_runtime")
+SCHEDULE_FIELDS = (
+    "project",
+    "spider",
+    "when",
+    "description",
+    "payload",
+    "setting",
+    "max_runtime",
+    "retries",
+    "retry_delay",
+    "after",
+    "on",
+)
 _PAYLOAD_HINT = 'spider arguments go in payload, a JSON object: payload={"coins": "BTC,ETH"}'
 PREVIEW_DEFAULT = 5
 PREVIEW_MAX = 20
@@ -64,6 +78,32 @@ _IDS_HINT = 'repeat id=..., or send a JSON body {"ids": ["<id>", ...]}'
 _LOG_NAME_RE = re.compile(
     r"^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.(out|err)$"
 )
+
+
+def parse_retries(raw: str | None, default: int) -> int:
+    """schedule-job's `retries`: 0 to MAX_RETRIES; the project's default when absent."""
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(f"retries must be a whole number from 0 to {MAX_RETRIES}") from None
+    if not 0 <= value <= MAX_RETRIES:
+        raise ApiError(f"retries must be a whole number from 0 to {MAX_RETRIES}")
+    return value
+
+
+def parse_retry_delay(raw: str | None, default: float) -> float:
+    """schedule-job's `retry_delay` (seconds before the first retry, doubling after)."""
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ApiError("retry_delay must be a number of seconds") from None
+    if not 0 <= value <= MAX_RETRY_DELAY:
+        raise ApiError(f"retry_delay must be between 0 and {MAX_RETRY_DELAY:g} seconds")
+    return value
 
 
 # -- pure helpers (tested directly) -----------------------------------------------------
@@ -305,7 +345,7 @@ def make_app(ctx: ApiContext) -> Klein:
         hint=_PAYLOAD_HINT,
         json_body=True,
         objects=("payload",),
-        numbers=("max_runtime",),
+        numbers=("max_runtime", "retries", "retry_delay"),
         pairs=("setting",),
     )
     def schedule_job(request: Any) -> Deferred[bytes]:
@@ -326,6 +366,18 @@ def make_app(ctx: ApiContext) -> Klein:
                 raise ApiError("max_runtime must be a number of seconds") from None
             if not 0 <= max_runtime <= 10 * 365 * 86400:
                 raise ApiError("max_runtime must be between 0 and ten years (in seconds)")
+        local = config.projects.get(project)
+        retries = parse_retries(arg(request, "retries"), local.retries if local else 0)
+        retry_delay = parse_retry_delay(
+            arg(request, "retry_delay"), local.retry_delay if local else 0.0
+        )
+        after = arg(request, "after")
+        if after is not None:
+            after = parse_job_id(after)
+        try:
+            on = parse_on(arg(request, "on"))
+        except ChainError as exc:
+            raise ApiError(str(exc)) from None
         plan = jobs.plan(when)  # validates `when` before anything is looked up
 
         def submit(spiders: list[str]) -> bytes:
@@ -342,6 +394,10 @@ def make_app(ctx: ApiContext) -> Klein:
                 payload=payload,
                 settings=settings,
                 max_runtime=max_runtime,
+                retries=retries,
+                retry_delay=retry_delay,
+                after=after,
+                on=on,
             )
             extra: dict[str, Any] = {}
             if plan.ignored:
@@ -523,12 +579,17 @@ def make_app(ctx: ApiContext) -> Klein:
         return d.addCallback(lambda body: ok(request, **body))
 
     @app.route("/get-log/data/<path:name>", methods=["GET"])
-    @accepts("follow", "offset")
+    @accepts("follow", "offset", "attempt")
     def get_log(request: Any, name: str) -> Any:
         match = _LOG_NAME_RE.match(name)
-        if not match or reads.get(match.group(1)) is None:
+        job = reads.get(match.group(1)) if match else None
+        if not match or job is None:
             raise ApiError(f"Log not found: {name[:80]}", 404)
-        path = jobs.log_path(match.group(1), match.group(2))
+        attempt = arg_int(request, "attempt", job.attempt, 1, 1000)
+        if attempt > job.attempt:
+            raise ApiError(f"Job {job.id} has no attempt {attempt} (it is on {job.attempt})", 404)
+        older = attempt if attempt < job.attempt else None  # the current one is <id>.<kind>
+        path = jobs.log_path(match.group(1), match.group(2), older)
         if not path.is_file():
             raise ApiError(f"Log not found: {name[:80]}", 404)
         request.setHeader(b"Cache-Control", b"no-store")

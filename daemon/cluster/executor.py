@@ -257,13 +257,15 @@ class CeleryExecutor:
                     timer.cancel()
         return succeed(None)
 
-    def log_path(self, job_id: str, kind: str) -> Path:
-        return self.logs_dir / f"{job_id}.{kind}"
+    def log_path(self, job_id: str, kind: str, attempt: int | None = None) -> Path:
+        if attempt is None:
+            return self.logs_dir / f"{job_id}.{kind}"
+        return self.logs_dir / f"{job_id}.{attempt}.{kind}"
 
     def forget(self, job_id: str) -> None:
         for kind in ("out", "err"):
             self.log_path(job_id, kind).unlink(missing_ok=True)
-            for aside in self.logs_dir.glob(f"{job_id}.{kind}.attempt*"):
+            for aside in self.logs_dir.glob(f"{job_id}.*.{kind}"):
                 aside.unlink(missing_ok=True)
 
     # -- what the worker gate asks (daemon.cluster.gate.Attempts) ---------------

@@ -128,9 +128,11 @@ class WorkerGate:
 
     def _set_logs_aside(self, job_id: str, attempt: int) -> None:
         for kind in LOG_KINDS:
+            # <id>.<n>.out|err, as the local executor keeps an earlier attempt's logs
+            # (get-log's `attempt=`).
             path = self.logs_dir / f"{job_id}.{kind}"
             with contextlib.suppress(FileNotFoundError):
-                os.replace(path, path.with_name(f"{path.name}.attempt{attempt}"))
+                os.replace(path, path.with_name(f"{job_id}.{attempt}.{kind}"))
 
     def append_log(
         self, job_id: str, attempt: int, worker: str, kind: str, offset: int, data: bytes
