@@ -155,6 +155,7 @@ class AnomalyConfig:
     min_history: int = 1
 
 
+@dataclass(frozen=True)
 class CeleryConfig:
     """`celery:` with `executor: celery`: crawls run on worker hosts (daemon/cluster)."""
 
