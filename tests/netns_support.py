@@ -32,6 +32,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +41,7 @@ from typing import Any
 import psutil
 
 from tests.topology import HUB
+from tests.waiting import wait_until
 
 CLONE_NEWNET = 0x40000000
 #: Every namespace of a lab is named csnet<owner pid><tag>-<role>.
@@ -48,8 +50,10 @@ NETNS_DIR = Path("/run/netns")
 STATE_DIR = Path("/run/coinspiders-netns")
 #: Labs take 10.213.K.0/24, K the first /24 that no route of the root namespace covers
 #: (another lab's guard route included, so two runs at once do not collide).
-BASE = ipaddress.ip_network("10.213.0.0/16")
+BASE = ipaddress.IPv4Network("10.213.0.0/16")
 BRIDGE = "br0"
+#: A port nothing in the hub listens on (servers there take ephemeral ports).
+DISCARD_PORT = 9
 CLIENT = "client"
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -123,7 +127,7 @@ def guard_routes() -> list[str]:
     for route in json.loads(ip("-j", "-4", "route", "show", "type", "unreachable").stdout):
         dst = route.get("dst", "")
         with contextlib.suppress(ValueError):
-            if ipaddress.ip_network(dst).subnet_of(BASE):  # type: ignore[arg-type]
+            if ipaddress.IPv4Network(dst).subnet_of(BASE):
                 found.append(dst)
     return found
 
@@ -216,9 +220,9 @@ class NetnsLab:
         routed = []
         for route in json.loads(ip("-j", "-4", "route", "show", "table", "all").stdout):
             with contextlib.suppress(ValueError):
-                routed.append(ipaddress.ip_network(route.get("dst", "")))
+                routed.append(ipaddress.IPv4Network(route.get("dst", "")))
         for candidate in BASE.subnets(new_prefix=24):
-            if any(candidate.overlaps(net) for net in routed):  # type: ignore[arg-type]
+            if any(candidate.overlaps(net) for net in routed):
                 continue
             self.prefix = candidate
             self._write_state()  # before the route: a killed run leaves it findable
@@ -301,5 +305,19 @@ class NetnsLab:
 
     def link(self, role: str, up: bool) -> None:
         """Cut (`up=False`) or restore `role`'s link at the hub: a partition of that
-        namespace from all others, which no process in it is told about."""
+        namespace from all others, which no process in it is told about. Restored, it
+        returns once a connection from `role` reaches the hub again (address resolution
+        that failed during the cut is not retried at once)."""
         ip("-n", self.names[HUB], "link", "set", "dev", self.port(role), "up" if up else "down")
+        if up:
+            wait_until(lambda: self._reaches_hub(role), 30, f"{role}'s link to the hub to work")
+
+    def _reaches_hub(self, role: str) -> bool:
+        with self.inside(role):
+            try:
+                socket.create_connection((self.host(HUB), DISCARD_PORT), timeout=2).close()
+            except ConnectionRefusedError:
+                return True  # the hub's kernel answered: nothing listens on that port
+            except OSError:
+                return False
+        return True
