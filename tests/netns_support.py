@@ -250,20 +250,8 @@ class NetnsLab:
         for role in self.roles[1:]:
             ns = self.names[role]
             port = self.port(role)
-            ip(
-                "link",
-                "add",
-                "eth0",
-                "netns",
-                ns,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                port,
-                "netns",
-                hub,
-            )
+            pair = ["link", "add", "eth0", "netns", ns, "type", "veth"]
+            ip(*pair, "peer", "name", port, "netns", hub)  # made inside the two namespaces
             ip("-n", hub, "link", "set", port, "master", BRIDGE, "up")
             ip("-n", ns, "addr", "add", self.addresses[role] + width, "dev", "eth0")
             ip("-n", ns, "link", "set", "eth0", "up")

@@ -65,6 +65,7 @@ def test_while_the_lab_exists_its_prefix_is_unreachable_from_the_root_namespace(
     # Inside, each namespace knows the prefix and nothing else: no default route.
     for role in netns_lab.roles:
         assert _routes(netns_lab, role) == [prefix], role
+        assert "default" not in ip("-n", netns_lab.names[role], "-6", "route", "show").stdout
     # ...and the lab's own traffic flows: a client reaches a server in the hub.
     with netns_lab.inside(HUB):
         server = socket.create_server((netns_lab.host(HUB), 0))
