@@ -2,11 +2,14 @@
 each with a work folder of its own, stopped (or killed, frozen, thawed) by pid.
 
 Tests get them from the conftest fixture `start_worker(daemon, redis, name=..., slots=...)`,
-which stops every worker it started when the test ends.
+which stops every worker it started when the test ends. A worker runs as the role of its
+name in the fixture's topology (tests/topology.py): on 127.0.0.1, or in the network
+namespace of that name under `make test-cluster`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -18,7 +21,10 @@ import psutil
 
 from tests.daemon_support import PYTHON, ROOT, DaemonProcess
 from tests.redis_support import RedisServer
+from tests.topology import LOOPBACK, Topology
 from tests.waiting import wait_until
+
+FINAL = ("SUCCESSFUL", "FAILED", "CANCELED")
 
 
 def celery_config(redis: RedisServer, lease: float = 3.0, retries: int = 1) -> dict[str, Any]:
@@ -27,6 +33,26 @@ def celery_config(redis: RedisServer, lease: float = 3.0, retries: int = 1) -> d
         "executor": "celery",
         "celery": {"broker": redis.url(), "lease": lease, "retries": retries},
     }
+
+
+def sleepy_job(daemon: DaemonProcess, until: Path) -> str:
+    """A toy `sleepy` crawl that runs until the file `until` exists."""
+    return daemon.schedule("sleepy", payload=json.dumps({"until_file": str(until)}))
+
+
+def running_on(daemon: DaemonProcess, job_id: str, timeout: float = 60) -> dict[str, Any]:
+    """The job once it runs on a worker (its node named)."""
+    return wait_until(
+        lambda: daemon.job(job_id),
+        timeout,
+        f"job {job_id} to run on a worker",
+        until=lambda job: job["status"] == "RUNNING" and job.get("node") not in (None, "celery"),
+    )
+
+
+def node_states(daemon: DaemonProcess) -> dict[str, str]:
+    """status.json's nodes: name -> alive / lost."""
+    return {n["name"]: n["state"] for n in daemon.get("/status.json").json()["nodes"]}
 
 
 class WorkerProcess:
@@ -38,8 +64,10 @@ class WorkerProcess:
         name: str,
         slots: int,
         lease: float = 3.0,
+        topology: Topology = LOOPBACK,
     ) -> None:
         self.daemon = daemon
+        self.topology = topology
         self.redis = redis
         self.work = work
         self.name = name
@@ -72,7 +100,11 @@ class WorkerProcess:
             env["COINSPIDERS_USERNAME"], env["COINSPIDERS_PASSWORD"] = self.daemon.credentials
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+                self.topology.command(self.name, argv),
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         proc = self.proc
 
@@ -130,8 +162,9 @@ class WorkerProcess:
 
 
 class WorkerFactory:
-    def __init__(self, new_dir: Callable[[str], Path]) -> None:
+    def __init__(self, new_dir: Callable[[str], Path], topology: Topology = LOOPBACK) -> None:
         self.new_dir = new_dir
+        self.topology = topology
         self.started: list[WorkerProcess] = []
 
     def __call__(
@@ -142,7 +175,8 @@ class WorkerFactory:
         slots: int = 1,
         lease: float = 3.0,
     ) -> WorkerProcess:
-        worker = WorkerProcess(daemon, redis, self.new_dir(f"worker-{name}"), name, slots, lease)
+        folder = self.new_dir(f"worker-{name}")
+        worker = WorkerProcess(daemon, redis, folder, name, slots, lease, self.topology)
         self.started.append(worker)
         return worker.start()
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import requests
 
+from tests.topology import HUB, LOOPBACK, Topology
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -176,8 +177,11 @@ class DaemonProcess:
         workdir: Path,
         env: Mapping[str, str | None] | None = None,
         python: str = PYTHON,
+        topology: Topology = LOOPBACK,
     ):
         self.config = config
+        # Where it runs: the HUB of the topology (127.0.0.1, or the hub's namespace).
+        self.topology = topology
         self.workdir = workdir
         # The test's environment with `env` over it; None unsets a variable the test's own
         # environment may hold (a password the daemon must not find there).
@@ -193,22 +197,15 @@ class DaemonProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.topology.host(HUB)}:{self.port}"
 
     def start(self, timeout: float = 20.0) -> DaemonProcess:
         port_file = self.workdir / "port"
         port_file.unlink(missing_ok=True)
         log = self.log_path.open("ab")
+        argv = [self.python, "-m", "daemon", "--config", str(self.config)]
         self.proc = subprocess.Popen(
-            [
-                self.python,
-                "-m",
-                "daemon",
-                "--config",
-                str(self.config),
-                "--port-file",
-                str(port_file),
-            ],
+            self.topology.command(HUB, [*argv, "--port-file", str(port_file)]),
             cwd=ROOT,
             env=self.env,
             stdout=log,
@@ -288,10 +285,12 @@ class DaemonFactory:
     """Starts daemons, each in a folder of its own, and stops every one it started.
 
     The conftest fixtures `start_daemon` (one test) and `start_module_daemon` (one test
-    module) hand one out; `new_dir(name)` makes a fresh folder (pytest's mktemp)."""
+    module) hand one out; `new_dir(name)` makes a fresh folder (pytest's mktemp). Its
+    daemons run as the HUB of `topology` (tests/topology.py), listening on its address."""
 
-    def __init__(self, new_dir: Callable[[str], Path]) -> None:
+    def __init__(self, new_dir: Callable[[str], Path], topology: Topology = LOOPBACK) -> None:
         self.new_dir = new_dir
+        self.topology = topology
         self.started: list[DaemonProcess] = []
 
     def __call__(
@@ -314,15 +313,18 @@ class DaemonFactory:
         `start()` itself and reads the exit status and the log."""
         work = self.new_dir("daemon")
         data = work / "data" if data_dir is None else data_dir
+        config = {"host": self.topology.host(HUB), **config}
         path = write_config(work / "config.yaml", data, projects(work), **config)
-        daemon = DaemonProcess(path, work, env=env, python=python)
+        daemon = DaemonProcess(path, work, env=env, python=python, topology=self.topology)
         self.started.append(daemon)  # stopped with the rest, should it start after all
         return daemon.start() if start else daemon
 
     def restart(self, daemon: DaemonProcess) -> DaemonProcess:
         """A new daemon process on the config, folder, environment and interpreter of
         `daemon` (which the test has stopped or killed)."""
-        again = DaemonProcess(daemon.config, daemon.workdir, python=daemon.python)
+        again = DaemonProcess(
+            daemon.config, daemon.workdir, python=daemon.python, topology=daemon.topology
+        )
         again.env = daemon.env
         again.credentials = daemon.credentials
         return self._start(again)

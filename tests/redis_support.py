@@ -1,5 +1,7 @@
 """A real `redis-server` for tests: started on a free 127.0.0.1 port in a folder of its
-own, with persistence off (`--save ''`, no AOF), stopped by its pid.
+own, with persistence off (`--save ''`, no AOF), stopped by its pid. Given a topology
+(tests/topology.py) it runs as the HUB there: bound to the hub's address, started in
+the hub's network namespace under `make test-cluster`.
 
 `restart()` starts it again on the same port and folder: what a test of "Redis
 restarted mid-run" needs (with persistence off, the restarted server is empty, as a
@@ -15,6 +17,7 @@ import socket
 import subprocess
 from pathlib import Path
 
+from tests.topology import HUB, LOOPBACK, Topology
 from tests.waiting import wait_until
 
 REDIS_SERVER = (
@@ -28,10 +31,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _ping(port: int) -> bool:
+def _ping(host: str, port: int) -> bool:
     """One PING over a plain socket (no client library needed to know it is up)."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
+        with socket.create_connection((host, port), timeout=1.0) as sock:
             sock.sendall(b"PING\r\n")
             return sock.recv(16).startswith(b"+PONG")
     except OSError:
@@ -41,15 +44,19 @@ def _ping(port: int) -> bool:
 class RedisServer:
     """One redis-server process; `url` is what clients and workers are given."""
 
-    def __init__(self, folder: Path, port: int | None = None) -> None:
+    def __init__(
+        self, folder: Path, port: int | None = None, topology: Topology = LOOPBACK
+    ) -> None:
         self.folder = folder
+        self.topology = topology
+        self.host = topology.host(HUB)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = folder / "redis.log"
 
     def url(self, db: int = 0) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
+        return f"redis://{self.host}:{self.port}/{db}"
 
     @property
     def pid(self) -> int | None:
@@ -61,7 +68,7 @@ class RedisServer:
         argv = [
             REDIS_SERVER,
             "--bind",
-            "127.0.0.1",
+            self.host,
             "--port",
             str(self.port),
             "--dir",
@@ -72,18 +79,21 @@ class RedisServer:
             "no",
             "--daemonize",
             "no",
+            # Protected mode admits loopback clients only; a lab's clients are in other
+            # namespaces, on an address nothing outside the lab can reach.
             "--protected-mode",
-            "yes",
+            "yes" if self.host == "127.0.0.1" else "no",
             "--logfile",
             str(self.log_path),
         ]
+        argv = self.topology.command(HUB, argv)
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         proc = self.proc
 
         def up() -> bool:
             if proc.poll() is not None:
                 raise RuntimeError(f"redis-server exited {proc.returncode}: {self.log()}")
-            return _ping(self.port)
+            return _ping(self.host, self.port)
 
         wait_until(up, timeout, f"redis-server to answer on port {self.port}", interval=0.02)
         return self

@@ -1,5 +1,10 @@
 """Crawls on worker hosts (executor: celery): a real daemon, a real redis-server and
-real worker processes (tests/cluster_support.py), all on 127.0.0.1.
+real worker processes (tests/cluster_support.py).
+
+Each scenario runs twice: on 127.0.0.1 (`[loopback]`, `make test`) and with the daemon
+and Redis in one network namespace, each worker in its own and this test's HTTP client
+in another (`[netns]`, marked cluster_netns: `make test-cluster`, tests/netns_support.py).
+The two tests that check the daemon's own answers, not the network, run on loopback only.
 
 Spiders that must run until the test says so are the toy project's `sleepy` with an
 `until_file` (all processes share this machine's file system, though nothing of the
@@ -10,29 +15,53 @@ from __future__ import annotations
 import json
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.cluster_support import WorkerFactory, WorkerProcess, celery_config
+import pytest
+
+from tests.cluster_support import (
+    FINAL,
+    WorkerFactory,
+    WorkerProcess,
+    celery_config,
+    node_states,
+    running_on,
+    sleepy_job,
+)
 from tests.cmc_server import CMCServer
-from tests.daemon_support import ROOT, DaemonFactory, DaemonProcess, pid_alive, toy_projects
+from tests.daemon_support import ROOT, DaemonFactory, pid_alive, toy_projects
+from tests.netns_support import CLIENT, NetnsLab
 from tests.redis_support import RedisServer, free_port
+from tests.topology import LOOPBACK, Topology
 from tests.waiting import wait_until
 
-FINAL = ("SUCCESSFUL", "FAILED", "CANCELED")
+
+@pytest.fixture(params=["loopback", pytest.param("netns", marks=pytest.mark.cluster_netns)])
+def topology(request: pytest.FixtureRequest) -> Iterator[Topology]:
+    """Loopback, or the session's namespaces with this test's thread in the client's."""
+    if request.param == "loopback":
+        yield LOOPBACK
+        return
+    lab: NetnsLab = request.getfixturevalue("netns_lab")
+    with lab.inside(CLIENT):
+        yield lab
 
 
-def _sleepy(daemon: DaemonProcess, until: Path) -> str:
-    return daemon.schedule("sleepy", payload=json.dumps({"until_file": str(until)}))
+#: For the tests of the daemon's answers, which the network does not change.
+loopback_only = pytest.mark.parametrize("topology", ["loopback"], indirect=True)
 
 
-def _running_on(daemon: DaemonProcess, job_id: str, timeout: float = 60) -> dict[str, Any]:
-    return wait_until(
-        lambda: daemon.job(job_id),
-        timeout,
-        f"job {job_id} to run on a worker",
-        until=lambda job: job["status"] == "RUNNING" and job.get("node") not in (None, "celery"),
-    )
+@pytest.fixture
+def cluster_cmc(topology: Topology, request: pytest.FixtureRequest) -> CMCServer:
+    """The CMC look-alike where crawls on the workers reach it (the hub's, in namespaces)."""
+    if topology is LOOPBACK:
+        cmc: CMCServer = request.getfixturevalue("cmc")
+        return cmc
+    server: CMCServer = request.getfixturevalue("netns_cmc_server")
+    server.reset()
+    return server
 
 
 def _worker_named(workers: list[WorkerProcess], name: str) -> WorkerProcess:
@@ -53,8 +82,8 @@ def test_jobs_spread_over_workers_log_live_and_their_folders_come_back(
     start_worker(daemon, redis_server, "w1")
     start_worker(daemon, redis_server, "w2")
     until = tmp_path / "go"
-    jobs = [_sleepy(daemon, until) for _ in range(2)]
-    nodes = {_running_on(daemon, job_id)["node"] for job_id in jobs}
+    jobs = [sleepy_job(daemon, until) for _ in range(2)]
+    nodes = {running_on(daemon, job_id)["node"] for job_id in jobs}
     assert nodes == {"w1", "w2"}  # one slot each: each worker took one
     seen = wait_until(
         lambda: daemon.get("/status.json").json().get("nodes", []),
@@ -104,9 +133,9 @@ def test_cancel_of_a_queued_and_of_a_running_job_leaves_no_process(
     daemon = start_daemon(slots=3, cancel_grace=2, **celery_config(redis_server))
     worker = start_worker(daemon, redis_server, "w1")
     running = daemon.schedule("stubborn")  # ignores SIGTERM, and so does its child
-    _running_on(daemon, running)
+    running_on(daemon, running)
     child = int(daemon.wait_log(running, "CHILD", "out").split("CHILD ")[1].split()[0])
-    queued = _sleepy(daemon, tmp_path / "never")  # the only worker slot is taken
+    queued = sleepy_job(daemon, tmp_path / "never")  # the only worker slot is taken
     daemon.wait_status(queued, ("RUNNING",))  # handed to the cluster, claimed by none
     rsp = daemon.post("/cancel-job.json", data={"id": queued})
     assert rsp.status_code == 200, rsp.text
@@ -138,15 +167,15 @@ def test_a_worker_killed_mid_crawl_loses_its_job_to_another_as_attempt_2(
     daemon = start_daemon(slots=2, **celery_config(redis_server))
     workers = [start_worker(daemon, redis_server, name) for name in ("w1", "w2")]
     until = tmp_path / "go"
-    job_id = _sleepy(daemon, until)
-    first = _running_on(daemon, job_id)
+    job_id = sleepy_job(daemon, until)
+    first = running_on(daemon, job_id)
     victim = _worker_named(workers, first["node"])
     daemon.wait_log(job_id, f"START {job_id}", "out")  # attempt 1 has logged live
     crawls = victim.crawl_pids()
     assert crawls
     victim.kill()  # kill -9: no goodbye, its lease just stops being renewed
     wait_until(
-        lambda: {n["name"]: n["state"] for n in daemon.get("/status.json").json()["nodes"]},
+        lambda: node_states(daemon),
         30,
         "status.json to show the dead worker lost",
         until=lambda states: states.get(victim.name) == "lost",
@@ -186,8 +215,8 @@ def test_a_frozen_worker_loses_its_job_and_its_late_writes_are_refused(
     daemon = start_daemon(slots=2, **celery_config(redis_server))
     workers = [start_worker(daemon, redis_server, name) for name in ("w1", "w2")]
     until = tmp_path / "go"
-    job_id = _sleepy(daemon, until)
-    first = _running_on(daemon, job_id)
+    job_id = sleepy_job(daemon, until)
+    first = running_on(daemon, job_id)
     frozen = _worker_named(workers, first["node"])
     crawls = frozen.crawl_pids()
     frozen.signal(signal.SIGSTOP)  # a partition: it neither renews nor reports
@@ -236,8 +265,8 @@ def test_redis_restarted_mid_run_loses_no_job_and_runs_none_twice(
     daemon = start_daemon(slots=2, **celery_config(redis_server))
     workers = [start_worker(daemon, redis_server, name) for name in ("w1", "w2")]
     until = tmp_path / "go"
-    job_id = _sleepy(daemon, until)
-    node = _running_on(daemon, job_id)["node"]
+    job_id = sleepy_job(daemon, until)
+    node = running_on(daemon, job_id)["node"]
     redis_server.restart()  # persistence off: it comes back empty
     # A job scheduled after the restart is published to the new Redis and runs.
     after = daemon.schedule("items")
@@ -262,10 +291,10 @@ def test_the_daemon_killed_and_restarted_takes_back_its_jobs_on_workers(
     daemon = start_daemon(slots=2, port=free_port(), **celery_config(redis_server))
     start_worker(daemon, redis_server, "w1", slots=2)
     until = tmp_path / "go"
-    ends_while_down = _sleepy(daemon, until)
-    goes_on = _sleepy(daemon, tmp_path / "later")
+    ends_while_down = sleepy_job(daemon, until)
+    goes_on = sleepy_job(daemon, tmp_path / "later")
     for job_id in (ends_while_down, goes_on):
-        _running_on(daemon, job_id)
+        running_on(daemon, job_id)
     daemon.stop(signal.SIGKILL)
     until.touch()  # one job ends while the daemon is away: its worker waits to report
     daemon = start_daemon.restart(daemon)
@@ -283,8 +312,9 @@ def test_a_coin_crawl_on_a_worker_is_served_by_the_coin_api(
     redis_server: RedisServer,
     start_daemon: DaemonFactory,
     start_worker: WorkerFactory,
-    cmc: CMCServer,
+    cluster_cmc: CMCServer,
 ) -> None:
+    cmc = cluster_cmc
     settings = {**cmc.settings(), "AUTOTHROTTLE_ENABLED": "False", "RETRY_BACKOFF_BASE": "0.05"}
 
     def projects(work: Path) -> dict[str, Any]:
@@ -323,8 +353,8 @@ def test_a_rolling_restart_of_the_workers_loses_no_job(
     daemon = start_daemon(slots=4, **celery_config(redis_server))
     workers = {name: start_worker(daemon, redis_server, name) for name in ("w1", "w2")}
     until = tmp_path / "go"
-    long_job = _sleepy(daemon, until)
-    first = workers[_running_on(daemon, long_job)["node"]]
+    long_job = sleepy_job(daemon, until)
+    first = workers[running_on(daemon, long_job)["node"]]
     other = next(w for w in workers.values() if w is not first)
     first.signal(signal.SIGTERM)  # warm: it takes nothing new and finishes what it runs
     meanwhile = daemon.schedule("items")
@@ -343,6 +373,7 @@ def test_a_rolling_restart_of_the_workers_loses_no_job(
     assert (job["status"], job["node"]) == ("SUCCESSFUL", again.name), job
 
 
+@loopback_only
 def test_workers_use_the_daemons_auth_and_bad_reports_get_clear_errors(
     redis_server: RedisServer,
     start_daemon: DaemonFactory,
@@ -360,8 +391,8 @@ def test_workers_use_the_daemons_auth_and_bad_reports_get_clear_errors(
     assert done["status"] == "SUCCESSFUL", (done, daemon.log())
     out = daemon.get(f"/get-log/data/{done['identifier']}.out").text
     assert "SECRET None" in out and "s3cret-pass" not in out  # not in the crawl's env
-    job_id = _sleepy(daemon, tmp_path / "go")
-    _running_on(daemon, job_id)
+    job_id = sleepy_job(daemon, tmp_path / "go")
+    running_on(daemon, job_id)
     base = f"/cluster/jobs/{job_id}/1"
     octets = {"Content-Type": "application/octet-stream"}
     anonymous = daemon.post(f"{base}/log/out", params={"worker": "w1"}, auth=None, data=b"x")
@@ -388,6 +419,7 @@ def test_workers_use_the_daemons_auth_and_bad_reports_get_clear_errors(
     assert not (daemon.workdir / "etc").exists()
 
 
+@loopback_only
 def test_max_runtime_stops_a_crawl_on_its_worker_counting_from_its_start(
     redis_server: RedisServer,
     start_daemon: DaemonFactory,
@@ -396,8 +428,8 @@ def test_max_runtime_stops_a_crawl_on_its_worker_counting_from_its_start(
 ) -> None:
     daemon = start_daemon(slots=2, cancel_grace=2, **celery_config(redis_server))
     worker = start_worker(daemon, redis_server, "w1")
-    blocker = _sleepy(daemon, tmp_path / "go")
-    _running_on(daemon, blocker)
+    blocker = sleepy_job(daemon, tmp_path / "go")
+    running_on(daemon, blocker)
     # Queued behind the blocker for longer than its max_runtime: that wait does not count.
     limited = daemon.schedule(
         "sleepy", payload=json.dumps({"until_file": str(tmp_path / "never")}), max_runtime=2
