@@ -36,6 +36,7 @@ from daemon.local_executor import LocalExecutor
 from daemon.metrics import Metrics
 from daemon.scheduler import Scheduler
 from daemon.stall import StallMonitor
+from daemon.stats_series import StatsSeries
 from daemon.webhook_store import WebhookQueue
 from daemon.webhooks import WebhookService
 
@@ -196,6 +197,7 @@ class Daemon:
         # Before the listeners of JOB_ENDED (metrics, webhooks): it publishes that event.
         self.anomalies = AnomalyWatch(self.store, self.bus, config.anomalies)
         self.metrics = Metrics(self.store, self.jobs, self.bus, self.stall)
+        self.series = StatsSeries(reactor, self.bus)
         shaper = JobJson(config.tz)
         self.webhooks = WebhookService(
             reactor,
@@ -229,6 +231,7 @@ class Daemon:
             started=time.time(),
             metrics=self.metrics,
             webhooks=self.webhooks,
+            series=self.series,
             bus=self.bus,
         )
         self.apps = make_apps(self.context)

@@ -283,35 +283,37 @@ def test_an_older_store_gains_the_dashboard_indexes_on_open(tmp_path: Path) -> N
 # -- a crawl's counters over its life ----------------------------------------------------
 
 
-def test_stats_series_samples_running_jobs_and_thins_a_long_life() -> None:
+def test_stats_series_keeps_each_crawls_published_stats_and_thins_a_long_life() -> None:
     from twisted.internet.task import Clock
 
     from daemon.events import JOB_CHANGED, EventBus
-    from daemon.ui.series import StatsSeries
+    from daemon.executor import CRAWL_STATS, CrawlStats
+    from daemon.stats_series import StatsSeries
 
     clock, bus = Clock(), EventBus()
-    items = {"n": 0}
-
-    def read(job_id: str) -> str:
-        items["n"] += 1
-        return json.dumps({"item_scraped_count": items["n"], "log_count/ERROR": 2})
-
-    series = StatsSeries(clock, bus, read, interval=1.0, points=10)
+    series = StatsSeries(clock, bus, points=10)
     running = Job(id="j", status="RUNNING", actor="USER", schedule="now", project="p", spider="s")
     bus.publish(JOB_CHANGED, running)
-    for _ in range(5):
+
+    def tick(n: int) -> None:
         clock.advance(1)
+        stats = json.dumps({"item_scraped_count": n, "log_count/ERROR": 2})
+        bus.publish(CRAWL_STATS, CrawlStats("j", stats))
+
+    for n in range(1, 6):
+        tick(n)
     times, counted, requests, errors = series.columns("j")
     assert times == [1.0, 2.0, 3.0, 4.0, 5.0] and counted == [1, 2, 3, 4, 5]
     assert errors == [2.0] * 5 and requests == [0.0] * 5
-    for _ in range(40):
-        clock.advance(1)
+    bus.publish(CRAWL_STATS, CrawlStats("j", "not json"))  # ignored, not a crash
+    for n in range(6, 46):
+        tick(n)
     times = series.columns("j")[0]
     assert len(times) < 10 and times[0] == 1.0  # thinned, the start kept
     final = json.dumps({"item_scraped_count": 99})
     bus.publish(JOB_CHANGED, replace(running, status="SUCCESSFUL", stats=final))
     assert series.columns("j")[1][-1] == 99.0
-    assert not series.loop.running  # nothing runs: nothing is sampled
+    assert "j" not in series.running
     assert series.columns("unknown") == [[], [], [], []]
 
 
