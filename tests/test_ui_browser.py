@@ -473,9 +473,20 @@ def test_a_hidden_tab_gives_its_stream_back_and_catches_up_when_shown(
 # -- schedules, re-run, bulk cancel -------------------------------------------------------
 
 
+@pytest.fixture
+def tokyo_page(browser: Any, console: ConsoleWatch) -> Iterator[Any]:
+    """A browser in another zone than the daemon's (UTC)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, timezone_id="Asia/Tokyo")
+    tab = console.watch(context.new_page())
+    tab.set_default_timeout(WAIT)
+    yield tab
+    context.close()
+
+
 def test_a_when_spec_is_checked_as_you_type_then_the_schedule_saved(
-    page: Any, daemon: DaemonProcess
+    tokyo_page: Any, daemon: DaemonProcess
 ) -> None:
+    page = tokyo_page
     daemon.get("/list-spiders.json", params={"project": "toy"})  # lists the local project
     page.goto(ui(daemon, "projects"))
     page.get_by_role("link", name="Schedule toy/items").click()
@@ -493,6 +504,7 @@ def test_a_when_spec_is_checked_as_you_type_then_the_schedule_saved(
     runs = daemon.get("/preview-when.json", params={"when": "every day at 03:00"}).json()
     shown = [t.get_attribute("datetime") for t in times.locator("time").all()]
     assert shown == [run["utc"] for run in runs["next_runs"]]
+    assert "12:00:00 Asia/Tokyo" in times.first.inner_text()
     form.get_by_label("Argument name").first.fill("coins")
     form.get_by_label("Argument value").first.fill("BTC")
     form.get_by_role("button", name="Add a setting").click()
@@ -508,6 +520,8 @@ def test_a_when_spec_is_checked_as_you_type_then_the_schedule_saved(
         entry = row(page, job_id)
         entry.wait_for()  # the list updated live
         assert "every day at 03:00" in entry.inner_text()
+        # Next run in the daemon's zone and in the browser's.
+        assert "03:00:00 UTC" in entry.inner_text() and "12:00:00 JST" in entry.inner_text()
         shoot(page, "schedules")
     finally:
         daemon.post("/cancel-job.json", data={"id": job_id})

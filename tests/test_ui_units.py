@@ -345,3 +345,61 @@ def test_coins_sort_by_a_figure_across_the_whole_market(tmp_path: Path) -> None:
         assert min(c["market_cap"] for c in first) >= max(c["market_cap"] for c in second)
     finally:
         index.close()
+
+
+# -- a run's anomalies and node on the Jobs rows and the job page ---------------------------
+
+
+def test_anomalies_show_as_a_badge_on_the_row_and_a_table_on_the_job_page() -> None:
+    from datetime import UTC
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from daemon.ui.kit import Kit
+
+    kit = Kit(cast(Any, SimpleNamespace(tz=UTC, auth=None, timezone="UTC")))
+    report = {
+        "compared_with": 5,
+        "findings": [
+            {"what": "items", "expected": 120.0, "seen": 3.0},
+            {"what": "field_coverage", "expected": 1.0, "seen": 0.0, "field": "price"},
+        ],
+    }
+    job = Job(
+        id=str(uuid.uuid4()),
+        status="SUCCESSFUL",
+        actor="USER",
+        schedule="now",
+        project="p",
+        spider="s",
+        node="worker-2",
+        anomalies=json.dumps(report),
+        created=time.time(),
+    )
+    rows = kit.env.get_template("_job_rows.html").render(
+        jobs=[job], ticked=set(), total=1, page=1, pages=1, rows_link="jobs/rows"
+    )
+    assert 'aria-label="2 anomalies"' in rows and "on worker-2" in rows
+    assert f'aria-label="Re-run job {job.id}"' in rows  # an ended run: re-run, no cancel
+    assert "Cancel job" not in rows
+    summary = kit.env.get_template("_job_summary.html").render(
+        job=job,
+        status="SUCCESSFUL",
+        stats={},
+        payload="{}",
+        coverage=[],
+        items=0,
+        requests=0,
+        errors=0,
+        per_minute=None,
+        elapsed=None,
+    )
+    table = summary[summary.index('aria-label="Anomalies"') :]
+    assert "<td>items</td><td>120.0</td><td>3.0</td>" in table
+    assert "<td>field_coverage (price)</td><td>1.0</td><td>0.0</td>" in table
+    assert "<dt>Node</dt><dd>worker-2</dd>" in summary
+    calm = replace(job, anomalies=json.dumps({"compared_with": 4, "findings": []}), node=None)
+    rows = kit.env.get_template("_job_rows.html").render(
+        jobs=[calm], ticked=set(), total=1, page=1, pages=1, rows_link="jobs/rows"
+    )
+    assert "anomal" not in rows and "on None" not in rows
