@@ -36,6 +36,7 @@ from daemon.local_executor import LocalExecutor
 from daemon.metrics import Metrics
 from daemon.scheduler import Scheduler
 from daemon.stall import StallMonitor
+from daemon.stats_series import StatsSeries
 from daemon.webhook_store import WebhookQueue
 from daemon.webhooks import WebhookService
 from daemon.zygotes import ZygotePool
@@ -212,6 +213,7 @@ class Daemon:
         # Before the listeners of JOB_ENDED (metrics, webhooks): it publishes that event.
         self.anomalies = AnomalyWatch(self.store, self.bus, config.anomalies)
         self.metrics = Metrics(self.store, self.jobs, self.bus, self.stall)
+        self.series = StatsSeries(reactor, self.bus)
         shaper = JobJson(config.tz)
         self.webhooks = WebhookService(
             reactor,
@@ -245,6 +247,7 @@ class Daemon:
             started=time.time(),
             metrics=self.metrics,
             webhooks=self.webhooks,
+            series=self.series,
             bus=self.bus,
             cluster=getattr(self.executor, "gate", None),
             zygotes=self.zygotes,

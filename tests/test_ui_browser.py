@@ -468,3 +468,134 @@ def test_a_hidden_tab_gives_its_stream_back_and_catches_up_when_shown(
     page.evaluate(HIDE, False)
     page.wait_for_selector(f'tr[data-id="{job_id}"][data-status="SUCCESSFUL"]')
     page.wait_for_function("document.getElementById('live').textContent == 'live'")
+
+
+# -- schedules, re-run, bulk cancel -------------------------------------------------------
+
+
+@pytest.fixture
+def tokyo_page(browser: Any, console: ConsoleWatch) -> Iterator[Any]:
+    """A browser in another zone than the daemon's (UTC)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, timezone_id="Asia/Tokyo")
+    tab = console.watch(context.new_page())
+    tab.set_default_timeout(WAIT)
+    yield tab
+    context.close()
+
+
+def test_a_when_spec_is_checked_as_you_type_then_the_schedule_saved(
+    tokyo_page: Any, daemon: DaemonProcess
+) -> None:
+    page = tokyo_page
+    daemon.get("/list-spiders.json", params={"project": "toy"})  # lists the local project
+    page.goto(ui(daemon, "projects"))
+    page.get_by_role("link", name="Schedule toy/items").click()
+    page.get_by_role("heading", name="New schedule").wait_for()
+    form = page.get_by_role("form", name="New schedule")
+    assert form.get_by_label("Spider").input_value() == "items"
+    preview = page.get_by_role("status", name="When preview")
+    form.get_by_label("When", exact=True).fill("every blue moon")
+    expected = daemon.get("/preview-when.json", params={"when": "every blue moon"}).json()["msg"]
+    assert preview.get_by_role("alert").inner_text() == expected  # the server's own words
+    form.get_by_label("When", exact=True).fill("every day at 03:00")
+    times = preview.get_by_role("list", name="Next fire times").get_by_role("listitem")
+    times.nth(4).wait_for()
+    assert times.count() == 5
+    runs = daemon.get("/preview-when.json", params={"when": "every day at 03:00"}).json()
+    shown = [t.get_attribute("datetime") for t in times.locator("time").all()]
+    assert shown == [run["utc"] for run in runs["next_runs"]]
+    assert "12:00:00 Asia/Tokyo" in times.first.inner_text()
+    form.get_by_label("Argument name").first.fill("coins")
+    form.get_by_label("Argument value").first.fill("BTC")
+    form.get_by_role("button", name="Add a setting").click()
+    assert form.get_by_label("Setting name").count() == 3
+    form.get_by_label("Setting name").first.fill("DOWNLOAD_DELAY")
+    form.get_by_label("Setting value").first.fill("0.5")
+    form.get_by_role("button", name="Save schedule").click()
+    page.locator("#flash").get_by_text("Scheduled toy/items: every day at 03:00").wait_for()
+    job_id = page.locator("#flash a").get_attribute("href").split("/")[-1]
+    try:
+        job = daemon.job(job_id)
+        assert job["payload"] == '{"coins": "BTC"}' and job["settings"] == ["DOWNLOAD_DELAY"]
+        entry = row(page, job_id)
+        entry.wait_for()  # the list updated live
+        assert "every day at 03:00" in entry.inner_text()
+        # Next run in the daemon's zone and in the browser's.
+        assert "03:00:00 UTC" in entry.inner_text() and "12:00:00 JST" in entry.inner_text()
+        shoot(page, "schedules")
+    finally:
+        daemon.post("/cancel-job.json", data={"id": job_id})
+
+
+def _last_run(page: Any, job_id: str) -> str | None:
+    link = row(page, job_id).get_by_test_id("last-run").locator("a")
+    return link.get_attribute("href") if link.count() else None
+
+
+def test_pause_and_resume_a_schedule_and_it_does_not_fire_while_paused(
+    page: Any, daemon: DaemonProcess
+) -> None:
+    job_id = daemon.schedule("items", when="every 2 seconds")
+    try:
+        page.goto(ui(daemon, "schedules"))
+        first = wait_until(lambda: _last_run(page, job_id), 60, "the schedule to fire")
+        page.get_by_role("button", name=f"Pause {job_id}").click()
+        page.locator("#flash").get_by_text("Paused toy/items").wait_for()
+        page.wait_for_selector(f'tr[data-id="{job_id}"][data-paused="yes"]')
+        assert daemon.job(job_id)["paused"] is True
+        fired = _last_run(page, job_id)
+        time.sleep(6)  # three fire times pass while paused
+        page.reload()
+        assert _last_run(page, job_id) == fired, "it fired while paused"
+        assert row(page, job_id).get_by_text("paused", exact=True).count() == 1
+        shoot(page, "schedules-paused")
+        page.get_by_role("button", name=f"Resume {job_id}").click()
+        page.wait_for_selector(f'tr[data-id="{job_id}"][data-paused="no"]')
+        wait_until(
+            lambda: _last_run(page, job_id),
+            60,
+            "the resumed schedule to fire again",
+            until=lambda last: last not in (fired, first),
+        )
+    finally:
+        daemon.post("/cancel-job.json", data={"id": job_id})
+
+
+def test_rerun_a_finished_job_from_its_row(page: Any, daemon: DaemonProcess) -> None:
+    old = daemon.schedule("items")
+    daemon.wait_status(old, ("SUCCESSFUL",))
+    page.goto(ui(daemon, f"jobs?id={old}"))
+    page.get_by_role("button", name=f"Re-run job {old}").click()
+    page.locator("#flash").get_by_text(f"Re-ran job {old[:8]}").wait_for()
+    new = page.locator("#flash a").get_attribute("href").split("/")[-1]
+    assert new != old
+    done = daemon.wait_status(new, ("SUCCESSFUL",))
+    assert (done["project"], done["spider"], done["payload"]) == ("toy", "items", "{}")
+
+
+def test_bulk_cancel_of_the_selected_jobs(page: Any, daemon: DaemonProcess, tmp_path: Path) -> None:
+    running = talk(daemon, tmp_path / "never")
+    timed = daemon.schedule("items", when="every day at 03:00")
+    spared = talk(daemon, tmp_path / "never2")
+    try:
+        page.goto(ui(daemon, "jobs?status=active"))
+        page.wait_for_selector(f'tr[data-id="{running}"][data-status="RUNNING"]')
+        page.get_by_label(f"Select job {running}").check()
+        page.get_by_label(f"Select job {timed}").check()
+        page.evaluate("window.__loaded_once = true")
+        other = daemon.schedule("items")  # a live refresh of the rows meanwhile
+        page.wait_for_selector(f'tr[data-id="{other}"]')
+        assert page.get_by_label(f"Select job {running}").is_checked()  # kept
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Cancel selected").click()
+        page.locator("#flash").get_by_text("Canceled 2 of 2 selected jobs").wait_for()
+        for job_id in (running, timed):
+            assert daemon.job(job_id)["status"] == "CANCELED"
+        # Only active jobs are listed: the canceled rows leave the page, live.
+        page.wait_for_selector(f'tr[data-id="{running}"]', state="detached")
+        assert row(page, spared).count() == 1
+        assert daemon.job(spared)["status"] == "RUNNING"
+        assert page.evaluate("window.__loaded_once") is True
+    finally:
+        for job_id in (running, timed, spared):
+            daemon.post("/cancel-job.json", data={"id": job_id})

@@ -296,3 +296,89 @@ def test_the_jobs_time_filter_reads_times_in_the_daemons_zone(
     assert total(f"?id={finished[:8]}") == "1"
     bad = daemon.get("/ui/jobs?since=yesterday")
     assert bad.status_code == 400 and "since must be a date" in bad.text
+
+
+# -- schedules, re-run and bulk cancel from the dashboard ----------------------------------
+
+OWN = {"HX-Request": "true", "Sec-Fetch-Site": "same-origin"}
+
+
+def test_the_when_preview_answers_the_servers_error_or_the_next_five_times(
+    daemon: DaemonProcess,
+) -> None:
+    bad = daemon.get("/ui/schedules/preview", params={"when": "every blue moon"}, headers=OWN)
+    api = daemon.get("/preview-when.json", params={"when": "every blue moon"})
+    assert bad.status_code == 200 and api.status_code == 400
+    assert 'role="alert"' in bad.text and api.json()["msg"] in html.unescape(bad.text)
+    good = daemon.get(
+        "/ui/schedules/preview",
+        params={"when": "every day at 03:00", "tz": "Asia/Tokyo"},
+        headers=OWN,
+    )
+    times = re.findall(r"<li><time datetime=\"([^\"]+)\">", good.text)
+    expected = daemon.get(
+        "/preview-when.json", params={"when": "every day at 03:00", "count": 5}
+    ).json()["next_runs"]
+    assert times == [run["utc"] for run in expected]
+    assert good.text.count("Asia/Tokyo") == 5  # each time in the browser's zone too
+    assert "every day at 03:00" in good.text  # the plain reading
+
+
+def test_a_schedule_saved_paused_resumed_and_edited_from_the_page(daemon: DaemonProcess) -> None:
+    form = {
+        "project": "toy",
+        "spider": "items",
+        "when": "every day at 03:00",
+        "pk": ["coins", ""],
+        "pv": ["BTC,ETH", ""],
+        "sk": ["DOWNLOAD_DELAY"],
+        "sv": ["0.5"],
+    }
+    bad_setting = daemon.post("/ui/actions/schedule", data={**form, "sk": ["no good"]}, headers=OWN)
+    assert bad_setting.status_code == 400 and "not KEY=VALUE" in bad_setting.text
+    saved = daemon.post("/ui/actions/schedule", data=form, headers=OWN)
+    assert saved.status_code == 200, saved.text
+    assert "schedule-job.json" in saved.text  # its curl
+    job_id = re.search(r'href="jobs/([0-9a-f-]{36})"', saved.text).group(1)  # type: ignore[union-attr]
+    try:
+        job = daemon.job(job_id)
+        assert job["payload"] == '{"coins": "BTC,ETH"}' and job["settings"] == ["DOWNLOAD_DELAY"]
+        page = daemon.get("/ui/schedules")
+        assert f'data-id="{job_id}" data-paused="no"' in page.text
+        paused = daemon.post("/ui/actions/pause", data={"id": job_id}, headers=OWN)
+        assert paused.status_code == 200 and daemon.job(job_id)["paused"] is True
+        rows = daemon.get("/ui/schedules/rows", params={"tz": "Asia/Tokyo"})
+        assert f'data-id="{job_id}" data-paused="yes"' in rows.text
+        resumed = daemon.post("/ui/actions/resume", data={"id": job_id}, headers=OWN)
+        assert resumed.status_code == 200 and daemon.job(job_id)["paused"] is False
+        rows = daemon.get("/ui/schedules/rows", params={"tz": "Asia/Tokyo"})
+        assert re.search(r"\d\d:\d\d:\d\d JST", rows.text)  # next run in the browser's zone
+        refused = daemon.post(
+            "/ui/actions/edit", data={"id": job_id, "when": "every blue moon"}, headers=OWN
+        )
+        assert refused.status_code == 400 and daemon.job(job_id)["schedule"] == form["when"]
+        edited = daemon.post(
+            "/ui/actions/edit", data={"id": job_id, "when": "every monday at 04:00"}, headers=OWN
+        )
+        assert edited.status_code == 200 and daemon.job(job_id)["schedule"] == (
+            "every monday at 04:00"
+        )
+    finally:
+        daemon.post("/cancel-job.json", data={"id": job_id})
+
+
+def test_rerun_and_bulk_cancel_from_the_dashboard(daemon: DaemonProcess, finished: str) -> None:
+    rerun = daemon.post("/ui/actions/rerun", data={"id": finished}, headers=OWN)
+    assert rerun.status_code == 200, rerun.text
+    new_id = re.search(r'href="jobs/([0-9a-f-]{36})"', rerun.text).group(1)  # type: ignore[union-attr]
+    assert new_id != finished and daemon.job(new_id)["spider"] == "items"
+    a = daemon.schedule("items", when="every day at 03:00")
+    b = daemon.schedule("items", when="every day at 04:00")
+    kept = daemon.get("/ui/jobs/rows", params={"sel": [a]}).text
+    assert re.search(rf'value="{a}"[^>]*checked', kept)  # a live refresh keeps the ticks
+    assert not re.search(rf'value="{b}"[^>]*checked', kept)
+    done = daemon.post("/ui/actions/cancel-many", data={"sel": [a, b, finished]}, headers=OWN)
+    assert done.status_code == 200 and "Canceled 2 of 3 selected jobs" in done.text, done.text
+    assert daemon.job(a)["status"] == daemon.job(b)["status"] == "CANCELED"
+    nothing = daemon.post("/ui/actions/cancel-many", data={}, headers=OWN)
+    assert nothing.status_code == 400

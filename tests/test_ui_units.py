@@ -283,35 +283,37 @@ def test_an_older_store_gains_the_dashboard_indexes_on_open(tmp_path: Path) -> N
 # -- a crawl's counters over its life ----------------------------------------------------
 
 
-def test_stats_series_samples_running_jobs_and_thins_a_long_life() -> None:
+def test_stats_series_keeps_each_crawls_published_stats_and_thins_a_long_life() -> None:
     from twisted.internet.task import Clock
 
     from daemon.events import JOB_CHANGED, EventBus
-    from daemon.ui.series import StatsSeries
+    from daemon.executor import CRAWL_STATS, CrawlStats
+    from daemon.stats_series import StatsSeries
 
     clock, bus = Clock(), EventBus()
-    items = {"n": 0}
-
-    def read(job_id: str) -> str:
-        items["n"] += 1
-        return json.dumps({"item_scraped_count": items["n"], "log_count/ERROR": 2})
-
-    series = StatsSeries(clock, bus, read, interval=1.0, points=10)
+    series = StatsSeries(clock, bus, points=10)
     running = Job(id="j", status="RUNNING", actor="USER", schedule="now", project="p", spider="s")
     bus.publish(JOB_CHANGED, running)
-    for _ in range(5):
+
+    def tick(n: int) -> None:
         clock.advance(1)
+        stats = json.dumps({"item_scraped_count": n, "log_count/ERROR": 2})
+        bus.publish(CRAWL_STATS, CrawlStats("j", stats))
+
+    for n in range(1, 6):
+        tick(n)
     times, counted, requests, errors = series.columns("j")
     assert times == [1.0, 2.0, 3.0, 4.0, 5.0] and counted == [1, 2, 3, 4, 5]
     assert errors == [2.0] * 5 and requests == [0.0] * 5
-    for _ in range(40):
-        clock.advance(1)
+    bus.publish(CRAWL_STATS, CrawlStats("j", "not json"))  # ignored, not a crash
+    for n in range(6, 46):
+        tick(n)
     times = series.columns("j")[0]
     assert len(times) < 10 and times[0] == 1.0  # thinned, the start kept
     final = json.dumps({"item_scraped_count": 99})
     bus.publish(JOB_CHANGED, replace(running, status="SUCCESSFUL", stats=final))
     assert series.columns("j")[1][-1] == 99.0
-    assert not series.loop.running  # nothing runs: nothing is sampled
+    assert "j" not in series.running
     assert series.columns("unknown") == [[], [], [], []]
 
 
@@ -343,3 +345,61 @@ def test_coins_sort_by_a_figure_across_the_whole_market(tmp_path: Path) -> None:
         assert min(c["market_cap"] for c in first) >= max(c["market_cap"] for c in second)
     finally:
         index.close()
+
+
+# -- a run's anomalies and node on the Jobs rows and the job page ---------------------------
+
+
+def test_anomalies_show_as_a_badge_on_the_row_and_a_table_on_the_job_page() -> None:
+    from datetime import UTC
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from daemon.ui.kit import Kit
+
+    kit = Kit(cast(Any, SimpleNamespace(tz=UTC, auth=None, timezone="UTC")))
+    report = {
+        "compared_with": 5,
+        "findings": [
+            {"what": "items", "expected": 120.0, "seen": 3.0},
+            {"what": "field_coverage", "expected": 1.0, "seen": 0.0, "field": "price"},
+        ],
+    }
+    job = Job(
+        id=str(uuid.uuid4()),
+        status="SUCCESSFUL",
+        actor="USER",
+        schedule="now",
+        project="p",
+        spider="s",
+        node="worker-2",
+        anomalies=json.dumps(report),
+        created=time.time(),
+    )
+    rows = kit.env.get_template("_job_rows.html").render(
+        jobs=[job], ticked=set(), total=1, page=1, pages=1, rows_link="jobs/rows"
+    )
+    assert 'aria-label="2 anomalies"' in rows and "on worker-2" in rows
+    assert f'aria-label="Re-run job {job.id}"' in rows  # an ended run: re-run, no cancel
+    assert "Cancel job" not in rows
+    summary = kit.env.get_template("_job_summary.html").render(
+        job=job,
+        status="SUCCESSFUL",
+        stats={},
+        payload="{}",
+        coverage=[],
+        items=0,
+        requests=0,
+        errors=0,
+        per_minute=None,
+        elapsed=None,
+    )
+    table = summary[summary.index('aria-label="Anomalies"') :]
+    assert "<td>items</td><td>120.0</td><td>3.0</td>" in table
+    assert "<td>field_coverage (price)</td><td>1.0</td><td>0.0</td>" in table
+    assert "<dt>Node</dt><dd>worker-2</dd>" in summary
+    calm = replace(job, anomalies=json.dumps({"compared_with": 4, "findings": []}), node=None)
+    rows = kit.env.get_template("_job_rows.html").render(
+        jobs=[calm], ticked=set(), total=1, page=1, pages=1, rows_link="jobs/rows"
+    )
+    assert "anomal" not in rows and "on None" not in rows

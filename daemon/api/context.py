@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # imported for the annotations only: the services import noth
     from daemon.projects import ProjectStore
     from daemon.scheduler import Scheduler
     from daemon.stall import StallMonitor
+    from daemon.stats_series import StatsSeries
     from daemon.webhooks import WebhookService
     from daemon.zygotes import ZygotePool
 
@@ -34,6 +35,7 @@ class ApiContext:
     started: float  # the daemon's start (time.time()), for uptime
     metrics: Metrics  # /metrics
     webhooks: WebhookService  # /webhooks/
+    series: StatsSeries  # each running crawl's counters over its life (job page chart)
     bus: EventBus | None = None  # what changed, for the dashboard's live updates
     cluster: WorkerGate | None = None  # what workers call (executor: celery), else None
     zygotes: ZygotePool | None = None  # warm starts, for status.json

@@ -17,6 +17,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.internet.threads import deferToThread
 from zope.interface import implementer
 
+from daemon.api import job_actions
 from daemon.api.context import ApiContext
 from daemon.api.http import (
     ApiError,
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
     from daemon.jobs import Plan
 
 VERSION = "0.1.0"
-MAX_DESCRIPTION = 2000
+MAX_DESCRIPTION = job_actions.MAX_DESCRIPTION
 LIST_LIMIT_DEFAULT = 1000
 LIST_LIMIT_MAX = 10000
 _TRUE = ("1", "true", "True", "yes")
@@ -380,25 +381,7 @@ def make_app(ctx: ApiContext) -> Klein:
             raise ApiError(str(exc)) from None
         plan = jobs.plan(when)  # validates `when` before anything is looked up
 
-        def submit(spiders: list[str]) -> bytes:
-            if spider not in spiders:
-                raise ApiError(f"Unknown spider {project}/{spider}", 400)
-            problem = projects.argument_problem(project, spider, payload)
-            if problem:
-                raise ApiError(f"{project}/{spider} cannot run with this payload: {problem}")
-            job = jobs.submit(
-                project,
-                spider,
-                plan=plan,
-                description=description,
-                payload=payload,
-                settings=settings,
-                max_runtime=max_runtime,
-                retries=retries,
-                retry_delay=retry_delay,
-                after=after,
-                on=on,
-            )
+        def reply(job: Any) -> bytes:
             extra: dict[str, Any] = {}
             if plan.ignored:
                 extra["ignored"] = list(plan.ignored)
@@ -406,7 +389,21 @@ def make_app(ctx: ApiContext) -> Klein:
                 extra["next_run"] = shaper.iso(job.next_run)
             return ok(request, identifier=job.id, **extra)
 
-        return maybeDeferred(projects.get_spiders, project).addCallback(submit)
+        d = job_actions.schedule(
+            ctx,
+            project,
+            spider,
+            plan,
+            description,
+            payload,
+            settings,
+            max_runtime,
+            retries=retries,
+            retry_delay=retry_delay,
+            after=after,
+            on=on,
+        )
+        return d.addCallback(reply)
 
     @app.route("/list-jobs.json", methods=["GET"])
     @accepts("status", "id", "project", "spider", "limit", "offset")
@@ -515,27 +512,9 @@ def make_app(ctx: ApiContext) -> Klein:
     @accepts("id", json_body=True)
     def rerun_job(request: Any) -> bytes | Deferred[bytes]:
         job_id = parse_job_id(required(request, "id"))
-        old = jobs.rerunnable(job_id)  # a finished run, or the refusal saying why
-        if old.project not in projects:
-            raise ApiError(f"Job {job_id} cannot be re-run: project {old.project} is gone", 409)
-        if old.version is not None and old.version not in projects.versions(old.project):
-            raise ApiError(
-                f"Job {job_id} cannot be re-run: version {old.version} of project "
-                f"{old.project} is gone",
-                409,
-            )
-
-        def submit(spiders: list[str]) -> bytes:
-            if old.spider not in spiders:
-                raise ApiError(
-                    f"Job {job_id} cannot be re-run: project {old.project} has no spider "
-                    f"{old.spider} any more",
-                    409,
-                )
-            new = jobs.rerun(job_id)
-            return ok(request, identifier=new.id, rerun_of=job_id)
-
-        return maybeDeferred(projects.get_spiders, old.project).addCallback(submit)
+        return job_actions.rerun(ctx, job_id).addCallback(
+            lambda new: ok(request, identifier=new.id, rerun_of=job_id)
+        )
 
     @app.route("/cancel-jobs.json", methods=["POST"])
     @accepts("id", "ids", hint=_IDS_HINT, json_body=True, lists=("id", "ids"))
