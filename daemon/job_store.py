@@ -303,6 +303,14 @@ def _job_filters(
         else:
             where.append(f"status IN ({', '.join('?' * len(wanted))})")
             params.extend(wanted)
+    return _where(where, params, project, spider)
+
+
+def _where(
+    where: list[str], params: list[Any], project: str | None, spider: str | None
+) -> tuple[str, list[Any]]:
+    """`where` and `params` with the project and spider filters added, as a WHERE clause
+    (with its leading space, or empty) and its parameters."""
     if project is not None:
         where.append("project = ?")
         params.append(project)
@@ -504,13 +512,7 @@ def _count_filters(
         wanted = tuple(statuses)
         where.append(f"status IN ({', '.join('?' * len(wanted))})")
         params.extend(wanted)
-    if project is not None:
-        where.append("project = ?")
-        params.append(project)
-    if spider is not None:
-        where.append("spider = ?")
-        params.append(spider)
-    return (" WHERE " + " AND ".join(where) if where else ""), params
+    return _where(where, params, project, spider)
 
 
 def _handles_from_pids(conn: sqlite3.Connection, has_pids: bool) -> None:

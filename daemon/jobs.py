@@ -416,21 +416,7 @@ class JobsService(Service):
         parent = self.store.get(job_id)
         if parent is None or parent.status != SCHEDULED:
             return None
-        run = Job(
-            id=str(uuid.uuid4()),
-            status=PENDING,
-            actor=SCHEDULER,
-            schedule="now",
-            project=parent.project,
-            spider=parent.spider,
-            description=parent.description,
-            payload=parent.payload,
-            settings=dict(parent.settings),
-            max_runtime=parent.max_runtime,
-            parent=job_id,
-            retries=parent.retries,
-            retry_delay=parent.retry_delay,
-        )
+        run = _run_of(parent, SCHEDULER)
         fired: list[str] = []
 
         def done(inserted: Job | None) -> None:
@@ -561,21 +547,7 @@ class JobsService(Service):
         fire times do not move. Refused (409) while its last run is still pending or
         running, the rule a firing follows by skipping. A paused schedule may run now."""
         parent = self._schedule_of(job_id)
-        run = Job(
-            id=str(uuid.uuid4()),
-            status=PENDING,
-            actor=USER,
-            schedule="now",
-            project=parent.project,
-            spider=parent.spider,
-            description=parent.description,
-            payload=parent.payload,
-            settings=dict(parent.settings),
-            max_runtime=parent.max_runtime,
-            parent=job_id,
-            retries=parent.retries,
-            retry_delay=parent.retry_delay,
-        )
+        run = _run_of(parent, USER)
         try:
             busy = self.store.add_run(job_id, run)
         except StateConflict:
@@ -986,6 +958,26 @@ class JobsService(Service):
             return  # forgetting old jobs can wait for the next end
         for job_id in purged:
             self.executor.forget(job_id)
+
+
+def _run_of(schedule: Job, actor: str) -> Job:
+    """A PENDING run of a scheduled job, with its arguments: what a firing (actor
+    SCHEDULER) and run-now (actor USER) add."""
+    return Job(
+        id=str(uuid.uuid4()),
+        status=PENDING,
+        actor=actor,
+        schedule="now",
+        project=schedule.project,
+        spider=schedule.spider,
+        description=schedule.description,
+        payload=schedule.payload,
+        settings=dict(schedule.settings),
+        max_runtime=schedule.max_runtime,
+        parent=schedule.id,
+        retries=schedule.retries,
+        retry_delay=schedule.retry_delay,
+    )
 
 
 def _nothing() -> None:
