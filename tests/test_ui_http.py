@@ -382,3 +382,25 @@ def test_rerun_and_bulk_cancel_from_the_dashboard(daemon: DaemonProcess, finishe
     assert daemon.job(a)["status"] == daemon.job(b)["status"] == "CANCELED"
     nothing = daemon.post("/ui/actions/cancel-many", data={}, headers=OWN)
     assert nothing.status_code == 400
+
+
+def test_attempts_and_chain_waits_show_where_jobs_show(daemon: DaemonProcess) -> None:
+    """A job that may retry shows its attempt, one that waits for another says which,
+    on the Jobs rows and on its page."""
+    first = daemon.schedule("items", when="every day at 03:00")
+    waiter = daemon.schedule("items", after=first, on="always", retries="2")
+    try:
+        rows = daemon.get("/ui/jobs/rows").text
+        row = re.search(rf'<tr data-id="{waiter}".*?</tr>', rows, re.S)
+        assert row, rows[:2000]
+        assert "attempt 1/3" in row.group(0)
+        assert f'waits for <a href="jobs/{first}">{first[:8]}</a> (always)' in row.group(0)
+        page = daemon.get(f"/ui/jobs/{waiter}").text
+        assert re.search(r'data-testid="attempt">1 of 3', page), page[:3000]
+        assert re.search(
+            rf'data-testid="after"><a href="jobs/{first}">{first}</a> on always '
+            r"\(waiting\)",
+            page,
+        )
+    finally:
+        daemon.post("/cancel-jobs.json", data={"id": [waiter, first]})
