@@ -7,7 +7,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import api_load, crawl, dispatch, memory, schedule_job, schedules, throughput, ui, warm
+from bench import (
+    api_load,
+    cluster,
+    crawl,
+    dispatch,
+    memory,
+    schedule_job,
+    schedules,
+    throughput,
+    ui,
+    warm,
+)
 from bench.runner import run_all
 
 
@@ -27,6 +38,7 @@ def main() -> None:
             "crawl",
             "ui",
             "warm",
+            "cluster",
         ],
         help="run only these benchmarks (repeatable)",
     )
@@ -42,6 +54,7 @@ def main() -> None:
         ("crawl", lambda env: crawl.run(q)),
         ("ui", lambda env: ui.run(env, q)),
         ("warm", lambda env: warm.run(env, q)),
+        ("cluster", lambda env: cluster.run(env, q)),
     ]
     if args.only:
         steps = [s for s in steps if s[0] in args.only]

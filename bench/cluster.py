@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.common import BenchError, log
+from bench.env import Env
 from tests.cluster_support import WorkerFactory, celery_config
 from tests.daemon_support import DaemonFactory, DaemonProcess
 from tests.redis_support import RedisServer
@@ -82,12 +84,10 @@ def failover(daemon: DaemonProcess, workers: list[Any], until: Path) -> float:
     return round(took, 2)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--jobs", type=int, default=12, help="jobs per throughput run")
-    parser.add_argument("--samples", type=int, default=10, help="dispatch samples")
-    parser.add_argument("--lease", type=float, default=10.0, help="celery.lease (seconds)")
-    args = parser.parse_args()
+def measure(jobs: int = 12, samples: int = 10, lease: float = 10.0) -> dict[str, Any]:
+    """Every figure of this module, from one daemon, one Redis and up to 3 workers."""
+    if shutil.which("redis-server") is None:
+        raise BenchError("redis-server is not installed (Debian package redis-server)")
     base = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
     new_dir = _factory(base)
     redis = RedisServer(new_dir("redis")).start()
@@ -95,22 +95,37 @@ def main() -> None:
     workers = WorkerFactory(new_dir)
     results: dict[str, Any] = {}
     try:
-        config = celery_config(redis, lease=args.lease)
+        config = celery_config(redis, lease=lease)
         daemon = daemons(slots=6, **config)
-        started = [workers(daemon, redis, "w1", lease=args.lease)]
-        results.update(dispatch(daemon, args.samples))
+        started = [workers(daemon, redis, "w1", lease=lease)]
+        results.update(dispatch(daemon, samples))
         for count in (1, 2, 3):
             while len(started) < count:
-                started.append(workers(daemon, redis, f"w{len(started) + 1}", lease=args.lease))
-            results[f"jobs_per_min_{count}_workers"] = throughput(daemon, args.jobs)
+                started.append(workers(daemon, redis, f"w{len(started) + 1}", lease=lease))
+            results[f"jobs_per_min_{count}_workers"] = throughput(daemon, jobs)
         results["failover_seconds"] = failover(daemon, started, base / "go")
-        results["lease_seconds"] = args.lease
+        results["lease_seconds"] = lease
     finally:
         workers.stop_all()
         daemons.stop_all()
         redis.stop(signal.SIGTERM)
         shutil.rmtree(base, ignore_errors=True)
-    print(json.dumps(results, indent=2))
+    return results
+
+
+def run(env: Env, quick: bool = False) -> dict[str, Any]:
+    """The `cluster` step of `make bench`."""
+    log("cluster: the Celery executor with 1-3 workers on this machine")
+    return measure(jobs=6 if quick else 12, samples=5 if quick else 10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--jobs", type=int, default=12, help="jobs per throughput run")
+    parser.add_argument("--samples", type=int, default=10, help="dispatch samples")
+    parser.add_argument("--lease", type=float, default=10.0, help="celery.lease (seconds)")
+    args = parser.parse_args()
+    print(json.dumps(measure(args.jobs, args.samples, args.lease), indent=2))
 
 
 if __name__ == "__main__":
