@@ -19,8 +19,10 @@ $(STAMP): setup.py | $(PY)
 run: $(STAMP)
 	$(PY) -m daemon --config $(CONFIG)
 
+# Three test files at a time (a file's tests stay together, in order, sharing its
+# module daemon): the suite mostly waits on crawls and daemons, so 2 cores keep up.
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 3 --dist loadfile tests
 
 # The cluster scenarios again with the daemon and Redis in one network namespace and each
 # worker in its own, on a private /24 the root namespace routes as unreachable meanwhile

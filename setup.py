@@ -31,6 +31,9 @@ setup(
         "test": [
             "pytest>=8",
             "pytest-timeout>=2.3",
+            # `make test` runs test files side by side: most of their time is spent waiting
+            # for crawls and daemons, not computing.
+            "pytest-xdist>=3.5",
             # scrapy-do's own client, to prove our API is a drop-in for it.
             "scrapy-do==0.5.0",
             "ruff>=0.6",
