@@ -291,7 +291,7 @@ def test_coin_data_filters_paging_history_and_logo(daemon: DaemonProcess, cmc: C
         ("/api/coins/999999999/history/", {}, 404, "never collected"),
         ("/api/coins/1/history/", {"since": "last week"}, 400, "ISO 8601"),
         ("/api/coins/no-such-coin/logo.png", {}, 404, "never collected"),
-        (f"/api/jobs/{uuid.uuid4()}/data/", {}, 404, "not found"),
+        ("/api/jobs/0b5a7c1e-3d2f-4e6a-9b8c-7d6e5f4a3b2c/data/", {}, 404, "not found"),
         ("/api/jobs/bad%20id/data/", {}, 404, "not found"),
         # The daemon's own folders in data/ are no jobs.
         ("/api/jobs/logs/data/", {}, 404, "not found"),

@@ -121,14 +121,16 @@ ODD = [
 ]
 
 
-@pytest.mark.parametrize(("body", "ctype"), PLAIN)
+# Ids by position: the bodies carry random boundaries, and test ids must be the same in
+# every process that collects them (pytest-xdist).
+@pytest.mark.parametrize(("body", "ctype"), PLAIN, ids=[f"plain{n}" for n in range(len(PLAIN))])
 def test_plain_forms_are_read_fast_with_the_fields_twisted_reads(body: bytes, ctype: bytes) -> None:
     fast = fast_form_fields(body, ctype)
     assert fast is not None
     assert fast == twisted_fields(body, ctype) == ours(body, ctype)
 
 
-@pytest.mark.parametrize(("body", "ctype"), ODD)
+@pytest.mark.parametrize(("body", "ctype"), ODD, ids=[f"odd{n}" for n in range(len(ODD))])
 def test_other_bodies_are_left_to_twisted(body: bytes, ctype: bytes) -> None:
     assert fast_form_fields(body, ctype) is None
     expected = twisted_fields(body, ctype)
