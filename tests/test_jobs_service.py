@@ -242,7 +242,10 @@ class JobsServiceTest(unittest.TestCase):
         self.assertEqual(jobs.figures()["running"], 1)
         self.assertEqual(self.status(second.id), PENDING)
         job = await jobs.cancel(first.id)  # stopped the moment its crawl runs
-        self.assertEqual((job.status, job.reason), (CANCELED, "canceled"))
+        # "canceled", or "(killed after the grace period)" when a loaded machine has not
+        # let the fresh crawl reach its SIGTERM handler within the grace.
+        self.assertEqual(job.status, CANCELED)
+        self.assertTrue(job.reason.startswith("canceled"), job.reason)
         pid = job.pid
         self.assertIsNotNone(pid)  # its crawl did start, and was stopped
         self.assertFalse(process_alive(pid, None))

@@ -577,13 +577,16 @@ def test_bulk_cancel_of_the_selected_jobs(page: Any, daemon: DaemonProcess, tmp_
     running = talk(daemon, tmp_path / "never")
     timed = daemon.schedule("items", when="every day at 03:00")
     spared = talk(daemon, tmp_path / "never2")
+    other = None
     try:
         page.goto(ui(daemon, "jobs?status=active"))
         page.wait_for_selector(f'tr[data-id="{running}"][data-status="RUNNING"]')
         page.get_by_label(f"Select job {running}").check()
         page.get_by_label(f"Select job {timed}").check()
         page.evaluate("window.__loaded_once = true")
-        other = daemon.schedule("items")  # a live refresh of the rows meanwhile
+        # A live refresh of the rows meanwhile; a schedule stays active, so its row stays
+        # on this page (a run of `items` may end before the refresh shows it).
+        other = daemon.schedule("items", when="every day at 04:00")
         page.wait_for_selector(f'tr[data-id="{other}"]')
         assert page.get_by_label(f"Select job {running}").is_checked()  # kept
         page.once("dialog", lambda dialog: dialog.accept())
@@ -597,5 +600,6 @@ def test_bulk_cancel_of_the_selected_jobs(page: Any, daemon: DaemonProcess, tmp_
         assert daemon.job(spared)["status"] == "RUNNING"
         assert page.evaluate("window.__loaded_once") is True
     finally:
-        for job_id in (running, timed, spared):
-            daemon.post("/cancel-job.json", data={"id": job_id})
+        for job_id in (running, timed, spared, other):
+            if job_id is not None:
+                daemon.post("/cancel-job.json", data={"id": job_id})
