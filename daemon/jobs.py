@@ -584,24 +584,7 @@ class JobsService(Service):
         now). Not linked to the schedule that fired the original, so that schedule's
         skip rule does not count it; its history names the original."""
         old = self.rerunnable(job_id)
-        new = self.store.insert(
-            Job(
-                id=str(uuid.uuid4()),
-                status=PENDING,
-                actor=USER,
-                schedule="now",
-                project=old.project,
-                spider=old.spider,
-                description=old.description,
-                payload=old.payload,
-                settings=dict(old.settings),
-                max_runtime=old.max_runtime,
-                priority=old.priority,
-                version=old.version,
-                retries=old.retries,
-                retry_delay=old.retry_delay,
-            )
-        )
+        new = self.store.insert(_copy_of(old, USER, priority=old.priority, version=old.version))
         origin = f" (a run of scheduled job {old.parent})" if old.parent else ""
         self.record_event(new.id, f"re-run of job {job_id}{origin}")
         log.info("job {id} PENDING: re-run of {old}", id=new.id, old=job_id)
@@ -960,24 +943,30 @@ class JobsService(Service):
             self.executor.forget(job_id)
 
 
-def _run_of(schedule: Job, actor: str) -> Job:
-    """A PENDING run of a scheduled job, with its arguments: what a firing (actor
-    SCHEDULER) and run-now (actor USER) add."""
+def _copy_of(source: Job, actor: str, **fields: Any) -> Job:
+    """A new PENDING run with the arguments of `source` (project, spider, payload,
+    settings, limits, retries); `fields` adds what the caller keeps besides."""
     return Job(
         id=str(uuid.uuid4()),
         status=PENDING,
         actor=actor,
         schedule="now",
-        project=schedule.project,
-        spider=schedule.spider,
-        description=schedule.description,
-        payload=schedule.payload,
-        settings=dict(schedule.settings),
-        max_runtime=schedule.max_runtime,
-        parent=schedule.id,
-        retries=schedule.retries,
-        retry_delay=schedule.retry_delay,
+        project=source.project,
+        spider=source.spider,
+        description=source.description,
+        payload=source.payload,
+        settings=dict(source.settings),
+        max_runtime=source.max_runtime,
+        retries=source.retries,
+        retry_delay=source.retry_delay,
+        **fields,
     )
+
+
+def _run_of(schedule: Job, actor: str) -> Job:
+    """A run of a scheduled job: what a firing (actor SCHEDULER) and run-now (actor
+    USER) add."""
+    return _copy_of(schedule, actor, parent=schedule.id)
 
 
 def _nothing() -> None:
